@@ -1,0 +1,40 @@
+"""Docket: durable workflows for Python on a Kafka-style log.
+
+The public surface is small on purpose; everything else lives in its submodule.
+"""
+
+from docket import errors
+from docket._version import __version__
+from docket.app import App
+from docket.client import Client, IdReusePolicy, WorkflowHandle
+from docket.config import Settings
+from docket.context import WorkflowContext
+from docket.definitions import Step, Workflow, run
+from docket.engine import Engine
+from docket.errors import ApplicationError, StepError, WorkflowFailedError
+from docket.reader import HistoryEvent, WorkflowDescription
+from docket.retry import RetryPolicy
+from docket.worker import StepContext, step_context
+
+__all__ = [
+    "App",
+    "ApplicationError",
+    "Client",
+    "Engine",
+    "HistoryEvent",
+    "IdReusePolicy",
+    "RetryPolicy",
+    "Settings",
+    "Step",
+    "StepContext",
+    "StepError",
+    "Workflow",
+    "WorkflowContext",
+    "WorkflowDescription",
+    "WorkflowFailedError",
+    "WorkflowHandle",
+    "__version__",
+    "errors",
+    "run",
+    "step_context",
+]

@@ -1,0 +1,136 @@
+"""App: the registry of workflows and steps, and the decorators that fill it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, overload
+
+from docket.definitions import DEFAULT_QUEUE, Step, Workflow, check_step_fn, make_workflow
+from docket.errors import DefinitionError
+from docket.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from docket.context import WorkflowContext
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class App:
+    """Workflows and steps of one application. Create one per app (and a fresh one per test
+    if you like): there is no global registry."""
+
+    def __init__(self, name: str = "app", *, task_queue: str = DEFAULT_QUEUE) -> None:
+        self.name = name
+        self.task_queue = task_queue
+        self.workflows: dict[str, Workflow[Any, Any]] = {}
+        self.steps: dict[str, Step[Any, Any]] = {}
+        self.dynamic_workflow: Workflow[Any, Any] | None = None
+        self.dynamic_step: Step[Any, Any] | None = None
+
+    # -- workflows --------------------------------------------------------------------------
+
+    @overload
+    def workflow(
+        self, target: Callable[Concatenate[WorkflowContext, P], Awaitable[R]]
+    ) -> Workflow[P, R]: ...
+
+    @overload
+    def workflow(self, target: type) -> Workflow[..., Any]: ...
+
+    @overload
+    def workflow(
+        self, *, name: str | None = None, dynamic: bool = False
+    ) -> Callable[[Callable[Concatenate[WorkflowContext, P], Awaitable[R]]], Workflow[P, R]]: ...
+
+    def workflow(self, target: Any = None, *, name: str | None = None, dynamic: bool = False) -> Any:
+        """Register ``async def f(ctx, ...)`` (or a class with a ``@docket.run`` method).
+
+        ``dynamic=True`` registers the catch-all for workflow types nobody registered: it is
+        called as ``f(ctx, type_name, *args, **kwargs)`` with arguments decoded as plain JSON.
+        """
+
+        def register(t: Any) -> Workflow[Any, Any]:
+            wf = make_workflow(t, name=name, dynamic=dynamic, task_queue=self.task_queue)
+            if dynamic:
+                if self.dynamic_workflow is not None:
+                    raise DefinitionError(f"app {self.name!r} already has a dynamic workflow")
+                self.dynamic_workflow = wf
+            else:
+                if wf.name in self.workflows:
+                    raise DefinitionError(
+                        f"workflow name {wf.name!r} is registered twice in app {self.name!r}; "
+                        "pass name=... to one of them"
+                    )
+                self.workflows[wf.name] = wf
+            return wf
+
+        return register(target) if target is not None else register
+
+    # -- steps --------------------------------------------------------------------------------
+
+    @overload
+    def step(self, fn: Callable[P, R]) -> Step[P, R]: ...
+
+    @overload
+    def step(
+        self,
+        *,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        start_to_close_timeout: timedelta | None = None,
+        heartbeat_timeout: timedelta | None = None,
+        task_queue: str | None = None,
+        dynamic: bool = False,
+    ) -> Callable[[Callable[P, R]], Step[P, R]]: ...
+
+    def step(
+        self,
+        fn: Any = None,
+        *,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        start_to_close_timeout: timedelta | None = None,
+        heartbeat_timeout: timedelta | None = None,
+        task_queue: str | None = None,
+        dynamic: bool = False,
+    ) -> Any:
+        """Register a step: a plain function (async, or sync to run in a worker thread).
+
+        ``dynamic=True`` registers the catch-all for step names nobody registered: it is
+        called as ``f(name, *args, **kwargs)``.
+        """
+
+        def register(f: Any) -> Step[Any, Any]:
+            check_step_fn(f)
+            step: Step[Any, Any] = Step(
+                name=name or f.__name__, fn=f, retry=retry or RetryPolicy(),
+                start_to_close_timeout=start_to_close_timeout,
+                heartbeat_timeout=heartbeat_timeout, task_queue=task_queue, dynamic=dynamic,
+            )
+            if dynamic:
+                if self.dynamic_step is not None:
+                    raise DefinitionError(f"app {self.name!r} already has a dynamic step")
+                self.dynamic_step = step
+            else:
+                if step.name in self.steps:
+                    raise DefinitionError(
+                        f"step name {step.name!r} is registered twice in app {self.name!r}; "
+                        "pass name=... to one of them"
+                    )
+                self.steps[step.name] = step
+            return step
+
+        return register(fn) if fn is not None else register
+
+    # -- lookups --------------------------------------------------------------------------------
+
+    def find_workflow(self, name: str) -> Workflow[Any, Any] | None:
+        return self.workflows.get(name) or self.dynamic_workflow
+
+    def find_step(self, name: str) -> Step[Any, Any] | None:
+        return self.steps.get(name) or self.dynamic_step
+
+    def queues(self) -> set[str]:
+        return {self.task_queue} | {s.task_queue for s in self.steps.values() if s.task_queue}

@@ -1,0 +1,256 @@
+"""Client: start workflows, wait for results, describe, list, read history.
+
+Everything goes through the log: a start is a StartWorkflow command, its answer comes back
+on the ``replies`` topic (keyed by this client's id), and results arrive there too for
+every run this client watches. Describe, history and list read the state stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable
+from enum import Enum
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from docket.codec.failure import from_failure
+from docket.codec.payload import encode_args, from_payload
+from docket.codec.records import COMMANDS, REPLIES
+from docket.definitions import DEFAULT_QUEUE, Workflow
+from docket.errors import (
+    ClientError,
+    ReplyTimeoutError,
+    WorkflowAlreadyStartedError,
+    WorkflowFailedError,
+    WorkflowNotFoundError,
+)
+from docket.log.base import GroupCommit, Log, OutRecord
+from docket.log.partitioner import partition as partition_of
+from docket.log.topics import Topics
+from docket.reader import HistoryEvent, StateReader, WorkflowDescription, to_history_event
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_MAX_OUTCOMES = 100_000
+
+
+class IdReusePolicy(str, Enum):
+    """What `Client.start` does when the workflow ID is already taken."""
+
+    ALLOW_AFTER_CLOSE = "allow_after_close"  # a new run once the previous one has closed (default)
+    REJECT_DUPLICATE = "reject_duplicate"    # never reuse an ID, even after close
+    RETURN_EXISTING = "return_existing"      # hand back the existing run instead of failing
+
+
+class WorkflowHandle(Generic[R]):
+    """A handle on one run of a workflow, generic in its result type."""
+
+    def __init__(self, client: Client, workflow_id: str, run_id: str | None, result_hint: Any = None) -> None:
+        self._client = client
+        self.workflow_id = workflow_id
+        self.run_id = run_id
+        self._hint = result_hint
+
+    def __repr__(self) -> str:
+        return f"WorkflowHandle(workflow_id={self.workflow_id!r}, run_id={self.run_id!r})"
+
+    async def result(self, *, timeout: float | None = None) -> R:
+        """Wait for the run to close; return its result or raise WorkflowFailedError."""
+        reply = await self._client._outcome(self.workflow_id, self.run_id, timeout)
+        if reply["kind"] == "completed":
+            value: R = from_payload(reply["result"], self._hint, where=f"result of {self.workflow_id!r}")
+            return value
+        cause = from_failure(reply["failure"])
+        raise WorkflowFailedError(
+            f"workflow {self.workflow_id!r} (run {reply['run_id']}) failed: {cause}",
+            workflow_id=self.workflow_id, run_id=reply["run_id"],
+        ) from cause
+
+    async def describe(self) -> WorkflowDescription:
+        return self._client._reader.describe(self.workflow_id)
+
+    async def history(self) -> list[HistoryEvent]:
+        return [to_history_event(e) for e in self._client._reader.history(self.workflow_id, self.run_id)]
+
+
+class Client:
+    def __init__(self, log: Log, topics: Topics, reader: StateReader, *, reply_timeout: float = 30.0) -> None:
+        self._log = log
+        self._topics = topics
+        self._reader = reader
+        self.client_id = f"client-{uuid.uuid4().hex}"
+        self.reply_timeout = reply_timeout
+        self._partition = partition_of(self.client_id, log.partitions)
+        self._offset = log.end_offset(topics.replies, self._partition)
+        self._writer = GroupCommit(log)
+        self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._run_waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
+        self._outcomes: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._watching: set[str] = set()
+        self._listener: asyncio.Task[None] | None = None
+
+    # -- starting -------------------------------------------------------------------------------
+
+    @overload
+    async def start(self, workflow: Workflow[P, R], *args: P.args, **kwargs: P.kwargs) -> WorkflowHandle[R]: ...
+
+    @overload
+    async def start(self, workflow: str, *args: Any, **kwargs: Any) -> WorkflowHandle[Any]: ...
+
+    async def start(self, workflow: Any, *args: Any, **kwargs: Any) -> WorkflowHandle[Any]:
+        """Start a workflow (a registered workflow, or its name) and return its handle.
+
+        Reserved keyword arguments (the rest go to the workflow): ``workflow_id`` (default: a
+        new UUID), ``id_reuse_policy`` (an `IdReusePolicy`), ``task_queue``.
+        """
+        workflow_id = kwargs.pop("workflow_id", None) or str(uuid.uuid4())
+        policy = IdReusePolicy(kwargs.pop("id_reuse_policy", IdReusePolicy.ALLOW_AFTER_CLOSE))
+        if isinstance(workflow, Workflow):
+            name, hint, queue = workflow.name, workflow.return_hint, workflow.task_queue
+        elif isinstance(workflow, str):
+            name, hint, queue = workflow, None, DEFAULT_QUEUE
+        else:
+            raise ClientError(f"start() needs a registered workflow or a workflow name, got {workflow!r}")
+        queue = kwargs.pop("task_queue", None) or queue
+        _check_workflow_id(workflow_id)
+        arg_payloads, kwarg_payloads = encode_args(tuple(args), kwargs, where=f"workflow {name!r}")
+        command_id = uuid.uuid4().hex
+        body = {"workflow_type": name, "args": arg_payloads, "kwargs": kwarg_payloads, "task_queue": queue,
+                "id_reuse_policy": policy.value, "reply_to": self.client_id}
+        reply = await self._request(workflow_id, command_id, ("StartWorkflow", body))
+        kind = reply["kind"]
+        if kind == "started":
+            self._watching.add(reply["run_id"])
+        elif kind == "already_started":
+            raise WorkflowAlreadyStartedError(
+                f"workflow_id={workflow_id!r} already has run {reply['run_id']} and the ID-reuse policy "
+                f"{policy.value!r} forbids another; pick another ID, wait for it to close, or use "
+                "IdReusePolicy.RETURN_EXISTING", workflow_id=workflow_id, run_id=reply["run_id"])
+        elif kind == "rejected":
+            raise ClientError(f"start of {name!r} as workflow_id={workflow_id!r} was rejected: "
+                              f"{reply['failure']['message']}")
+        return WorkflowHandle(self, workflow_id, reply["run_id"], hint)
+
+    def get_handle(self, workflow_id: str, run_id: str | None = None,
+                   *, result_type: Any = None) -> WorkflowHandle[Any]:
+        """A handle on an existing workflow (its latest run unless ``run_id`` is given)."""
+        return WorkflowHandle(self, workflow_id, run_id, result_type)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    async def describe(self, workflow_id: str) -> WorkflowDescription:
+        return self._reader.describe(workflow_id)
+
+    async def list(self, *, status: str | None = None, workflow_type: str | None = None) -> list[WorkflowDescription]:
+        """Executions (latest run per workflow ID), optionally filtered; oldest start first."""
+        from docket.reader import describe_state
+
+        found = [describe_state(s) for s in self._reader.states()
+                 if (status is None or s["status"] == status)
+                 and (workflow_type is None or s["workflow_type"] == workflow_type)]
+        return sorted(found, key=lambda d: (d.started_at, d.workflow_id))
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    async def _request(self, workflow_id: str, command_id: str, body: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+        self._ensure_listener()
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiters[command_id] = future
+        try:
+            await self._send(workflow_id, command_id, body)
+            return await self._wait(future, self.reply_timeout, f"workflow_id={workflow_id!r}")
+        finally:
+            self._waiters.pop(command_id, None)
+
+    async def _send(self, workflow_id: str, command_id: str, body: tuple[str, dict[str, Any]]) -> None:
+        command = {"command_id": command_id, "workflow_id": workflow_id, "ts_us": time.time_ns() // 1000, "body": body}
+        record = OutRecord(self._topics.commands, partition_of(workflow_id, self._log.partitions),
+                           workflow_id, COMMANDS.encode(command))
+        await self._writer.append([record])
+
+    async def _wait(self, future: Awaitable[dict[str, Any]], timeout: float | None, what: str) -> dict[str, Any]:
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise ReplyTimeoutError(
+                f"no answer about {what} within {timeout} s: is an engine running for namespace "
+                f"{self._topics.namespace!r} on this data directory? ('docket run -A module:app')"
+            ) from None
+
+    async def _outcome(self, workflow_id: str, run_id: str | None, timeout: float | None) -> dict[str, Any]:
+        if run_id is None:
+            state = self._reader.state(workflow_id)
+            if state is None:
+                raise WorkflowNotFoundError(f"no workflow with workflow_id={workflow_id!r}")
+            run_id = state["run_id"]
+        done = self._outcomes.get(run_id)
+        if done is not None:
+            return done
+        self._ensure_listener()
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._run_waiters.setdefault(run_id, []).append(future)
+        try:
+            if run_id not in self._watching:
+                reply = await self._request(workflow_id, uuid.uuid4().hex,
+                                            ("WatchWorkflow", {"run_id": run_id, "reply_to": self.client_id}))
+                if reply["kind"] == "not_found":
+                    raise WorkflowNotFoundError(f"no run {run_id} of workflow_id={workflow_id!r}")
+                if reply["kind"] in ("completed", "failed"):
+                    return reply
+                self._watching.add(run_id)
+            return await self._wait(future, timeout, f"the result of workflow_id={workflow_id!r}")
+        finally:
+            waiters = self._run_waiters.get(run_id, [])
+            if future in waiters:
+                waiters.remove(future)
+            if not waiters:
+                self._run_waiters.pop(run_id, None)
+
+    def _ensure_listener(self) -> None:
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.get_running_loop().create_task(self._listen())
+
+    async def _listen(self) -> None:
+        topic = self._topics.replies
+        while True:
+            token = self._log.change_token()
+            records = self._log.read(topic, self._partition, self._offset, 1000)
+            if not records:
+                await self._log.wait_for_append(token, 0.05)
+                continue
+            self._offset = records[-1].offset + 1
+            for record in records:
+                if record.key != self.client_id:
+                    continue
+                self._dispatch(REPLIES.decode(record.value))
+
+    def _dispatch(self, reply: dict[str, Any]) -> None:
+        waiter = self._waiters.get(reply["request_id"])
+        if waiter is not None and not waiter.done():
+            waiter.set_result(reply)
+        if reply["kind"] in ("completed", "failed"):
+            run_id = reply["run_id"]
+            self._watching.discard(run_id)
+            self._outcomes[run_id] = reply
+            while len(self._outcomes) > _MAX_OUTCOMES:
+                self._outcomes.popitem(last=False)
+            for future in self._run_waiters.pop(run_id, []):
+                if not future.done():
+                    future.set_result(reply)
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            try:
+                await self._listener
+            except asyncio.CancelledError:
+                pass
+
+
+def _check_workflow_id(workflow_id: str) -> None:
+    if not workflow_id or "\0" in workflow_id or len(workflow_id) > 1000:
+        raise ClientError(f"workflow_id {workflow_id!r} is invalid: use 1-1000 characters, no NUL")
+

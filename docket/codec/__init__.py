@@ -1,0 +1,1 @@
+"""Records <-> bytes (Avro single-object encoding), user values <-> payloads, exceptions <-> failures."""

@@ -1,0 +1,85 @@
+"""Exceptions <-> Failure records. Failures never travel as pickles.
+
+A decoded failure is an `ExecutionFailure` subclass chosen by ``kind``; the original type's
+qualified name stays in ``type_name`` so retry policies and callers can match on it.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+from docket import errors
+from docket.codec.payload import from_payload, to_payload
+
+Failure = dict[str, Any]
+
+_MAX_DEPTH = 20
+
+
+def qualified_name(exc_type: type[BaseException]) -> str:
+    module = exc_type.__module__
+    return exc_type.__qualname__ if module == "builtins" else f"{module}.{exc_type.__qualname__}"
+
+
+def to_failure(exc: BaseException, *, depth: int = 0) -> Failure:
+    """Encode an exception and its ``__cause__`` chain."""
+    kind = "application"
+    if isinstance(exc, errors.ExecutionFailure):
+        type_name = exc.type_name
+        if type(exc) is errors.ExecutionFailure or isinstance(exc, errors.ApplicationError):
+            pass
+        elif isinstance(exc, errors.StepError):
+            kind = "step"
+        elif isinstance(exc, errors.TimeoutError):
+            kind = f"timeout.{exc.kind}"
+        elif isinstance(exc, errors.CancelledError):
+            kind = "cancelled"
+        non_retryable = exc.non_retryable
+        details = None if exc.details is None else to_payload(exc.details, where="failure details")
+        stack = exc.remote_stack or "".join(traceback.format_exception(exc))
+    else:
+        type_name = qualified_name(type(exc))
+        non_retryable = False
+        details = None
+        stack = "".join(traceback.format_exception(exc))
+    cause = exc.__cause__
+    return {
+        "type": type_name,
+        "message": str(exc),
+        "stack": stack,
+        "non_retryable": non_retryable,
+        "details": details,
+        "kind": kind,
+        "cause": to_failure(cause, depth=depth + 1) if cause and depth < _MAX_DEPTH else None,
+    }
+
+
+def from_failure(failure: Failure) -> errors.ExecutionFailure:
+    """Rebuild an exception (with its cause chain) from a Failure record."""
+    kind = failure["kind"]
+    details = from_payload(failure["details"]) if failure["details"] is not None else None
+    common: dict[str, Any] = {
+        "type_name": failure["type"],
+        "non_retryable": failure["non_retryable"],
+        "details": details,
+        "remote_stack": failure["stack"],
+    }
+    exc: errors.ExecutionFailure
+    if kind == "step":
+        exc = errors.StepError(failure["message"], **common)
+    elif kind.startswith("timeout."):
+        exc = errors.TimeoutError(failure["message"], kind=kind.split(".", 1)[1], **common)
+    elif kind == "cancelled":
+        exc = errors.CancelledError(failure["message"], **common)
+    elif failure["type"] == "ApplicationError" or kind == "application":
+        exc = errors.ApplicationError(
+            failure["message"], type=failure["type"], non_retryable=failure["non_retryable"],
+            details=details,
+        )
+        exc.remote_stack = failure["stack"]
+    else:
+        exc = errors.ExecutionFailure(failure["message"], **common)
+    if failure["cause"] is not None:
+        exc.__cause__ = from_failure(failure["cause"])
+    return exc

@@ -1,0 +1,125 @@
+"""User values <-> ``Payload{encoding, data}``.
+
+JSON is the default encoding because histories are for people too (audit, ``docket workflow
+history``). Dataclasses are encoded as objects and rebuilt from the receiving function's
+type hints, so a step declared ``def charge(order: Order)`` receives an ``Order``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from typing import Any, Union, get_args, get_origin
+
+from docket.errors import SerializationError
+
+Payload = dict[str, Any]  # {"encoding": str, "data": bytes}, as in schemas/payload.avsc
+
+JSON = "json/plain"
+NULL = "binary/null"
+_NULL_PAYLOAD: Payload = {"encoding": NULL, "data": b""}
+
+
+def _default(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    raise TypeError(f"{type(value).__qualname__} is not JSON-encodable")
+
+
+def to_payload(value: Any, *, where: str = "value") -> Payload:
+    """Encode one user value; ``where`` names it in the error (e.g. "argument 'order' of step 'charge'")."""
+    if value is None:
+        return _NULL_PAYLOAD
+    try:
+        data = json.dumps(value, default=_default, separators=(",", ":")).encode()
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(
+            f"cannot encode {where}: {exc}. Use JSON types, dataclasses, or convert it first"
+        ) from exc
+    return {"encoding": JSON, "data": data}
+
+
+def from_payload(payload: Payload, hint: Any = None, *, where: str = "value") -> Any:
+    """Decode one payload, rebuilding dataclasses named by ``hint`` (a type annotation)."""
+    encoding = payload["encoding"]
+    if encoding == NULL:
+        return None
+    if encoding != JSON:
+        raise SerializationError(f"cannot decode {where}: unknown payload encoding {encoding!r}")
+    try:
+        value = json.loads(payload["data"])
+    except ValueError as exc:
+        raise SerializationError(f"cannot decode {where}: {exc}") from exc
+    return _shape(value, hint) if hint is not None else value
+
+
+def _shape(value: Any, hint: Any) -> Any:
+    """Turn decoded JSON into the annotated type where it is a dataclass (recursively)."""
+    if value is None or hint is Any:
+        return value
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, dict):
+        hints = typing.get_type_hints(hint)
+        kwargs = {
+            f.name: _shape(value[f.name], hints.get(f.name, Any))
+            for f in dataclasses.fields(hint)
+            if f.name in value
+        }
+        return hint(**kwargs)
+    origin = get_origin(hint)
+    args = get_args(hint)
+    if origin in (list, typing.Sequence) and args and isinstance(value, list):
+        return [_shape(v, args[0]) for v in value]
+    if origin is tuple and args and isinstance(value, list):
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_shape(v, args[0]) for v in value)
+        return tuple(_shape(v, a) for v, a in zip(value, args, strict=False))
+    if origin is dict and len(args) == 2 and isinstance(value, dict):
+        return {k: _shape(v, args[1]) for k, v in value.items()}
+    if origin in (Union, types.UnionType):
+        for arg in args:
+            if arg is type(None):
+                continue
+            if isinstance(arg, type) and dataclasses.is_dataclass(arg) and isinstance(value, dict):
+                return _shape(value, arg)
+        return value
+    return value
+
+
+def encode_args(
+    args: tuple[Any, ...], kwargs: dict[str, Any], *, where: str
+) -> tuple[list[Payload], dict[str, Payload]]:
+    return (
+        [to_payload(a, where=f"argument {i} of {where}") for i, a in enumerate(args)],
+        {k: to_payload(v, where=f"argument {k!r} of {where}") for k, v in kwargs.items()},
+    )
+
+
+def decode_args(
+    fn: Any, args: list[Payload], kwargs: dict[str, Payload], *, skip: int = 0, where: str
+) -> tuple[list[Any], dict[str, Any]]:
+    """Decode arguments for ``fn``, using its annotations; ``skip`` leading params (ctx, self)."""
+    import inspect
+
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable forward references: decode as plain JSON
+        hints = {}
+    try:
+        params = list(inspect.signature(fn).parameters.values())[skip:]
+    except (TypeError, ValueError):
+        params = []
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    out_args = []
+    for i, payload in enumerate(args):
+        hint = hints.get(positional[i].name) if i < len(positional) else None
+        out_args.append(from_payload(payload, hint, where=f"argument {i} of {where}"))
+    out_kwargs = {
+        k: from_payload(v, hints.get(k), where=f"argument {k!r} of {where}") for k, v in kwargs.items()
+    }
+    return out_args, out_kwargs

@@ -1,0 +1,74 @@
+"""Settings: from code, or from ``DOCKET_*`` environment variables (read only here)."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from docket.errors import ConfigurationError
+
+_NAMESPACE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the log and state live and how they are named.
+
+    Attributes:
+        data_dir: the embedded log (``log.sqlite3``) and RocksDB state stores live here.
+        namespace: topic prefix (``docket.<namespace>.commands``); several apps can share a
+            data directory or a Kafka cluster under different namespaces.
+        partitions: partitions per topic; fixed when the namespace is first created.
+        bootstrap_servers: Kafka brokers; set to use the Kafka backend instead of the embedded log.
+        always_replay: evict every workflow instance after each activation (tests, CI).
+    """
+
+    data_dir: Path = Path(".docket")
+    namespace: str = "default"
+    partitions: int = 4
+    bootstrap_servers: str | None = None
+    always_replay: bool = False
+
+    def __post_init__(self) -> None:
+        if not _NAMESPACE.match(self.namespace):
+            raise ConfigurationError(
+                f"namespace {self.namespace!r} is invalid: use 1-64 letters, digits, '_' or '-' "
+                "(it prefixes topic names)"
+            )
+        if not 1 <= self.partitions <= 256:
+            raise ConfigurationError(f"partitions must be between 1 and 256, got {self.partitions}")
+        if self.bootstrap_servers:
+            raise ConfigurationError(
+                f"DOCKET_BOOTSTRAP_SERVERS is set ({self.bootstrap_servers!r}) but this version of "
+                "Docket has no Kafka backend yet; unset it to use the embedded log in "
+                f"{self.data_dir}"
+            )
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Settings from ``DOCKET_DATA_DIR``, ``DOCKET_NAMESPACE``, ``DOCKET_PARTITIONS``,
+        ``DOCKET_BOOTSTRAP_SERVERS`` and ``DOCKET_ALWAYS_REPLAY``; explicit overrides win
+        (None means "not given")."""
+        env = os.environ
+        values: dict[str, object] = {}
+        if "DOCKET_DATA_DIR" in env:
+            values["data_dir"] = Path(env["DOCKET_DATA_DIR"])
+        if "DOCKET_NAMESPACE" in env:
+            values["namespace"] = env["DOCKET_NAMESPACE"]
+        if "DOCKET_PARTITIONS" in env:
+            try:
+                values["partitions"] = int(env["DOCKET_PARTITIONS"])
+            except ValueError:
+                raise ConfigurationError(
+                    f"DOCKET_PARTITIONS must be a whole number, got {env['DOCKET_PARTITIONS']!r}"
+                ) from None
+        if env.get("DOCKET_BOOTSTRAP_SERVERS"):
+            values["bootstrap_servers"] = env["DOCKET_BOOTSTRAP_SERVERS"]
+        if env.get("DOCKET_ALWAYS_REPLAY", "") not in ("", "0", "false"):
+            values["always_replay"] = True
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "data_dir" in values:
+            values["data_dir"] = Path(str(values["data_dir"]))
+        return cls(**values)  # type: ignore[arg-type]

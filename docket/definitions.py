@@ -1,0 +1,146 @@
+"""What `@app.workflow` and `@app.step` register: validated at decoration time, not at 3 a.m."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from collections.abc import Callable
+from datetime import timedelta
+from functools import cached_property
+from typing import Any, Generic, ParamSpec, TypeVar
+
+from docket.errors import DefinitionError, WorkflowError
+from docket.retry import RetryPolicy
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_QUEUE = "default"
+
+
+def _in_workflow() -> bool:
+    from asyncio import events
+
+    from docket.runtime.loop import DeterministicLoop
+
+    return isinstance(events._get_running_loop(), DeterministicLoop)
+
+
+@dataclasses.dataclass(frozen=True)
+class Step(Generic[P, R]):
+    """A registered step. Call it plainly outside workflows (unit tests); inside workflow
+    code, run it durably with ``await ctx.step(step, ...)``."""
+
+    name: str
+    fn: Callable[P, R]
+    retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
+    start_to_close_timeout: timedelta | None = None
+    heartbeat_timeout: timedelta | None = None
+    task_queue: str | None = None
+    dynamic: bool = False
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        if _in_workflow():
+            raise WorkflowError(
+                f"step {self.name!r} was called directly inside workflow code; use "
+                f"'await ctx.step({self.name}, ...)' so it runs durably"
+            )
+        return self.fn(*args, **kwargs)
+
+    def options(
+        self,
+        *,
+        retry: RetryPolicy | None = None,
+        start_to_close_timeout: timedelta | None = None,
+        heartbeat_timeout: timedelta | None = None,
+        task_queue: str | None = None,
+    ) -> Step[P, R]:
+        """A copy with some options changed, for one call site."""
+        changes: dict[str, Any] = {}
+        if retry is not None:
+            changes["retry"] = retry
+        if start_to_close_timeout is not None:
+            changes["start_to_close_timeout"] = start_to_close_timeout
+        if heartbeat_timeout is not None:
+            changes["heartbeat_timeout"] = heartbeat_timeout
+        if task_queue is not None:
+            changes["task_queue"] = task_queue
+        return dataclasses.replace(self, **changes)
+
+    @cached_property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.fn)
+
+    @cached_property
+    def return_hint(self) -> Any:
+        return _hints(self.fn).get("return")
+
+
+@dataclasses.dataclass(frozen=True)
+class Workflow(Generic[P, R]):
+    """A registered workflow: a function ``async def f(ctx, ...)``, or a class with a
+    ``@docket.run`` method (one instance per run, for handlers over shared state)."""
+
+    name: str
+    fn: Callable[..., Any]
+    cls: type | None = None
+    dynamic: bool = False
+    task_queue: str = DEFAULT_QUEUE
+
+    @cached_property
+    def return_hint(self) -> Any:
+        return _hints(self.fn).get("return")
+
+
+def run(fn: Callable[P, R]) -> Callable[P, R]:
+    """Mark the entry method of a class-based workflow."""
+    fn.__docket_run__ = True  # type: ignore[attr-defined]
+    return fn
+
+
+def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:
+        return {}
+
+
+def make_workflow(target: Any, *, name: str | None, dynamic: bool, task_queue: str) -> Workflow[Any, Any]:
+    where = getattr(target, "__qualname__", repr(target))
+    if inspect.isclass(target):
+        runs = [m for _, m in inspect.getmembers(target, inspect.isfunction) if getattr(m, "__docket_run__", False)]
+        if len(runs) != 1:
+            raise DefinitionError(
+                f"workflow class {where} needs exactly one method marked @docket.run, found {len(runs)}"
+            )
+        fn, cls, skip = runs[0], target, 2
+        try:
+            target()
+        except TypeError as exc:
+            raise DefinitionError(
+                f"workflow class {where} must be constructible with no arguments (one instance "
+                f"per run; take inputs in its @docket.run method): {exc}"
+            ) from None
+    else:
+        fn, cls, skip = target, None, 1
+    if not inspect.iscoroutinefunction(fn):
+        raise DefinitionError(f"workflow {where} must be an 'async def' function taking ctx first")
+    params = list(inspect.signature(fn).parameters.values())
+    if len(params) < skip:
+        raise DefinitionError(f"workflow {where} must take the workflow context as its first parameter")
+    if dynamic:
+        rest = params[skip:]
+        if not rest:
+            raise DefinitionError(
+                f"dynamic workflow {where} must take (ctx, name, *args): the workflow type name comes first"
+            )
+    return Workflow(name=name or fn.__name__ if cls is None else name or target.__name__,
+                    fn=fn, cls=cls, dynamic=dynamic, task_queue=task_queue)
+
+
+def check_step_fn(fn: Any) -> None:
+    if not callable(fn):
+        raise DefinitionError(f"@app.step needs a function, got {fn!r}")
+    if inspect.isclass(fn):
+        raise DefinitionError(f"@app.step needs a function, got the class {fn.__qualname__}")

@@ -1,0 +1,132 @@
+"""Engine: everything in one process — execution processor, timer service, worker, client —
+on the embedded log by default. ``async with docket.Engine(app) as engine: ...``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from docket.app import App
+from docket.client import Client
+from docket.clock import Clock, SystemClock
+from docket.config import Settings
+from docket.log.embedded import EmbeddedLog, member_id
+from docket.log.topics import Topics
+from docket.reader import StateReader
+from docket.worker import Worker
+from docket.streams.execution import ExecutionProcessor
+from docket.streams.timers import TimerService
+
+log = logging.getLogger("docket")
+
+
+class Engine:
+    """Runs an app's workflows and steps in this process.
+
+    Args:
+        app: the workflows and steps to run.
+        data_dir, namespace, partitions: override `Settings` (default: ``DOCKET_*`` env, then
+            ``./.docket``, ``default``, 4).
+        processor: run the execution processor and timer service here (turn off for a
+            worker-only process).
+        worker: run a worker for the app's task queues here.
+        clock: time source (``docket.testing.ManualClock`` in tests).
+        max_concurrency: steps a worker runs at once.
+        workflow_cache_size: live workflow instances kept in memory; 0 replays every
+            activation from history (``DOCKET_ALWAYS_REPLAY=1`` does the same).
+    """
+
+    def __init__(self, app: App, *, data_dir: str | Path | None = None, namespace: str | None = None,
+                 partitions: int | None = None, processor: bool = True, worker: bool = True,
+                 clock: Clock | None = None, max_concurrency: int = 200,
+                 workflow_cache_size: int | None = None, settings: Settings | None = None) -> None:
+        self.app = app
+        self.settings = settings or Settings.from_env(data_dir=data_dir, namespace=namespace, partitions=partitions)
+        self.clock = clock or SystemClock()
+        self._run_processor = processor
+        self._run_worker = worker
+        self._max_concurrency = max_concurrency
+        cache = workflow_cache_size if workflow_cache_size is not None else 10_000
+        self._cache_size = 0 if self.settings.always_replay else cache
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._client: Client | None = None
+        self.log: EmbeddedLog | None = None
+        self.processor: ExecutionProcessor | None = None
+        self.timers: TimerService | None = None
+        self.worker: Worker | None = None
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            raise RuntimeError("the engine is not started: use 'async with Engine(app) as engine'")
+        return self._client
+
+    @property
+    def state_dir(self) -> Path:
+        return self.settings.data_dir / "state" / self.settings.namespace
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        settings = self.settings
+        self.log = EmbeddedLog(settings.data_dir, namespace=settings.namespace, partitions=settings.partitions)
+        topics = Topics(settings.namespace)
+        self._stop.clear()
+        if self._run_processor:
+            self.processor = ExecutionProcessor(self.app, self.log, topics, self.state_dir, self.clock,
+                                                member_id("processor"), cache_size=self._cache_size)
+            self.timers = TimerService(self.log, topics, self.state_dir, self.clock, member_id("timers"))
+            await self.processor.group.sync()
+            await self.timers.group.sync()
+            self._spawn(self.processor.run(self._stop), "processor")
+            self._spawn(self.timers.run(self._stop), "timers")
+        if self._run_worker:
+            self.worker = Worker(self.app, self.log, topics, member_id("worker"), max_concurrency=self._max_concurrency)
+            self._spawn(self.worker.run(self._stop), "worker")
+        processor = self.processor
+        reader = StateReader(self.state_dir, self.log.partitions,
+                             live=lambda p: processor.partitions[p].store
+                             if processor and p in processor.partitions else None)
+        self._client = Client(self.log, topics, reader)
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=f"docket-{name}")
+        task.add_done_callback(self._crashed)
+        self._tasks.append(task)
+
+    def _crashed(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None and not self._stop.is_set():
+            log.error("%s stopped with an error", task.get_name(), exc_info=task.exception())
+            self._stop.set()
+
+    async def wait_stopped(self) -> None:
+        """Block until `stop` is called or a component fails (raises its error)."""
+        await self._stop.wait()
+        for task in self._tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    async def stop(self) -> None:
+        """Finish the batch in hand, report running steps, and release partitions."""
+        self._stop.set()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._client is not None:
+            await self._client.close()
+        for component in (self.worker, self.timers, self.processor):
+            if component is not None:
+                component.close()
+        if self.processor is not None:
+            for partition in list(self.processor.partitions):
+                self.processor.partitions.pop(partition).store.close()
+        if self.log is not None:
+            self.log.close()

@@ -1,0 +1,1 @@
+"""The pure execution state machine: decide (command -> events) and fold (event -> state)."""

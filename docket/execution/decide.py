@@ -1,0 +1,188 @@
+"""decide(state, command) -> what happens: new events, and replies that record nothing.
+
+Pure: no I/O and no clock (``now_us`` is passed in). Commands that no longer apply (a
+completion for an attempt that timed out, a timer of a closed run, a re-delivered start)
+decide nothing, which is what makes at-least-once delivery of commands safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from docket.execution.fold import RUNNING, State
+from docket.execution.ids import run_id_for, timer_id
+from docket.retry import next_retry_delay_ms
+
+Body = tuple[str, dict[str, Any]]
+
+# Events the workflow code sees; the rest are bookkeeping the code never observes.
+RESOLUTIONS = frozenset({"WorkflowStarted", "StepCompleted", "StepFailed", "TimerFired"})
+
+REJECT_DUPLICATE = "reject_duplicate"
+RETURN_EXISTING = "return_existing"
+ALLOW_AFTER_CLOSE = "allow_after_close"
+ID_REUSE_POLICIES = (REJECT_DUPLICATE, RETURN_EXISTING, ALLOW_AFTER_CLOSE)
+
+
+@dataclass
+class Decision:
+    events: list[Body] = field(default_factory=list)
+    run_id: str | None = None  # the run the events belong to
+    replies: list[dict[str, Any]] = field(default_factory=list)
+    timers: list[dict[str, Any]] = field(default_factory=list)  # (timer_id, fire_at_us, FireTimer)
+
+
+def reply(reply_to: str, request_id: str, workflow_id: str, run_id: str, kind: str,
+          result: Any = None, failure: Any = None) -> dict[str, Any]:
+    return {"reply_to": reply_to, "request_id": request_id, "workflow_id": workflow_id,
+            "run_id": run_id, "kind": kind, "result": result, "failure": failure}
+
+
+def closed_reply(state: State, reply_to: str, request_id: str) -> dict[str, Any]:
+    return reply(reply_to, request_id, state["workflow_id"], state["run_id"], state["status"],
+                 result=state["result"], failure=state["failure"])
+
+
+def decide(
+    state: State | None,
+    command: dict[str, Any],
+    now_us: int,
+    *,
+    known_workflow: Callable[[str], bool],
+    scheduled_step: Callable[[State, dict[str, Any]], dict[str, Any]],
+) -> Decision:
+    """``scheduled_step(state, pending_step)`` returns the StepScheduled body of a pending step."""
+    kind, body = command["body"]
+    workflow_id = command["workflow_id"]
+    if kind == "StartWorkflow":
+        return _start(state, command, body, known_workflow)
+    if kind == "WatchWorkflow":
+        if state is None or (body["run_id"] and body["run_id"] != state["run_id"]):
+            return Decision(replies=[reply(body["reply_to"], command["command_id"], workflow_id,
+                                           body["run_id"] or "", "not_found")])
+        if state["status"] != RUNNING:
+            return Decision(replies=[closed_reply(state, body["reply_to"], command["command_id"])])
+        return Decision([("WatcherAdded", {"reply_to": body["reply_to"]})], state["run_id"])
+    if state is None or state["run_id"] != body["run_id"] or state["status"] != RUNNING:
+        return Decision()  # stale: that run is gone or closed
+    run_id = state["run_id"]
+    if kind == "FireTimer":
+        return _fire_timer(state, body, now_us, scheduled_step)
+    step = state["steps"].get(str(body["seq"]))
+    if step is None or step["attempt"] != body["attempt"] or step["retry_at_us"] is not None:
+        return Decision()  # a late report of an attempt that was already settled
+    if kind == "CompleteStep":
+        return Decision([("StepCompleted", {"seq": body["seq"], "attempt": body["attempt"],
+                                            "result": body["result"]})], run_id)
+    if kind == "FailStep":
+        return _attempt_failed(state, step, body["failure"], now_us, scheduled_step)
+    if kind == "HeartbeatStep":
+        return Decision([("StepHeartbeat", {"seq": body["seq"], "attempt": body["attempt"],
+                                            "details": body["details"]})], run_id)
+    raise ValueError(f"unknown command type {kind!r}")
+
+
+def _start(state: State | None, command: dict[str, Any], body: dict[str, Any],
+           known_workflow: Callable[[str], bool]) -> Decision:
+    workflow_id = command["workflow_id"]
+    request_id = command["command_id"]
+    reply_to = body["reply_to"]
+    new_run_id = run_id_for(request_id)
+
+    def answer(kind: str, run_id: str, failure: Any = None) -> Decision:
+        replies = [reply(reply_to, request_id, workflow_id, run_id, kind, failure=failure)] if reply_to else []
+        return Decision(replies=replies)
+
+    if state is not None and state["run_id"] == new_run_id:
+        return answer("started", new_run_id)  # the same start, delivered again
+    policy = body["id_reuse_policy"]
+    if policy not in ID_REUSE_POLICIES:
+        return answer("rejected", "", failure=_rejection(
+            f"unknown id_reuse_policy {policy!r}; use one of {', '.join(ID_REUSE_POLICIES)}"))
+    if state is not None:
+        running = state["status"] == RUNNING
+        if policy == RETURN_EXISTING:
+            return answer("existing", state["run_id"])
+        if running or policy == REJECT_DUPLICATE:
+            return answer("already_started", state["run_id"])
+    if not known_workflow(body["workflow_type"]):
+        return answer("rejected", "", failure=_rejection(
+            f"unknown workflow type {body['workflow_type']!r}: no workflow of that name is "
+            "registered with this engine's app (and it has no dynamic workflow)"))
+    started = {k: body[k] for k in ("workflow_type", "args", "kwargs", "task_queue", "reply_to")}
+    return Decision([("WorkflowStarted", started)], new_run_id)
+
+
+def _rejection(message: str) -> dict[str, Any]:
+    return {"type": "InvalidCommand", "message": message, "stack": "", "non_retryable": True,
+            "details": None, "kind": "application", "cause": None}
+
+
+def _fire_timer(state: State, body: dict[str, Any], now_us: int,
+                scheduled_step: Callable[[State, dict[str, Any]], dict[str, Any]]) -> Decision:
+    run_id = state["run_id"]
+    seq = body["seq"]
+    timer_kind = body["kind"]
+    if timer_kind == "sleep":
+        if str(seq) not in state["timers"]:
+            return Decision()
+        return Decision([("TimerFired", {"seq": seq})], run_id)
+    step = state["steps"].get(str(seq))
+    if step is None or step["attempt"] != body["attempt"]:
+        return Decision()
+    if timer_kind == "retry":
+        if step["retry_at_us"] is None:
+            return Decision()
+        return Decision([("StepRetried", {"seq": seq, "attempt": body["attempt"] + 1})], run_id)
+    if step["retry_at_us"] is not None:
+        return Decision()  # already failed and waiting for its retry
+    scheduled = scheduled_step(state, step)
+    if timer_kind == "start_to_close":
+        limit = scheduled["start_to_close_ms"]
+        failure = _timeout_failure(step, "start_to_close", f"{limit} ms")
+        return _attempt_failed(state, step, failure, now_us, scheduled_step)
+    if timer_kind == "heartbeat":
+        interval_us = scheduled["heartbeat_ms"] * 1000
+        due = step["last_heartbeat_us"] + interval_us
+        if due > now_us:  # a heartbeat came in meanwhile: check again when it would lapse
+            return Decision(timers=[heartbeat_timer(state, step, due)])
+        failure = _timeout_failure(step, "heartbeat", f"{scheduled['heartbeat_ms']} ms")
+        return _attempt_failed(state, step, failure, now_us, scheduled_step)
+    raise ValueError(f"unknown timer kind {timer_kind!r}")
+
+
+def heartbeat_timer(state: State, step: dict[str, Any], fire_at_us: int) -> dict[str, Any]:
+    return {
+        "timer_id": timer_id(state["workflow_id"], state["run_id"], "heartbeat", step["seq"],
+                             step["attempt"], fire_at_us),
+        "run_id": state["run_id"], "fire_at_us": fire_at_us,
+        "kind": "heartbeat", "seq": step["seq"], "attempt": step["attempt"],
+    }
+
+
+def _timeout_failure(step: dict[str, Any], kind: str, limit: str) -> dict[str, Any]:
+    return {"type": "TimeoutError", "kind": f"timeout.{kind}", "non_retryable": False,
+            "message": f"step {step['step_name']!r} attempt {step['attempt']} exceeded its "
+                       f"{kind.replace('_', '-')} timeout of {limit}",
+            "stack": "", "details": None, "cause": None}
+
+
+def _attempt_failed(state: State, step: dict[str, Any], failure: dict[str, Any], now_us: int,
+                    scheduled_step: Callable[[State, dict[str, Any]], dict[str, Any]]) -> Decision:
+    scheduled = scheduled_step(state, step)
+    delay_ms = next_retry_delay_ms(scheduled["retry"], attempt=step["attempt"],
+                                   error_type=failure["type"], non_retryable=failure["non_retryable"])
+    seq, attempt = step["seq"], step["attempt"]
+    if delay_ms is None:
+        final = {
+            "type": "StepError", "kind": "step", "non_retryable": True, "details": None, "stack": "",
+            "message": f"step {step['step_name']!r} (seq {seq}) failed after {attempt} "
+                       f"attempt{'s' if attempt != 1 else ''}: {failure['message']}",
+            "cause": failure,
+        }
+        return Decision([("StepFailed", {"seq": seq, "attempt": attempt, "failure": final})],
+                        state["run_id"])
+    body = {"seq": seq, "attempt": attempt, "failure": failure, "retry_at_us": now_us + delay_ms * 1000}
+    return Decision([("StepAttemptFailed", body)], state["run_id"])

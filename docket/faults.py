@@ -1,0 +1,30 @@
+"""Named fault points for crash tests: ``DOCKET_FAULT=<name>`` makes the process exit at once
+(as ``kill -9`` would, no cleanup) the first time it reaches that point.
+
+``DOCKET_FAULT_AFTER=N`` lets N passes through before failing, to crash mid-run.
+"""
+
+from __future__ import annotations
+
+import os
+
+_POINT = os.environ.get("DOCKET_FAULT", "")
+_AFTER = int(os.environ.get("DOCKET_FAULT_AFTER", "0") or 0)
+_passes = 0
+
+POINTS = (
+    "after_append_before_writebatch",  # outputs and offsets are in the log, state is not
+    "before_append",                   # the batch was processed in memory only
+    "after_writebatch",                # all durable, before the next poll
+    "timer_after_fire_append",         # timer commands appended, timer store not updated
+    "worker_after_step",               # step ran, its completion not yet appended
+)
+
+
+def fault(point: str) -> None:
+    global _passes
+    if point != _POINT:
+        return
+    _passes += 1
+    if _passes > _AFTER:
+        os._exit(137)

@@ -1,0 +1,1 @@
+"""The log interface and its backends. Nothing here knows about workflows."""

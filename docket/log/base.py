@@ -1,0 +1,119 @@
+"""The log interface the engine is written against; the embedded and Kafka logs implement it.
+
+A log holds topics of numbered partitions; each partition is an append-only sequence of
+records with gap-free offsets. The engine needs four things from it: append records and
+commit consumer offsets as one atomic unit, read a partition from an offset, know when new
+records may have arrived, and own partitions within a consumer group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+import asyncio
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """A record as read back from the log."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str
+    value: bytes
+    ts_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    """A record to append; the writer always names the partition (see partitioner.py)."""
+
+    topic: str
+    partition: int
+    key: str
+    value: bytes
+
+
+# (group, topic, partition) -> next offset to read
+Commits = Mapping[tuple[str, str, int], int]
+
+
+class Log(Protocol):
+    partitions: int
+
+    def append(
+        self, records: Sequence[OutRecord], commits: Commits | None = None, *, owner: str | None = None
+    ) -> None:
+        """Append ``records`` and store ``commits`` atomically: all of it or none of it.
+
+        With ``owner``, fail with PartitionFencedError unless ``owner`` still holds the lease
+        of every committed (group, topic, partition).
+        """
+
+    def read(self, topic: str, partition: int, offset: int, limit: int) -> list[LogRecord]:
+        """Records of one partition from ``offset`` on, at most ``limit`` of them."""
+
+    def end_offset(self, topic: str, partition: int) -> int:
+        """The offset the next appended record of this partition will get."""
+
+    def committed(self, group: str, topic: str, partition: int) -> int:
+        """The group's committed offset for this partition (0 if none)."""
+
+    def change_token(self) -> object:
+        """An opaque token to take *before* reading; see wait_for_append."""
+
+    async def wait_for_append(self, token: object, timeout: float) -> None:
+        """Return once records may have been appended since ``token`` was taken, or after
+        ``timeout`` seconds. Taking the token before the read closes the lost-wakeup race."""
+
+    def heartbeat(self, group: str, member: str) -> list[int]:
+        """Keep ``member`` alive in ``group``; return the partitions assigned to it."""
+
+    def acquire(self, group: str, partitions: Iterable[int], member: str) -> list[int]:
+        """Take the leases of ``partitions`` that are free or expired; return those now held."""
+
+    def release(self, group: str, partitions: Iterable[int], member: str) -> None:
+        """Give up leases after a rebalance, so others take over at once."""
+
+    def leave(self, group: str, member: str) -> None:
+        """Leave the group on shutdown, giving up every lease."""
+
+    def close(self) -> None: ...
+
+
+class GroupCommit:
+    """Coalesces appends made in the same event-loop tick into one log transaction.
+
+    Clients start many workflows concurrently; without this each start would cost its own
+    fsync'd transaction.
+    """
+
+    def __init__(self, log: Log) -> None:
+        self._log = log
+        self._pending: list[OutRecord] = []
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def append(self, records: Sequence[OutRecord]) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        if not self._waiters:
+            loop.call_soon(self._flush)
+        self._pending.extend(records)
+        self._waiters.append(future)
+        return future
+
+    def _flush(self) -> None:
+        records, waiters = self._pending, self._waiters
+        self._pending, self._waiters = [], []
+        try:
+            self._log.append(records)
+        except Exception as exc:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            return
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)

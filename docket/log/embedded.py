@@ -1,0 +1,284 @@
+"""The embedded log: a durable, multi-process log in one SQLite database (WAL mode).
+
+Why SQLite: it is in the standard library, transactional and safe across processes, so a
+CLI in another process can append a signal while the engine runs, and an append plus the
+offsets it consumed commit as one unit. ``synchronous=FULL`` makes every acknowledged
+transaction durable; the engine batches, so that is one fsync per poll batch.
+
+Offsets are gap-free per partition because writers serialise on ``BEGIN IMMEDIATE`` and
+take the next offset from the ``heads`` table inside the transaction.
+
+Consumer groups: members heartbeat into ``members``; partitions are assigned round-robin
+over the sorted live members; a member works on a partition only while it holds its lease
+(``leases``), and appends that commit offsets are fenced on that lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sqlite3
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from docket.errors import ConfigurationError, LogError, PartitionFencedError
+from docket.log.base import Commits, LogRecord, OutRecord
+
+SESSION_TIMEOUT_US = 6_000_000
+POLL_INTERVAL = 0.005
+_HOST = socket.gethostname()
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
+    key TEXT NOT NULL, value BLOB NOT NULL, ts_us INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition, offset)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS heads (
+    topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS offsets (
+    grp TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
+    PRIMARY KEY (grp, topic, partition)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS members (
+    grp TEXT NOT NULL, member TEXT NOT NULL, heartbeat_us INTEGER NOT NULL,
+    PRIMARY KEY (grp, member)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS leases (
+    grp TEXT NOT NULL, partition INTEGER NOT NULL, owner TEXT NOT NULL, expires_us INTEGER NOT NULL,
+    PRIMARY KEY (grp, partition)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS namespaces (
+    namespace TEXT PRIMARY KEY, partitions INTEGER NOT NULL);
+"""
+
+
+def member_id(role: str) -> str:
+    """A member id that lets peers on this host notice at once when our process died."""
+    return f"{role}@{_HOST}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+def _is_dead(member: str) -> bool:
+    try:
+        host, pid, _ = member.rsplit("@", 1)[1].split(":")
+    except ValueError:
+        return False
+    if host != _HOST:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class EmbeddedLog:
+    """The SQLite log. One instance per process; use it from one thread (the event loop)."""
+
+    def __init__(self, data_dir: Path, *, namespace: str, partitions: int, create: bool = True) -> None:
+        self.path = Path(data_dir) / "log.sqlite3"
+        if not create and not self.path.exists():
+            raise ConfigurationError(
+                f"no Docket data at {self.path}: the data directory is missing or empty. "
+                "Start an engine there first ('docket run -A module:app') or pass --data-dir"
+            )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise LogError(f"cannot open the embedded log at {self.path}: {exc}") from exc
+        self.partitions = self._register_namespace(namespace, partitions)
+        self._generation = 0
+        self._event: asyncio.Event | None = None
+
+    def _register_namespace(self, namespace: str, partitions: int) -> int:
+        with self._transaction():
+            row = self._db.execute(
+                "SELECT partitions FROM namespaces WHERE namespace=?", (namespace,)
+            ).fetchone()
+            if row is None:
+                self._db.execute("INSERT INTO namespaces VALUES (?, ?)", (namespace, partitions))
+                return partitions
+        existing = int(row[0])
+        return existing
+
+    def _transaction(self) -> _Txn:
+        return _Txn(self._db, self.path)
+
+    # -- appending ---------------------------------------------------------------------------
+
+    def append(
+        self, records: Sequence[OutRecord], commits: Commits | None = None, *, owner: str | None = None
+    ) -> None:
+        if not records and not commits:
+            return
+        ts = _now_us()
+        by_partition: dict[tuple[str, int], list[OutRecord]] = defaultdict(list)
+        for record in records:
+            by_partition[(record.topic, record.partition)].append(record)
+        db = self._db
+        with self._transaction():
+            if owner is not None and commits:
+                self._check_leases(owner, {(g, p) for g, _, p in commits})
+            rows = []
+            heads = []
+            for (topic, partition), group in by_partition.items():
+                row = db.execute(
+                    "SELECT next_offset FROM heads WHERE topic=? AND partition=?", (topic, partition)
+                ).fetchone()
+                offset = row[0] if row else 0
+                for record in group:
+                    rows.append((topic, partition, offset, record.key, record.value, ts))
+                    offset += 1
+                heads.append((topic, partition, offset))
+            db.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)", rows)
+            db.executemany("INSERT OR REPLACE INTO heads VALUES (?, ?, ?)", heads)
+            if commits:
+                db.executemany(
+                    "INSERT OR REPLACE INTO offsets VALUES (?, ?, ?, ?)",
+                    [(g, t, p, o) for (g, t, p), o in commits.items()],
+                )
+        self._generation += 1
+        if self._event is not None:
+            self._event.set()
+            self._event = None
+
+    def _check_leases(self, owner: str, leases: set[tuple[str, int]]) -> None:
+        for group, partition in leases:
+            row = self._db.execute(
+                "SELECT owner FROM leases WHERE grp=? AND partition=?", (group, partition)
+            ).fetchone()
+            if row is None or row[0] != owner:
+                holder = row[0] if row else "nobody"
+                raise PartitionFencedError(
+                    f"partition {partition} of group {group!r} is held by {holder}, not {owner}: "
+                    "another process took it over; this process stops working on it"
+                )
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def read(self, topic: str, partition: int, offset: int, limit: int) -> list[LogRecord]:
+        try:
+            rows = self._db.execute(
+                "SELECT offset, key, value, ts_us FROM records WHERE topic=? AND partition=? "
+                "AND offset>=? ORDER BY offset LIMIT ?",
+                (topic, partition, offset, limit),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise LogError(f"cannot read {topic}[{partition}] at offset {offset}: {exc}") from exc
+        return [LogRecord(topic, partition, o, k, v, ts) for o, k, v, ts in rows]
+
+    def end_offset(self, topic: str, partition: int) -> int:
+        row = self._db.execute(
+            "SELECT next_offset FROM heads WHERE topic=? AND partition=?", (topic, partition)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def committed(self, group: str, topic: str, partition: int) -> int:
+        row = self._db.execute(
+            "SELECT offset FROM offsets WHERE grp=? AND topic=? AND partition=?",
+            (group, topic, partition),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def change_token(self) -> object:
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        return (self._generation, version)
+
+    async def wait_for_append(self, token: object, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            if self.change_token() != token:
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            if self._event is None:
+                self._event = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._event.wait(), min(remaining, POLL_INTERVAL))
+                return
+            except TimeoutError:
+                continue
+
+    # -- groups ----------------------------------------------------------------------------------
+
+    def heartbeat(self, group: str, member: str) -> list[int]:
+        now = _now_us()
+        with self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO members VALUES (?, ?, ?)", (group, member, now))
+            rows = self._db.execute(
+                "SELECT member, heartbeat_us FROM members WHERE grp=?", (group,)
+            ).fetchall()
+            dead = [m for m, hb in rows if m != member and (hb < now - SESSION_TIMEOUT_US or _is_dead(m))]
+            self._db.executemany("DELETE FROM members WHERE grp=? AND member=?", [(group, m) for m in dead])
+        live = sorted(m for m, _ in rows if m not in dead)
+        index = live.index(member)
+        return [p for p in range(self.partitions) if p % len(live) == index]
+
+    def acquire(self, group: str, partitions: Iterable[int], member: str) -> list[int]:
+        now = _now_us()
+        held = []
+        with self._transaction():
+            for partition in partitions:
+                row = self._db.execute(
+                    "SELECT owner, expires_us FROM leases WHERE grp=? AND partition=?", (group, partition)
+                ).fetchone()
+                if row is None or row[0] == member or row[1] < now or _is_dead(row[0]):
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?)",
+                        (group, partition, member, now + SESSION_TIMEOUT_US),
+                    )
+                    held.append(partition)
+        return held
+
+    def release(self, group: str, partitions: Iterable[int], member: str) -> None:
+        with self._transaction():
+            self._db.executemany(
+                "DELETE FROM leases WHERE grp=? AND partition=? AND owner=?",
+                [(group, p, member) for p in partitions],
+            )
+
+    def leave(self, group: str, member: str) -> None:
+        with self._transaction():
+            self._db.execute("DELETE FROM leases WHERE grp=? AND owner=?", (group, member))
+            self._db.execute("DELETE FROM members WHERE grp=? AND member=?", (group, member))
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class _Txn:
+    """BEGIN IMMEDIATE ... COMMIT, rolling back on error and translating sqlite3 errors."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        self._db = db
+        self._path = path
+
+    def __enter__(self) -> None:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise LogError(f"cannot begin a transaction on {self._path}: {exc}") from exc
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if exc is None:
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as error:
+                self._db.execute("ROLLBACK")
+                raise LogError(f"cannot commit to {self._path}: {error}") from error
+        else:
+            self._db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error) and not isinstance(exc, PartitionFencedError):
+                raise LogError(f"embedded log {self._path}: {exc}") from exc

@@ -1,0 +1,32 @@
+"""Topic names. Every topic is ``docket.<namespace>.<name>``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Topics:
+    namespace: str
+
+    def _name(self, name: str) -> str:
+        return f"docket.{self.namespace}.{name}"
+
+    @property
+    def commands(self) -> str:
+        return self._name("commands")
+
+    @property
+    def history(self) -> str:
+        return self._name("history")
+
+    @property
+    def timers(self) -> str:
+        return self._name("timers")
+
+    @property
+    def replies(self) -> str:
+        return self._name("replies")
+
+    def tasks(self, queue: str) -> str:
+        return self._name(f"tasks.{queue}")

@@ -1,0 +1,156 @@
+"""Reading executions for describe, history and list: from the partition state stores.
+
+In the engine's process the live stores are used; elsewhere (the CLI, another process) the
+stores are opened read-only, which RocksDB allows while an engine holds them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from docket.codec.records import EVENTS, STATES
+from docket.errors import WorkflowNotFoundError
+from docket.log.partitioner import partition as partition_of
+from docket.state.store import PartitionStore
+
+
+def _time(us: int | None) -> datetime | None:
+    return None if us is None else datetime.fromtimestamp(us / 1e6, UTC)
+
+
+@dataclass(frozen=True)
+class PendingStep:
+    seq: int
+    name: str
+    attempt: int
+    local: bool
+    retry_at: datetime | None
+
+
+@dataclass(frozen=True)
+class PendingTimer:
+    seq: int
+    fire_at: datetime
+
+
+@dataclass(frozen=True)
+class WorkflowDescription:
+    """What `describe()` and `list()` return."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    status: str  # running | completed | failed
+    started_at: datetime
+    closed_at: datetime | None
+    task_queue: str
+    history_length: int
+    pending_steps: list[PendingStep] = field(default_factory=list)
+    pending_timers: list[PendingTimer] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "workflow_id": self.workflow_id, "run_id": self.run_id, "workflow_type": self.workflow_type,
+            "status": self.status, "started_at": self.started_at.isoformat(),
+            "closed_at": self.closed_at.isoformat() if self.closed_at else None,
+            "task_queue": self.task_queue, "history_length": self.history_length,
+            "pending_steps": [{"seq": s.seq, "name": s.name, "attempt": s.attempt, "local": s.local,
+                               "retry_at": s.retry_at.isoformat() if s.retry_at else None}
+                              for s in self.pending_steps],
+            "pending_timers": [{"seq": t.seq, "fire_at": t.fire_at.isoformat()} for t in self.pending_timers],
+        }
+
+
+@dataclass(frozen=True)
+class HistoryEvent:
+    """One history event, decoded: ``type`` is the record name (``StepScheduled``, ...)."""
+
+    event_id: int
+    type: str
+    timestamp: datetime
+    activation: int
+    attributes: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event_id": self.event_id, "type": self.type, "timestamp": self.timestamp.isoformat(),
+                "activation": self.activation, "attributes": _jsonable(self.attributes)}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"encoding", "data"} and isinstance(value["data"], bytes):
+            return value["data"].decode("utf-8", "replace")
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+def describe_state(state: dict[str, Any]) -> WorkflowDescription:
+    return WorkflowDescription(
+        workflow_id=state["workflow_id"], run_id=state["run_id"], workflow_type=state["workflow_type"],
+        status=state["status"], started_at=_time(state["started_us"]) or datetime.now(UTC),
+        closed_at=_time(state["closed_us"]), task_queue=state["task_queue"],
+        history_length=state["last_event_id"],
+        pending_steps=[PendingStep(s["seq"], s["step_name"], s["attempt"], s["local"], _time(s["retry_at_us"]))
+                       for s in sorted(state["steps"].values(), key=lambda s: s["seq"])],
+        pending_timers=[PendingTimer(int(seq), _time(at) or datetime.now(UTC))
+                        for seq, at in sorted(state["timers"].items(), key=lambda kv: int(kv[0]))],
+    )
+
+
+def to_history_event(event: dict[str, Any]) -> HistoryEvent:
+    kind, body = event["body"]
+    return HistoryEvent(event["event_id"], kind, _time(event["ts_us"]) or datetime.now(UTC),
+                        event["activation"], dict(body))
+
+
+class StateReader:
+    def __init__(self, state_dir: Path, partitions: int,
+                 live: Callable[[int], PartitionStore | None] = lambda p: None) -> None:
+        self.state_dir = state_dir
+        self.partitions = partitions
+        self._live = live
+
+    def _with_store(self, partition: int, fn: Callable[[PartitionStore], Any]) -> Any:
+        store = self._live(partition)
+        if store is not None:
+            return fn(store)
+        snapshot = PartitionStore.open_read_only(self.state_dir / f"p{partition}", partition)
+        if snapshot is None:
+            return None
+        try:
+            return fn(snapshot)
+        finally:
+            snapshot.close()
+
+    def state(self, workflow_id: str) -> dict[str, Any] | None:
+        raw = self._with_store(partition_of(workflow_id, self.partitions), lambda s: s.execution(workflow_id))
+        return STATES.decode(raw) if raw else None
+
+    def describe(self, workflow_id: str) -> WorkflowDescription:
+        state = self.state(workflow_id)
+        if state is None:
+            raise WorkflowNotFoundError(f"no workflow with workflow_id={workflow_id!r} in {self.state_dir}")
+        return describe_state(state)
+
+    def history(self, workflow_id: str, run_id: str | None = None) -> list[dict[str, Any]]:
+        if run_id is None:
+            state = self.state(workflow_id)
+            if state is None:
+                raise WorkflowNotFoundError(f"no workflow with workflow_id={workflow_id!r} in {self.state_dir}")
+            run_id = state["run_id"]
+        values = self._with_store(partition_of(workflow_id, self.partitions),
+                                  lambda s: list(s.history(workflow_id, run_id))) or []
+        return [EVENTS.decode(v) for v in values]
+
+    def states(self) -> Iterator[dict[str, Any]]:
+        for partition in range(self.partitions):
+            for raw in self._with_store(partition, lambda s: list(s.executions())) or []:
+                yield STATES.decode(raw)

@@ -1,0 +1,70 @@
+"""Retry policies for steps, and the pure backoff computation the processor applies."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a failed step attempt is retried. Backoff is scheduled through the delay topic.
+
+    Attempt n (n >= 2) waits ``initial_interval * backoff_coefficient ** (n - 2)``, capped at
+    ``maximum_interval`` (default: 100 x initial). ``maximum_attempts=0`` retries forever.
+    Errors whose type name is in ``non_retryable_error_types`` (or raised with
+    ``ApplicationError(non_retryable=True)``) fail the step at once.
+    """
+
+    initial_interval: timedelta = timedelta(seconds=1)
+    backoff_coefficient: float = 2.0
+    maximum_interval: timedelta | None = None
+    maximum_attempts: int = 0
+    non_retryable_error_types: Sequence[str] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.initial_interval <= timedelta(0):
+            raise ValueError(f"RetryPolicy.initial_interval must be positive, got {self.initial_interval}")
+        if self.backoff_coefficient < 1:
+            raise ValueError(f"RetryPolicy.backoff_coefficient must be >= 1, got {self.backoff_coefficient}")
+        if self.maximum_attempts < 0:
+            raise ValueError(f"RetryPolicy.maximum_attempts must be >= 0, got {self.maximum_attempts}")
+        object.__setattr__(self, "non_retryable_error_types", tuple(self.non_retryable_error_types))
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "initial_interval_ms": _ms(self.initial_interval),
+            "backoff_coefficient": self.backoff_coefficient,
+            "maximum_interval_ms": None if self.maximum_interval is None else _ms(self.maximum_interval),
+            "maximum_attempts": self.maximum_attempts,
+            "non_retryable_error_types": list(self.non_retryable_error_types),
+        }
+
+
+def _ms(delta: timedelta) -> int:
+    return int(delta.total_seconds() * 1000)
+
+
+def next_retry_delay_ms(
+    policy: dict[str, Any], *, attempt: int, error_type: str, non_retryable: bool
+) -> int | None:
+    """Delay before attempt ``attempt + 1``, or None when the step must fail for good.
+
+    ``policy`` is a RetryPolicy record (as stored in StepScheduled), ``attempt`` the attempt
+    that just failed (1-based).
+    """
+    if non_retryable:
+        return None
+    short_type = error_type.rsplit(".", 1)[-1]
+    names = policy["non_retryable_error_types"]
+    if error_type in names or short_type in names:
+        return None
+    maximum_attempts = policy["maximum_attempts"]
+    if maximum_attempts and attempt >= maximum_attempts:
+        return None
+    initial = policy["initial_interval_ms"]
+    cap = policy["maximum_interval_ms"] or initial * 100
+    delay = initial * policy["backoff_coefficient"] ** (attempt - 1)
+    return int(min(delay, cap))

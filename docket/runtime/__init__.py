@@ -1,0 +1,1 @@
+"""The deterministic workflow runtime: events in, commands out; no I/O and no wall clock."""

@@ -1,0 +1,215 @@
+"""WorkflowInstance: one run of workflow code, driven by events, producing commands.
+
+``activate(events, now_us)`` feeds the events the code is waiting for (started, step
+completed or failed, timer fired), runs the code until it is idle, and returns what it
+asked for, as event bodies ready to be recorded. Every durable call gets the next ``seq``;
+`replay` re-runs recorded history and checks each activation's commands against the
+events recorded for it (see matching.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from docket.codec.failure import from_failure, to_failure
+from docket.codec.payload import decode_args, encode_args, from_payload, to_payload
+from docket.context import WorkflowContext
+from docket.definitions import Step, Workflow
+from docket.errors import WorkflowError
+from docket.retry import RetryPolicy
+from docket.runtime.loop import DeterministicLoop
+
+_DOCKET_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_ASYNCIO_DIR = os.path.dirname(os.path.abspath(asyncio.__file__))
+_NO_RETRY = RetryPolicy(maximum_attempts=1).to_record()
+
+
+@dataclass
+class Command:
+    """What workflow code asked for: an event body to record, plus local work to run."""
+
+    kind: str  # StepScheduled | TimerStarted | WorkflowCompleted | WorkflowFailed
+    body: dict[str, Any]
+    location: str = ""
+    local_call: Callable[[], Any] | None = None  # for local steps and side effects
+
+
+def _user_location() -> str:
+    frame = sys._getframe(2)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith((_DOCKET_DIR, _ASYNCIO_DIR)):
+            return f"{filename}:{frame.f_lineno}"
+        frame = frame.f_back  # type: ignore[assignment]
+    return "<unknown>"
+
+
+class WorkflowInstance:
+    def __init__(self, definition: Workflow[Any, Any], workflow_id: str, run_id: str,
+                 workflow_type: str, task_queue: str, find_step: Callable[[str], Step[Any, Any] | None]) -> None:
+        self.definition = definition
+        self.workflow_id = workflow_id
+        self.run_id = run_id
+        self.workflow_type = workflow_type
+        self.task_queue = task_queue
+        self.find_step = find_step
+        self.loop = DeterministicLoop(self._start_timer)
+        self.ctx = WorkflowContext(self)
+        self.replaying = False
+        self._seq = 0
+        self._steps: dict[int, tuple[asyncio.Future[Any], Any]] = {}
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._commands: list[Command] = []
+        self.local_calls: dict[int, Callable[[], Any]] = {}  # pending local steps, for retries
+        self._main: asyncio.Task[Any] | None = None
+        self.closed = False
+
+    # -- driving ------------------------------------------------------------------------------
+
+    def activate(self, events: list[dict[str, Any]], now_us: int) -> list[Command]:
+        self.loop.set_time(now_us / 1e6)
+        for event in events:
+            kind, body = event["body"]
+            if kind == "WorkflowStarted":
+                self._start(body)
+            elif kind == "StepCompleted":
+                self.local_calls.pop(body["seq"], None)
+                future, hint = self._steps.pop(body["seq"])
+                if not future.done():
+                    future.set_result(from_payload(body["result"], hint, where=f"result of step seq {body['seq']}"))
+            elif kind == "StepFailed":
+                self.local_calls.pop(body["seq"], None)
+                future, _ = self._steps.pop(body["seq"])
+                if not future.done():
+                    future.set_exception(from_failure(body["failure"]))
+            elif kind == "TimerFired":
+                handle = self._timers.pop(body["seq"])
+                if not handle.cancelled():
+                    self.loop._ready.append(handle)
+        self.loop.run_until_idle()
+        self._check_main()
+        commands, self._commands = self._commands, []
+        return commands
+
+    def _start(self, body: dict[str, Any]) -> None:
+        definition = self.definition
+        where = f"workflow {self.workflow_type!r}"
+        target: Callable[..., Any]
+        if definition.cls is not None:
+            target = getattr(definition.cls(), definition.fn.__name__)
+            skip = 2
+        else:
+            target = definition.fn
+            skip = 1
+        if definition.dynamic:
+            args = [from_payload(p) for p in body["args"]]
+            kwargs = {k: from_payload(p) for k, p in body["kwargs"].items()}
+            coro = target(self.ctx, self.workflow_type, *args, **kwargs)
+        else:
+            args, kwargs = decode_args(definition.fn, body["args"], body["kwargs"], skip=skip, where=where)
+            coro = target(self.ctx, *args, **kwargs)
+        self._main = self.loop.create_task(coro, name=f"workflow {self.workflow_id}")
+
+    def _check_main(self) -> None:
+        main = self._main
+        if main is None or self.closed or not main.done():
+            return
+        self.closed = True
+        exc = main.exception() if not main.cancelled() else asyncio.CancelledError("workflow cancelled")
+        if exc is None:
+            result = to_payload(main.result(), where=f"result of workflow {self.workflow_type!r}")
+            self._commands.append(Command("WorkflowCompleted", {"result": result}))
+        else:
+            self._commands.append(Command("WorkflowFailed", {"failure": to_failure(exc)}))
+
+    # -- what ctx asks for ------------------------------------------------------------------------
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def schedule_step(self, step: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *, local: bool) -> asyncio.Future[Any]:
+        if isinstance(step, Step):
+            definition: Step[Any, Any] | None = step
+            name = step.name
+        elif isinstance(step, str):
+            name = step
+            definition = self.find_step(step)
+        else:
+            raise WorkflowError(
+                f"ctx.step needs a registered step or a step name, got {step!r} "
+                f"(in workflow {self.workflow_type!r}, {_user_location()})"
+            )
+        if local and definition is None:
+            raise WorkflowError(f"local step {name!r} is not registered in this app; local steps run inline")
+        seq = self._next_seq()
+        arg_payloads, kwarg_payloads = encode_args(args, kwargs, where=f"step {name!r}")
+        retry = (definition.retry if definition else RetryPolicy()).to_record()
+        body = {
+            "seq": seq, "step_name": name, "args": arg_payloads, "kwargs": kwarg_payloads,
+            "task_queue": (definition.task_queue if definition and definition.task_queue else self.task_queue),
+            "local": local, "retry": retry,
+            "start_to_close_ms": _ms(definition.start_to_close_timeout) if definition else None,
+            "heartbeat_ms": _ms(definition.heartbeat_timeout) if definition else None,
+        }
+        command = Command("StepScheduled", body, _user_location())
+        if local:
+            assert definition is not None
+            command.local_call = self.local_calls[seq] = _bind_local(definition, name, args, kwargs)
+        self._commands.append(command)
+        future = self.loop.create_future()
+        self._steps[seq] = (future, definition.return_hint if definition and not definition.dynamic else None)
+        return future
+
+    def schedule_side_effect(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
+        seq = self._next_seq()
+        body = {"seq": seq, "step_name": "side_effect", "args": [], "kwargs": {},
+                "task_queue": self.task_queue, "local": True, "retry": _NO_RETRY,
+                "start_to_close_ms": None, "heartbeat_ms": None}
+        self.local_calls[seq] = fn
+        self._commands.append(Command("StepScheduled", body, _user_location(), local_call=fn))
+        future = self.loop.create_future()
+        self._steps[seq] = (future, None)
+        return future
+
+    async def durable_sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    def _start_timer(self, when: float, handle: asyncio.TimerHandle) -> None:
+        seq = self._next_seq()
+        self._timers[seq] = handle
+        fire_at_us = int(round(when * 1e6))
+        self._commands.append(Command("TimerStarted", {"seq": seq, "fire_at_us": fire_at_us}, _user_location()))
+
+
+def _ms(delta: Any) -> int | None:
+    return None if delta is None else int(delta.total_seconds() * 1000)
+
+
+def _bind_local(step: Step[Any, Any], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Callable[[], Any]:
+    call_args = (name, *args) if step.dynamic else args
+    if step.is_async:
+        async def call_async() -> Any:
+            return await step.fn(*call_args, **kwargs)
+        return call_async
+
+    def call_in_thread() -> Any:
+        return step.fn(*call_args, **kwargs)
+    return call_in_thread
+
+
+async def call_local(fn: Callable[[], Any], *, inline: bool) -> Any:
+    """Run a local step's bound call: awaited if async; sync ones in a thread unless ``inline``
+    (side effects are meant to be quick, like reading a random number)."""
+    if inspect.iscoroutinefunction(fn):
+        return await fn()
+    result = fn() if inline else await asyncio.to_thread(fn)
+    if inspect.isawaitable(result):
+        return await result
+    return result

@@ -1,0 +1,96 @@
+"""Replay: re-run recorded history and check that the code asks for what was recorded.
+
+History groups events by activation: the resolution events an activation saw (started,
+step completed, timer fired, ...) and the events recording what the code then asked for
+(step scheduled, timer started, completed). Replay feeds each activation's resolutions and
+compares the commands, in order, to the recorded ones: kind, seq and step name must match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from docket.errors import NondeterminismError
+from docket.execution.decide import RESOLUTIONS
+from docket.runtime.instance import Command, WorkflowInstance
+
+COMMAND_EVENTS = frozenset({"StepScheduled", "TimerStarted", "WorkflowCompleted", "WorkflowFailed"})
+
+
+def _describe(kind: str, body: dict[str, Any]) -> str:
+    if kind == "StepScheduled":
+        return f"step {body['step_name']!r} at seq {body['seq']}"
+    if kind == "TimerStarted":
+        return f"a timer at seq {body['seq']}"
+    return "to complete" if kind == "WorkflowCompleted" else "to fail"
+
+
+def _same(command: Command, kind: str, body: dict[str, Any]) -> bool:
+    if command.kind != kind:
+        # a workflow that completed the same way is fine even if its outcome type changed
+        return False
+    if kind == "StepScheduled":
+        return bool(command.body["seq"] == body["seq"] and command.body["step_name"] == body["step_name"])
+    if kind == "TimerStarted":
+        return bool(command.body["seq"] == body["seq"])
+    return True
+
+
+def replay(instance: WorkflowInstance, events: Iterable[dict[str, Any]]) -> list[Command]:
+    """Bring ``instance`` up to the end of ``events``.
+
+    Returns the commands of a trailing activation whose outcome was never recorded (the
+    execution had stopped, for example on an earlier nondeterminism error); usually empty.
+    Raises NondeterminismError naming the workflow, the event and the code location.
+    """
+    instance.replaying = True
+    try:
+        pending: list[dict[str, Any]] = []
+        expected: list[dict[str, Any]] = []
+        activation = None
+        for event in events:
+            kind = event["body"][0]
+            if kind not in RESOLUTIONS and kind not in COMMAND_EVENTS:
+                continue
+            if event["activation"] != activation and (pending or expected):
+                _check(instance, pending, expected)
+                pending, expected = [], []
+            activation = event["activation"]
+            (pending if kind in RESOLUTIONS else expected).append(event)
+        if pending and not expected:
+            return instance.activate(pending, pending[0]["ts_us"])
+        if pending or expected:
+            _check(instance, pending, expected)
+        return []
+    finally:
+        instance.replaying = False
+
+
+def _check(instance: WorkflowInstance, resolutions: list[dict[str, Any]], recorded: list[dict[str, Any]]) -> None:
+    now_us = (resolutions or recorded)[0]["ts_us"]
+    commands = instance.activate(resolutions, now_us)
+    where = (f"workflow {instance.workflow_type!r} (workflow_id={instance.workflow_id}, "
+             f"run={instance.run_id})")
+    fix = ("The code changed in a replay-unsafe way: restore the old behaviour for running "
+           "executions, or let them finish before deploying the change")
+    for index, event in enumerate(recorded):
+        kind, body = event["body"]
+        if index >= len(commands):
+            raise NondeterminismError(
+                f"{where} asked for nothing more, but history event {event['event_id']} recorded "
+                f"{_describe(kind, body)}. {fix}"
+            )
+        command = commands[index]
+        if not _same(command, kind, body):
+            raise NondeterminismError(
+                f"{where} asked for {_describe(command.kind, command.body)} ({command.location}), "
+                f"but history event {event['event_id']} recorded {_describe(kind, body)}. {fix}"
+            )
+    if len(commands) > len(recorded):
+        extra = commands[len(recorded)]
+        after = recorded[-1]["event_id"] if recorded else resolutions[-1]["event_id"]
+        raise NondeterminismError(
+            f"{where} asked for {_describe(extra.kind, extra.body)} ({extra.location}), but history "
+            f"recorded nothing more after event {after}. {fix}"
+        )

@@ -1,0 +1,1 @@
+"""Per-partition RocksDB state stores. Nothing here knows about workflows beyond key layout."""

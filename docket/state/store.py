@@ -1,0 +1,158 @@
+"""One RocksDB store per partition: the only module that opens rocksdict.
+
+Column families:
+    executions  workflow_id -> encoded ExecutionState of its latest run
+    history     workflow_id \\0 run_id \\0 event_id (8 bytes, big-endian) -> encoded Event
+    meta        checkpoint (next history offset to fold) and format version
+
+Every poll batch is one WriteBatch that includes the checkpoint, so the store is always a
+consistent prefix of the history topic and recovery is "fold history from the checkpoint".
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+from rocksdict import AccessType, Options, Rdict, WriteBatch
+
+from docket.errors import StateStoreCorruptedError, StateStoreError, StateStoreLockedError
+
+FORMAT_VERSION = b"1"
+_CFS = ("executions", "history", "meta")
+_CHECKPOINT = b"history_offset"
+_FORMAT = b"format"
+_BE = struct.Struct(">Q")
+
+
+def history_prefix(workflow_id: str, run_id: str) -> bytes:
+    return f"{workflow_id}\0{run_id}\0".encode()
+
+
+def history_key(workflow_id: str, run_id: str, event_id: int) -> bytes:
+    return history_prefix(workflow_id, run_id) + _BE.pack(event_id)
+
+
+class PartitionStore:
+    """The state of one partition. Open it with `open` (read-write) or `open_read_only`."""
+
+    def __init__(self, db: Rdict, path: Path, partition: int, *, read_only: bool) -> None:
+        self._db = db
+        self.path = path
+        self.partition = partition
+        self.read_only = read_only
+        self._executions = db.get_column_family("executions")
+        self._history = db.get_column_family("history")
+        self._meta = db.get_column_family("meta")
+        self._h_executions = db.get_column_family_handle("executions")
+        self._h_history = db.get_column_family_handle("history")
+        self._h_meta = db.get_column_family_handle("meta")
+
+    @classmethod
+    def open(cls, path: Path, partition: int) -> PartitionStore:
+        db = open_rocksdb(path, partition, families=_CFS)
+        store = cls(db, path, partition, read_only=False)
+        store._check_format()
+        return store
+
+    @classmethod
+    def open_read_only(cls, path: Path, partition: int) -> PartitionStore | None:
+        """A snapshot view that works while an engine holds the store; None if it doesn't exist."""
+        if not (path / "CURRENT").exists():
+            return None
+        db = _open(path, partition, Options(raw_mode=True), AccessType.read_only())
+        return cls(db, path, partition, read_only=True)
+
+    def _check_format(self) -> None:
+        found = self._meta.get(_FORMAT)
+        if found is None:
+            self._meta[_FORMAT] = FORMAT_VERSION
+        elif found != FORMAT_VERSION:
+            raise StateStoreCorruptedError(
+                f"state for partition {self.partition} at {self.path} has format {found!r}, this "
+                f"Docket reads {FORMAT_VERSION!r}. Delete the directory: it is rebuilt from the log"
+            )
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def checkpoint(self) -> int:
+        value = self._meta.get(_CHECKPOINT)
+        return 0 if value is None else int(value)
+
+    def execution(self, workflow_id: str) -> bytes | None:
+        value: bytes | None = self._executions.get(workflow_id.encode())
+        return value
+
+    def executions(self) -> Iterator[bytes]:
+        yield from self._executions.values()
+
+    def history(self, workflow_id: str, run_id: str, after_event_id: int = 0) -> Iterator[bytes]:
+        prefix = history_prefix(workflow_id, run_id)
+        start = prefix + _BE.pack(after_event_id + 1)
+        for key, value in self._history.items(from_key=start):
+            if not key.startswith(prefix):
+                break
+            yield value
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def batch(self) -> StoreBatch:
+        return StoreBatch(self)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class StoreBatch:
+    """Everything one poll batch changes, written atomically with the checkpoint."""
+
+    def __init__(self, store: PartitionStore) -> None:
+        self._store = store
+        self._wb = WriteBatch(raw_mode=True)
+
+    def put_execution(self, workflow_id: str, state: bytes) -> None:
+        self._wb.put(workflow_id.encode(), state, self._store._h_executions)
+
+    def put_event(self, workflow_id: str, run_id: str, event_id: int, event: bytes) -> None:
+        self._wb.put(history_key(workflow_id, run_id, event_id), event, self._store._h_history)
+
+    def commit(self, checkpoint: int) -> None:
+        self._wb.put(_CHECKPOINT, str(checkpoint).encode(), self._store._h_meta)
+        try:
+            self._store._db.write(self._wb)
+        except Exception as exc:  # rocksdict raises plain Exception
+            raise StateStoreError(
+                f"cannot write state for partition {self._store.partition} at {self._store.path}: {exc}"
+            ) from exc
+
+
+def open_rocksdb(path: Path, partition: int, *, families: tuple[str, ...]) -> Rdict:
+    """Open (creating) a read-write RocksDB with these column families; errors translated."""
+    path.mkdir(parents=True, exist_ok=True)
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    options.create_missing_column_families(True)
+    return _open(path, partition, options, None, families)
+
+
+def _open(path: Path, partition: int, options: Options, access: AccessType | None,
+          cf_names: tuple[str, ...] = _CFS) -> Rdict:
+    families = {name: Options(raw_mode=True) for name in cf_names}
+    try:
+        if access is None:
+            return Rdict(str(path), options, column_families=families)
+        return Rdict(str(path), options, column_families=families, access_type=access)
+    except Exception as exc:  # rocksdict raises plain Exception; classify by message
+        text = str(exc)
+        if "lock" in text.lower():
+            raise StateStoreLockedError(
+                f"state for partition {partition} at {path} is held by another process: {text}. "
+                "Stop the other engine or use another data directory"
+            ) from exc
+        if "corrupt" in text.lower():
+            raise StateStoreCorruptedError(
+                f"state for partition {partition} at {path} is corrupted: {text}. It can be "
+                "rebuilt from the history topic: delete the directory and restart the engine"
+            ) from exc
+        raise StateStoreError(f"cannot open state for partition {partition} at {path}: {text}") from exc

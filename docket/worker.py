@@ -1,0 +1,257 @@
+"""The worker: runs step tasks from ``tasks.<queue>`` and reports outcomes to ``commands``.
+
+Async steps run on the event loop, sync steps in a thread pool, at most
+``max_concurrency`` at a time. Outcomes of every step that finished since the last flush go
+out in one log transaction together with the task offsets they settle (the contiguous
+prefix of finished tasks per partition), so a crash re-delivers only unfinished tasks:
+steps run at least once, and each attempt carries an idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from docket.app import App
+from docket.codec.failure import to_failure
+from docket.codec.payload import decode_args, from_payload, to_payload
+from docket.codec.records import COMMANDS, TASKS
+from docket.errors import ApplicationError, PartitionFencedError, SerializationError, WorkflowError
+from docket.faults import fault
+from docket.log.base import Log, OutRecord
+from docket.log.partitioner import partition as partition_of
+from docket.log.topics import Topics
+from docket.streams.host import PartitionGroup
+
+log = logging.getLogger("docket")
+
+MAX_READ = 500
+
+
+@dataclass
+class StepContext:
+    """What a running step can know about itself: read it with `docket.step_context()`."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    step_name: str
+    seq: int
+    attempt: int
+    idempotency_key: str
+    heartbeat_details: Any
+    _worker: Worker = field(repr=False)
+    _heartbeat_ms: int | None = field(repr=False, default=None)
+    _last_heartbeat: float = field(repr=False, default=0.0)
+
+    def heartbeat(self, details: Any = None) -> None:
+        """Report progress (and ``details`` the next attempt can resume from).
+
+        Required within the step's heartbeat timeout when it has one; throttled to about
+        twice per timeout (or once a second) so a tight loop can call it freely. Safe to call
+        from sync steps running in threads.
+        """
+        now = time.monotonic()
+        interval = (self._heartbeat_ms / 2000) if self._heartbeat_ms else 1.0
+        if now - self._last_heartbeat < interval:
+            return
+        self._last_heartbeat = now
+        self._worker.send_heartbeat(self, details)
+
+
+_current: contextvars.ContextVar[StepContext] = contextvars.ContextVar("docket_step")
+
+
+def step_context() -> StepContext:
+    """The context of the step attempt running in this task or thread."""
+    try:
+        return _current.get()
+    except LookupError:
+        raise WorkflowError("step_context() was called outside a running step") from None
+
+
+class _Partition:
+    def __init__(self, offset: int) -> None:
+        self.next_read = offset
+        self.in_flight: set[int] = set()
+
+    def committable(self) -> int:
+        return min(self.in_flight) if self.in_flight else self.next_read
+
+
+class Worker:
+    def __init__(self, app: App, log_: Log, topics: Topics, member: str, *, queues: set[str] | None = None,
+                 max_concurrency: int = 200) -> None:
+        self.app = app
+        self.log = log_
+        self.topics = topics
+        self.queues = sorted(queues or app.queues())
+        self.max_concurrency = max_concurrency
+        self._threads = ThreadPoolExecutor(max_workers=min(max_concurrency, 64), thread_name_prefix="docket-step")
+        self._partitions: dict[tuple[str, int], _Partition] = {}
+        self._groups = {q: PartitionGroup(log_, f"worker.{q}", member, self._assigner(q), self._revoker(q))
+                        for q in self.queues}
+        self._running = 0
+        self._outbox: list[OutRecord] = []
+        self._done = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.completed = 0
+
+    def _assigner(self, queue: str) -> Any:
+        async def assign(partition: int) -> None:
+            offset = self.log.committed(f"worker.{queue}", self.topics.tasks(queue), partition)
+            self._partitions[(queue, partition)] = _Partition(offset)
+        return assign
+
+    def _revoker(self, queue: str) -> Any:
+        def revoke(partition: int) -> None:
+            self._partitions.pop((queue, partition), None)
+        return revoke
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        loop = self._loop
+        next_sync = 0.0
+        while not stop.is_set():
+            if loop.time() >= next_sync:
+                for group in self._groups.values():
+                    await group.sync()
+                next_sync = loop.time() + 1.0
+            token = self.log.change_token()
+            dispatched = self._dispatch()
+            flushed = self._flush()
+            if dispatched or flushed:
+                await asyncio.sleep(0)
+                continue
+            self._done.clear()
+            waits = {asyncio.ensure_future(self._done.wait()),
+                     asyncio.ensure_future(self.log.wait_for_append(token, 0.05))}
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Finish the steps in hand and report them (graceful shutdown)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks))
+        self._flush()
+
+    def close(self) -> None:
+        for group in self._groups.values():
+            group.leave()
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+    def _dispatch(self) -> bool:
+        dispatched = False
+        for (queue, partition), part in list(self._partitions.items()):
+            room = self.max_concurrency - self._running
+            if room <= 0:
+                break
+            records = self.log.read(self.topics.tasks(queue), partition, part.next_read, min(room, MAX_READ))
+            for record in records:
+                part.next_read = record.offset + 1
+                try:
+                    task = TASKS.decode(record.value)
+                except SerializationError as exc:
+                    log.error("skipping undecodable task at %s[%d] offset %d: %s",
+                              self.topics.tasks(queue), partition, record.offset, exc)
+                    continue
+                part.in_flight.add(record.offset)
+                self._running += 1
+                t = asyncio.ensure_future(self._run_task(queue, partition, record.offset, task))
+                self._tasks.add(t)
+                t.add_done_callback(self._tasks.discard)
+                dispatched = True
+        return dispatched
+
+    def _flush(self) -> bool:
+        if not self._outbox:
+            return False
+        records, self._outbox = self._outbox, []
+        commits = {(f"worker.{q}", self.topics.tasks(q), p): part.committable()
+                   for (q, p), part in self._partitions.items()}
+        try:
+            self.log.append(records, commits, owner=next(iter(self._groups.values())).member)
+        except PartitionFencedError as exc:
+            # the outcomes are still worth reporting: the processor ignores stale ones
+            log.warning("%s", exc)
+            self.log.append(records)
+            for group in self._groups.values():
+                group.fenced()
+        return True
+
+    async def _run_task(self, queue: str, partition: int, offset: int, task: dict[str, Any]) -> None:
+        base = {"run_id": task["run_id"], "seq": task["seq"], "attempt": task["attempt"]}
+        try:
+            result = await self._call(task)
+            body: dict[str, Any] = {**base, "result": to_payload(result, where=f"result of step {task['step_name']!r}")}
+            kind = "CompleteStep"
+        except Exception as exc:  # any failure is reported; the retry policy decides
+            body = {**base, "failure": to_failure(exc)}
+            kind = "FailStep"
+        fault("worker_after_step")
+        self._report(task["workflow_id"], f"{kind}:{task['idempotency_key']}", (kind, body))
+        self.completed += 1
+        self._running -= 1
+        part = self._partitions.get((queue, partition))
+        if part is not None:
+            part.in_flight.discard(offset)
+        self._done.set()
+
+    async def _call(self, task: dict[str, Any]) -> Any:
+        name = task["step_name"]
+        step = self.app.find_step(name)
+        if step is None:
+            raise ApplicationError(
+                f"no step named {name!r} is registered on this worker (queue tasks of workflow "
+                f"{task['workflow_type']!r}); register it, or add a dynamic step"
+            )
+        if step.dynamic:
+            args = [name, *(from_payload(p) for p in task["args"])]
+            kwargs = {k: from_payload(p) for k, p in task["kwargs"].items()}
+        else:
+            decoded, kwargs = decode_args(step.fn, task["args"], task["kwargs"], where=f"step {name!r}")
+            args = list(decoded)
+        details = from_payload(task["heartbeat_details"]) if task["heartbeat_details"] else None
+        ctx = StepContext(task["workflow_id"], task["run_id"], task["workflow_type"], name, task["seq"],
+                          task["attempt"], task["idempotency_key"], details, self, task["heartbeat_ms"])
+        timeout = task["start_to_close_ms"] / 1000 if task["start_to_close_ms"] else None
+        context = contextvars.copy_context()
+        context.run(_current.set, ctx)
+        if step.is_async:
+            coro = step.fn(*args, **kwargs)
+            runner = asyncio.get_running_loop().create_task(coro, context=context)
+            return await (asyncio.wait_for(runner, timeout) if timeout else runner)
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._threads, lambda: context.run(step.fn, *args, **kwargs))
+        return await (asyncio.wait_for(future, timeout) if timeout else future)
+
+    def _report(self, workflow_id: str, command_id: str, body: tuple[str, dict[str, Any]]) -> None:
+        command = {"command_id": command_id, "workflow_id": workflow_id, "ts_us": time.time_ns() // 1000, "body": body}
+        self._outbox.append(OutRecord(self.topics.commands, partition_of(workflow_id, self.log.partitions),
+                                      workflow_id, COMMANDS.encode(command)))
+
+    def send_heartbeat(self, ctx: StepContext, details: Any) -> None:
+        payload = None if details is None else to_payload(details, where="heartbeat details")
+        body = ("HeartbeatStep", {"run_id": ctx.run_id, "seq": ctx.seq, "attempt": ctx.attempt, "details": payload})
+
+        def enqueue() -> None:
+            self._report(ctx.workflow_id, f"heartbeat:{ctx.idempotency_key}:{time.time_ns()}", body)
+            self._done.set()
+
+        assert self._loop is not None
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            enqueue()
+        else:
+            self._loop.call_soon_threadsafe(enqueue)

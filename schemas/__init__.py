@@ -1,0 +1,1 @@
+# Empty on purpose: editable installs need it so importlib.resources can list the .avsc files.

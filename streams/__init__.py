@@ -1,0 +1,1 @@
+"""The imperative shell: the only place where log, state store and clock meet."""

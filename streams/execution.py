@@ -1,0 +1,401 @@
+"""The execution processor: commands in, history events and outputs out, state folded.
+
+For each poll batch over the partitions it owns:
+
+1. read commands from every owned partition, from the group's committed offset;
+2. decode them (an undecodable record is logged with its offset and skipped, never retried
+   forever), group them by workflow ID, and for each workflow: decide events from the
+   commands, activate the workflow code with the events it waits for, record what the code
+   asked for, and run local steps inline (activating again with their results);
+3. append every output (history events, tasks, timer requests, replies) **and** the new
+   consumer offsets as one atomic log transaction, fenced on the partition leases;
+4. write one RocksDB WriteBatch per partition with the changed executions, the new history
+   events and the checkpoint (the history offset the store now reflects).
+
+A crash between 3 and 4 leaves the store behind the log; `assign` catches it up by folding
+history from the checkpoint, which is the same path a new owner takes after a rebalance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict, defaultdict
+from pathlib import Path
+from typing import Any
+
+from docket.app import App
+from docket.clock import Clock
+from docket.codec.failure import to_failure
+from docket.codec.payload import to_payload
+from docket.codec.records import COMMANDS, EVENTS, STATES
+from docket.errors import LogError, NondeterminismError, PartitionFencedError, SerializationError
+from docket.execution.decide import RESOLUTIONS, Decision, decide
+from docket.execution.fold import RUNNING, State, apply
+from docket.faults import fault
+from docket.log.base import Log, OutRecord
+from docket.log.partitioner import partition as partition_of
+from docket.log.topics import Topics
+from docket.runtime.instance import Command, WorkflowInstance, call_local
+from docket.runtime.matching import replay
+from docket.state.store import PartitionStore, StoreBatch
+from docket.streams.host import PartitionGroup
+from docket.streams.outputs import Outputs
+
+log = logging.getLogger("docket")
+
+GROUP = "processor"
+MAX_BATCH = 2000
+IDLE_WAIT_S = 0.05
+
+
+class _Partition:
+    def __init__(self, store: PartitionStore, offset: int, history_end: int) -> None:
+        self.store = store
+        self.offset = offset  # next command offset to read
+        self.history_end = history_end  # next history offset; only this owner appends there
+
+
+class _Batch:
+    """What one poll batch accumulates before it is made durable."""
+
+    def __init__(self) -> None:
+        self.out = Outputs()
+        self.states: dict[str, State] = {}
+        self.events: dict[int, list[tuple[str, str, int, bytes]]] = defaultdict(list)
+        self.recorded: dict[tuple[str, str, int], dict[str, Any]] = {}
+        self.values: dict[tuple[str, str], list[bytes]] = defaultdict(list)  # this batch's, per run
+
+
+class ExecutionProcessor:
+    def __init__(self, app: App, log_: Log, topics: Topics, state_dir: Path, clock: Clock,
+                 member: str, *, cache_size: int = 10_000) -> None:
+        self.app = app
+        self.log = log_
+        self.topics = topics
+        self.state_dir = state_dir
+        self.clock = clock
+        self.partitions: dict[int, _Partition] = {}
+        self.group = PartitionGroup(log_, GROUP, member, self._assign, self._revoke)
+        self.cache_size = cache_size
+        self._instances: OrderedDict[str, WorkflowInstance] = OrderedDict()
+        self._states: OrderedDict[str, State] = OrderedDict()
+        self.blocked: dict[str, str] = {}  # workflow_id -> why it stopped (nondeterminism)
+        self._stopping = False
+
+    # -- ownership ------------------------------------------------------------------------------
+
+    async def _assign(self, partition: int) -> None:
+        store = PartitionStore.open(self.state_dir / f"p{partition}", partition)
+        history_end = self._restore(store, partition)
+        offset = self.log.committed(GROUP, self.topics.commands, partition)
+        self.partitions[partition] = _Partition(store, offset, history_end)
+
+    def _restore(self, store: PartitionStore, partition: int) -> int:
+        """Fold history from the store's checkpoint to the end of the log; return the end."""
+        topic = self.topics.history
+        offset = store.checkpoint()
+        folded = 0
+        while True:
+            records = self.log.read(topic, partition, offset, MAX_BATCH)
+            if not records:
+                break
+            batch = store.batch()
+            states: dict[str, State | None] = {}
+            for record in records:
+                event = EVENTS.decode(record.value)
+                wid = event["workflow_id"]
+                if wid not in states:
+                    raw = store.execution(wid)
+                    states[wid] = STATES.decode(raw) if raw else None
+                state = states[wid]
+                if _already_folded(state, event):
+                    continue
+                states[wid] = apply(state, event)
+                batch.put_event(wid, event["run_id"], event["event_id"], record.value)
+                folded += 1
+            for wid, state in states.items():
+                if state is not None:
+                    batch.put_execution(wid, STATES.encode(state))
+            offset = records[-1].offset + 1
+            batch.commit(offset)
+        if folded:
+            log.info("partition %d: restored %d history events from the log", partition, folded)
+        return offset
+
+    def _revoke(self, partition: int) -> None:
+        part = self.partitions.pop(partition, None)
+        if part is not None:
+            part.store.close()
+        n = self.log.partitions
+        for cache in (self._instances, self._states):
+            for wid in [w for w in cache if partition_of(w, n) == partition]:
+                del cache[wid]
+
+    def close(self) -> None:
+        self.group.leave()
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            if loop.time() >= self.group.next_sync:
+                await self.group.sync()
+                self.group.next_sync = loop.time() + 1.0
+            token = self.log.change_token()
+            try:
+                worked = await self.poll_once()
+            except PartitionFencedError as exc:
+                log.warning("%s", exc)
+                self.group.fenced()
+                self._instances.clear()
+                self._states.clear()
+                continue
+            if not worked:
+                await self.log.wait_for_append(token, IDLE_WAIT_S)
+
+    async def poll_once(self) -> bool:
+        """Process one batch; False if there was nothing to read."""
+        commands_topic = self.topics.commands
+        inputs: list[tuple[int, int, dict[str, Any]]] = []
+        commits: dict[tuple[str, str, int], int] = {}
+        for partition, part in self.partitions.items():
+            records = self.log.read(commands_topic, partition, part.offset, MAX_BATCH)
+            if not records:
+                continue
+            commits[(GROUP, commands_topic, partition)] = records[-1].offset + 1
+            for record in records:
+                try:
+                    inputs.append((partition, record.offset, COMMANDS.decode(record.value)))
+                except SerializationError as exc:
+                    log.error("skipping undecodable record at %s[%d] offset %d: %s",
+                              commands_topic, partition, record.offset, exc)
+        if not commits:
+            return False
+        now_us = self.clock.now_us()
+        batch = _Batch()
+        by_workflow: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for partition, offset, command in inputs:
+            if partition_of(command["workflow_id"], self.log.partitions) != partition:
+                log.error("skipping command %s at %s[%d] offset %d: workflow %r belongs on partition "
+                          "%d (was it produced without Docket's partitioner?)", command["command_id"],
+                          commands_topic, partition, offset, command["workflow_id"],
+                          partition_of(command["workflow_id"], self.log.partitions))
+                continue
+            by_workflow[command["workflow_id"]].append(command)
+        for workflow_id, commands in by_workflow.items():
+            await self._process(workflow_id, commands, now_us, batch)
+        self._commit(batch, commits)
+        return True
+
+    def _commit(self, batch: _Batch, commits: dict[tuple[str, str, int], int]) -> None:
+        fault("before_append")
+        records = batch.out.records(self.topics, self.log.partitions)
+        self.log.append(records, commits, owner=self.group.member)
+        fault("after_append_before_writebatch")
+        stores: dict[int, StoreBatch] = {}
+        for partition in {p for (_, _, p) in commits} | set(batch.events):
+            part = self.partitions[partition]
+            stores[partition] = part.store.batch()
+            part.history_end += len(batch.events.get(partition, ()))
+            part.offset = commits.get((GROUP, self.topics.commands, partition), part.offset)
+        n = self.log.partitions
+        for partition, events in batch.events.items():
+            for wid, run_id, event_id, value in events:
+                stores[partition].put_event(wid, run_id, event_id, value)
+        for wid, state in batch.states.items():
+            stores[partition_of(wid, n)].put_execution(wid, STATES.encode(state))
+        for partition, store_batch in stores.items():
+            store_batch.commit(self.partitions[partition].history_end)
+        fault("after_writebatch")
+
+    # -- one workflow -----------------------------------------------------------------------------
+
+    def _state(self, workflow_id: str, batch: _Batch) -> State | None:
+        state = batch.states.get(workflow_id) or self._states.get(workflow_id)
+        if state is None:
+            part = self.partitions[partition_of(workflow_id, self.log.partitions)]
+            raw = part.store.execution(workflow_id)
+            state = STATES.decode(raw) if raw else None
+        return state
+
+    async def _process(self, workflow_id: str, commands: list[dict[str, Any]], now_us: int, batch: _Batch) -> None:
+        state = self._state(workflow_id, batch)
+        activation = (state["last_activation"] if state else 0) + 1
+        resolutions: list[dict[str, Any]] = []
+        local_retries: list[dict[str, Any]] = []
+        for command in commands:
+            decision = decide(state, command, now_us, known_workflow=self._known,
+                              scheduled_step=lambda s, step: self._scheduled(s, step, batch))
+            if decision.events and decision.events[0][0] == "WorkflowStarted":
+                self._instances.pop(workflow_id, None)
+                self.blocked.pop(workflow_id, None)
+                state, activation, resolutions = None, 1, []
+            for kind, body in decision.events:
+                event_activation = activation if kind in RESOLUTIONS else 0
+                state, event = self._record(state, workflow_id, decision.run_id or "", kind, body,
+                                            event_activation, now_us, command["command_id"], batch)
+                if kind in RESOLUTIONS:
+                    resolutions.append(event)
+                elif kind == "StepRetried" and state["steps"][str(body["seq"])]["local"]:
+                    local_retries.append(body)
+            self._emit_decision_outputs(decision, workflow_id, batch)
+        for retry in local_retries:
+            if state is None or state["status"] != RUNNING:
+                break
+            state, events = await self._retry_local(state, retry, activation, now_us, batch)
+            resolutions.extend(events)
+        while resolutions and state is not None and state["status"] == RUNNING:
+            state, resolutions = await self._activate(state, resolutions, activation, now_us, batch)
+            activation += 1
+        if state is not None:
+            batch.states[workflow_id] = state
+            self._cache_state(workflow_id, state)
+
+    def _emit_decision_outputs(self, decision: Decision, workflow_id: str, batch: _Batch) -> None:
+        for reply in decision.replies:
+            batch.out.reply(reply)
+        for timer in decision.timers:
+            batch.out.timer(workflow_id, timer)
+
+    def _record(self, state: State | None, workflow_id: str, run_id: str, kind: str, body: dict[str, Any],
+                activation: int, now_us: int, command_id: str, batch: _Batch) -> tuple[State, dict[str, Any]]:
+        event_id = (state["last_event_id"] if state else 0) + 1
+        event = {"workflow_id": workflow_id, "run_id": run_id, "event_id": event_id,
+                 "activation": activation, "ts_us": now_us, "command_id": command_id, "body": (kind, body)}
+        value = EVENTS.encode(event)
+        state = apply(state, event)
+        partition = partition_of(workflow_id, self.log.partitions)
+        batch.events[partition].append((workflow_id, run_id, event_id, value))
+        batch.out.history(workflow_id, value)
+        batch.recorded[(workflow_id, run_id, event_id)] = event
+        batch.values[(workflow_id, run_id)].append(value)
+        batch.out.for_event(state, event, lambda s, step: self._scheduled(s, step, batch))
+        return state, event
+
+    async def _activate(self, state: State, resolutions: list[dict[str, Any]], activation: int,
+                        now_us: int, batch: _Batch) -> tuple[State, list[dict[str, Any]]]:
+        workflow_id = state["workflow_id"]
+        try:
+            instance = self._instance(state, batch, activation)
+            commands = instance.activate(resolutions, now_us)
+        except NondeterminismError as exc:
+            self._instances.pop(workflow_id, None)
+            self.blocked[workflow_id] = str(exc)
+            log.error("%s", exc)
+            return state, []
+        run_id = state["run_id"]
+        local: list[Command] = []
+        for command in commands:
+            state, _ = self._record(state, workflow_id, run_id, command.kind, command.body, activation,
+                                    now_us, "", batch)
+            if command.local_call is not None:
+                local.append(command)
+        if self.cache_size and not instance.closed:
+            self._instances[workflow_id] = instance
+            self._instances.move_to_end(workflow_id)
+            while len(self._instances) > self.cache_size:
+                self._instances.popitem(last=False)
+        else:
+            self._instances.pop(workflow_id, None)
+        next_resolutions: list[dict[str, Any]] = []
+        for command in local:
+            state, events = await self._run_local(state, command.body, command.local_call, 1,
+                                                  activation + 1, now_us, batch)
+            next_resolutions.extend(events)
+        return state, next_resolutions
+
+    async def _run_local(self, state: State, scheduled: dict[str, Any], call: Any, attempt: int,
+                         activation: int, now_us: int, batch: _Batch) -> tuple[State, list[dict[str, Any]]]:
+        """Run a local step attempt inline and decide its outcome like a worker's report."""
+        seq = scheduled["seq"]
+        timeout = scheduled["start_to_close_ms"]
+        try:
+            coro = call_local(call, inline=scheduled["step_name"] == "side_effect")
+            result = await (asyncio.wait_for(coro, timeout / 1000) if timeout else coro)
+            body: dict[str, Any] = {"run_id": state["run_id"], "seq": seq, "attempt": attempt,
+                                    "result": to_payload(result, where=f"result of local step {scheduled['step_name']!r}")}
+            kind = "CompleteStep"
+        except Exception as exc:  # the step's failure is data: it goes to the retry policy
+            body = {"run_id": state["run_id"], "seq": seq, "attempt": attempt, "failure": to_failure(exc)}
+            kind = "FailStep"
+        command = {"command_id": "", "workflow_id": state["workflow_id"], "ts_us": now_us, "body": (kind, body)}
+        decision = decide(state, command, now_us, known_workflow=self._known,
+                          scheduled_step=lambda s, step: self._scheduled(s, step, batch))
+        resolutions = []
+        for event_kind, event_body in decision.events:
+            event_activation = activation if event_kind in RESOLUTIONS else 0
+            state, event = self._record(state, state["workflow_id"], state["run_id"], event_kind, event_body,
+                                        event_activation, now_us, "", batch)
+            if event_kind in RESOLUTIONS:
+                resolutions.append(event)
+        return state, resolutions
+
+    async def _retry_local(self, state: State, retry: dict[str, Any], activation: int, now_us: int,
+                           batch: _Batch) -> tuple[State, list[dict[str, Any]]]:
+        try:
+            instance = self._instance(state, batch, activation)
+        except NondeterminismError as exc:
+            self.blocked[state["workflow_id"]] = str(exc)
+            log.error("%s", exc)
+            return state, []
+        self._instances[state["workflow_id"]] = instance
+        call = instance.local_calls[retry["seq"]]
+        scheduled = self._scheduled(state, state["steps"][str(retry["seq"])], batch)
+        return await self._run_local(state, scheduled, call, retry["attempt"], activation, now_us, batch)
+
+    def _instance(self, state: State, batch: _Batch, activation: int) -> WorkflowInstance:
+        workflow_id, run_id = state["workflow_id"], state["run_id"]
+        instance = self._instances.get(workflow_id)
+        if instance is not None and instance.run_id == run_id:
+            return instance
+        definition = self.app.find_workflow(state["workflow_type"])
+        if definition is None:
+            raise NondeterminismError(
+                f"workflow type {state['workflow_type']!r} of workflow_id={workflow_id} is not "
+                "registered in this app any more; register it again to let the execution continue"
+            )
+        instance = WorkflowInstance(definition, workflow_id, run_id, state["workflow_type"],
+                                    state["task_queue"], self.app.find_step)
+        values = self._history_values(state) + batch.values.get((workflow_id, run_id), [])
+        earlier = [e for e in map(EVENTS.decode, values) if e["activation"] != activation]
+        replay(instance, earlier)
+        return instance
+
+    def _history_values(self, state: State) -> list[bytes]:
+        workflow_id, run_id = state["workflow_id"], state["run_id"]
+        part = self.partitions[partition_of(workflow_id, self.log.partitions)]
+        stored = list(part.store.history(workflow_id, run_id))
+        return stored
+
+    def _scheduled(self, state: State, step: dict[str, Any], batch: _Batch) -> dict[str, Any]:
+        """The StepScheduled body of a pending step (from this batch, or from the store)."""
+        key = (state["workflow_id"], state["run_id"], step["scheduled_event_id"])
+        event = batch.recorded.get(key)
+        if event is None:
+            part = self.partitions[partition_of(key[0], self.log.partitions)]
+            raw = next(part.store.history(key[0], key[1], after_event_id=key[2] - 1))
+            event = EVENTS.decode(raw)
+        body: dict[str, Any] = event["body"][1]
+        return body
+
+    def _known(self, workflow_type: str) -> bool:
+        return self.app.find_workflow(workflow_type) is not None
+
+    def _cache_state(self, workflow_id: str, state: State) -> None:
+        self._states[workflow_id] = state
+        self._states.move_to_end(workflow_id)
+        while len(self._states) > max(self.cache_size, 1000):
+            self._states.popitem(last=False)
+
+
+def _already_folded(state: State | None, event: dict[str, Any]) -> bool:
+    if state is None:
+        return False
+    if event["body"][0] == "WorkflowStarted":
+        return bool(state["run_id"] == event["run_id"])
+    return bool(state["run_id"] != event["run_id"] or event["event_id"] <= state["last_event_id"])
+
+
+__all__ = ["ExecutionProcessor", "GROUP", "LogError"]

@@ -1,0 +1,59 @@
+"""Partition ownership for one role (processor, timers, a worker queue) in a consumer group.
+
+Every ``sync`` heartbeats the member, releases partitions no longer assigned to it (after
+the batch in hand, since sync runs between batches) and takes the leases of newly
+assigned ones, calling ``on_assign`` so the owner can restore state before work starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from docket.log.base import Log
+
+log = logging.getLogger("docket")
+
+SYNC_INTERVAL_S = 1.0
+
+
+class PartitionGroup:
+    def __init__(self, log_: Log, group: str, member: str,
+                 on_assign: Callable[[int], Awaitable[None]], on_revoke: Callable[[int], None]) -> None:
+        self.log = log_
+        self.group = group
+        self.member = member
+        self.owned: set[int] = set()
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+        self.next_sync = 0.0
+
+    async def sync(self) -> None:
+        assigned = set(self.log.heartbeat(self.group, self.member))
+        for partition in sorted(self.owned - assigned):
+            self._revoke(partition)
+        held = set(self.log.acquire(self.group, sorted(assigned), self.member))
+        for partition in sorted(self.owned - held):  # lost a lease we thought we had
+            self._revoke(partition)
+        for partition in sorted(held - self.owned):
+            await self._on_assign(partition)
+            self.owned.add(partition)
+            log.info("%s: %s took partition %d", self.group, self.member, partition)
+
+    def _revoke(self, partition: int) -> None:
+        self._on_revoke(partition)
+        self.owned.discard(partition)
+        self.log.release(self.group, [partition], self.member)
+        log.info("%s: %s gave up partition %d", self.group, self.member, partition)
+
+    def fenced(self) -> None:
+        """Another member took a partition over: drop everything; the next sync re-acquires."""
+        for partition in sorted(self.owned):
+            self._on_revoke(partition)
+        self.owned.clear()
+
+    def leave(self) -> None:
+        for partition in sorted(self.owned):
+            self._on_revoke(partition)
+        self.owned.clear()
+        self.log.leave(self.group, self.member)

@@ -1,0 +1,142 @@
+"""Core features end to end through the public API on the real embedded log and RocksDB."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+import docket
+
+app = docket.App("basics")
+
+
+@dataclass
+class Order:
+    order_id: str
+    cents: int
+
+
+@app.step
+async def greet(name: str) -> str:
+    return f"Hello, {name}!"
+
+
+@app.step
+def price(order: Order) -> int:
+    assert isinstance(order, Order)
+    return order.cents * 2
+
+
+@app.step(retry=docket.RetryPolicy(initial_interval=timedelta(milliseconds=20), maximum_attempts=3))
+def fails_until_third() -> int:
+    attempt = docket.step_context().attempt
+    if attempt < 3:
+        raise RuntimeError(f"attempt {attempt}")
+    return attempt
+
+
+@app.step(retry=docket.RetryPolicy(initial_interval=timedelta(milliseconds=10), maximum_attempts=2))
+def always_fails() -> None:
+    raise ValueError("boom")
+
+
+@app.workflow
+async def hello(ctx: docket.WorkflowContext, name: str) -> str:
+    return await ctx.step(greet, name)
+
+
+@app.workflow
+async def pricing(ctx: docket.WorkflowContext, orders: list[Order]) -> list[int]:
+    return list(await asyncio.gather(*(ctx.step(price, o) for o in orders)))
+
+
+@app.workflow
+async def retrying(ctx: docket.WorkflowContext) -> int:
+    return await ctx.step(fails_until_third)
+
+
+@app.workflow
+async def doomed(ctx: docket.WorkflowContext) -> None:
+    await ctx.step(always_fails)
+
+
+@app.workflow
+async def sleeper(ctx: docket.WorkflowContext, seconds: float) -> float:
+    before = ctx.now()
+    await ctx.sleep(seconds)
+    return (ctx.now() - before).total_seconds()
+
+
+async def test_hello_result_describe_history(tmp_path: Path) -> None:
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(hello, "World", workflow_id="hello-1")
+        assert await handle.result(timeout=10) == "Hello, World!"
+        description = await handle.describe()
+        assert (description.status, description.workflow_type) == ("completed", "hello")
+        types = [e.type for e in await handle.history()]
+        assert types == ["WorkflowStarted", "StepScheduled", "StepCompleted", "WorkflowCompleted"]
+
+
+async def test_dataclasses_and_parallel_steps(tmp_path: Path) -> None:
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(pricing, [Order("a", 1), Order("b", 5)])
+        assert await handle.result(timeout=10) == [2, 10]
+
+
+async def test_retries_then_success(tmp_path: Path) -> None:
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(retrying)
+        assert await handle.result(timeout=10) == 3
+        kinds = [e.type for e in await handle.history()]
+        assert kinds.count("StepAttemptFailed") == 2 and kinds.count("StepRetried") == 2
+
+
+async def test_step_failure_reaches_caller_with_cause_chain(tmp_path: Path) -> None:
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(doomed)
+        with pytest.raises(docket.WorkflowFailedError) as failed:
+            await handle.result(timeout=10)
+        step_error = failed.value.__cause__
+        assert isinstance(step_error, docket.StepError)
+        assert "failed after 2 attempts: boom" in str(step_error)
+        assert step_error.__cause__ is not None and step_error.__cause__.type_name == "ValueError"
+
+
+async def test_durable_sleep(tmp_path: Path) -> None:
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(sleeper, 0.2)
+        assert await handle.result(timeout=10) >= 0.2
+
+
+async def test_id_reuse_policies(tmp_path: Path) -> None:
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        client = engine.client
+        first = await client.start(hello, "a", workflow_id="same")
+        await first.result(timeout=10)
+        with pytest.raises(docket.errors.WorkflowAlreadyStartedError):
+            await client.start(hello, "b", workflow_id="same", id_reuse_policy=docket.IdReusePolicy.REJECT_DUPLICATE)
+        existing = await client.start(hello, "c", workflow_id="same", id_reuse_policy=docket.IdReusePolicy.RETURN_EXISTING)
+        assert existing.run_id == first.run_id
+        second = await client.start(hello, "d", workflow_id="same")
+        assert second.run_id != first.run_id
+        assert await second.result(timeout=10) == "Hello, d!"
+
+
+async def test_unknown_workflow_is_rejected_and_records_nothing(tmp_path: Path) -> None:
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        with pytest.raises(docket.errors.ClientError, match="unknown workflow type 'nope'"):
+            await engine.client.start("nope", workflow_id="x")
+        assert await engine.client.list() == []
+
+
+async def test_list_filters(tmp_path: Path) -> None:
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        await (await engine.client.start(hello, "x")).result(timeout=10)
+        slow = await engine.client.start(sleeper, 30)
+        running = await engine.client.list(status="running")
+        assert [d.workflow_id for d in running] == [slow.workflow_id]
+        assert len(await engine.client.list(workflow_type="hello")) == 1
