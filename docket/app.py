@@ -44,7 +44,9 @@ class App:
         self, *, name: str | None = None, dynamic: bool = False
     ) -> Callable[[Callable[Concatenate[WorkflowContext, P], Awaitable[R]]], Workflow[P, R]]: ...
 
-    def workflow(self, target: Any = None, *, name: str | None = None, dynamic: bool = False) -> Any:
+    def workflow(
+        self, target: Any = None, *, name: str | None = None, dynamic: bool = False
+    ) -> Any:
         """Register ``async def f(ctx, ...)`` (or a class with a ``@docket.run`` method).
 
         ``dynamic=True`` registers the catch-all for workflow types nobody registered: it is
@@ -105,9 +107,13 @@ class App:
         def register(f: Any) -> Step[Any, Any]:
             check_step_fn(f)
             step: Step[Any, Any] = Step(
-                name=name or f.__name__, fn=f, retry=retry or RetryPolicy(),
+                name=name or f.__name__,
+                fn=f,
+                retry=retry or RetryPolicy(),
                 start_to_close_timeout=start_to_close_timeout,
-                heartbeat_timeout=heartbeat_timeout, task_queue=task_queue, dynamic=dynamic,
+                heartbeat_timeout=heartbeat_timeout,
+                task_queue=task_queue,
+                dynamic=dynamic,
             )
             if dynamic:
                 if self.dynamic_step is not None:

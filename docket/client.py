@@ -12,12 +12,13 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from docket.codec.failure import from_failure
 from docket.codec.payload import encode_args, from_payload
 from docket.codec.records import COMMANDS, REPLIES
+from docket.config import Settings
 from docket.definitions import DEFAULT_QUEUE, Workflow
 from docket.errors import (
     ClientError,
@@ -37,18 +38,20 @@ R = TypeVar("R")
 _MAX_OUTCOMES = 100_000
 
 
-class IdReusePolicy(str, Enum):
+class IdReusePolicy(StrEnum):
     """What `Client.start` does when the workflow ID is already taken."""
 
     ALLOW_AFTER_CLOSE = "allow_after_close"  # a new run once the previous one has closed (default)
-    REJECT_DUPLICATE = "reject_duplicate"    # never reuse an ID, even after close
-    RETURN_EXISTING = "return_existing"      # hand back the existing run instead of failing
+    REJECT_DUPLICATE = "reject_duplicate"  # never reuse an ID, even after close
+    RETURN_EXISTING = "return_existing"  # hand back the existing run instead of failing
 
 
 class WorkflowHandle(Generic[R]):
     """A handle on one run of a workflow, generic in its result type."""
 
-    def __init__(self, client: Client, workflow_id: str, run_id: str | None, result_hint: Any = None) -> None:
+    def __init__(
+        self, client: Client, workflow_id: str, run_id: str | None, result_hint: Any = None
+    ) -> None:
         self._client = client
         self.workflow_id = workflow_id
         self.run_id = run_id
@@ -61,23 +64,30 @@ class WorkflowHandle(Generic[R]):
         """Wait for the run to close; return its result or raise WorkflowFailedError."""
         reply = await self._client._outcome(self.workflow_id, self.run_id, timeout)
         if reply["kind"] == "completed":
-            value: R = from_payload(reply["result"], self._hint, where=f"result of {self.workflow_id!r}")
+            value: R = from_payload(
+                reply["result"], self._hint, where=f"result of {self.workflow_id!r}"
+            )
             return value
         cause = from_failure(reply["failure"])
         raise WorkflowFailedError(
             f"workflow {self.workflow_id!r} (run {reply['run_id']}) failed: {cause}",
-            workflow_id=self.workflow_id, run_id=reply["run_id"],
+            workflow_id=self.workflow_id,
+            run_id=reply["run_id"],
         ) from cause
 
     async def describe(self) -> WorkflowDescription:
         return self._client._reader.describe(self.workflow_id)
 
     async def history(self) -> list[HistoryEvent]:
-        return [to_history_event(e) for e in self._client._reader.history(self.workflow_id, self.run_id)]
+        return [
+            to_history_event(e) for e in self._client._reader.history(self.workflow_id, self.run_id)
+        ]
 
 
 class Client:
-    def __init__(self, log: Log, topics: Topics, reader: StateReader, *, reply_timeout: float = 30.0) -> None:
+    def __init__(
+        self, log: Log, topics: Topics, reader: StateReader, *, reply_timeout: float = 30.0
+    ) -> None:
         self._log = log
         self._topics = topics
         self._reader = reader
@@ -91,11 +101,34 @@ class Client:
         self._outcomes: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._watching: set[str] = set()
         self._listener: asyncio.Task[None] | None = None
+        self._owns_log = False
+
+    @classmethod
+    def connect(cls, settings: Settings | None = None, **overrides: Any) -> Client:
+        """A client in a process that runs no engine (a CLI, a web app): it appends commands
+        to the log of an existing data directory and reads state stores read-only.
+
+        ``overrides`` are `Settings` fields (``data_dir``, ``namespace``); the rest comes
+        from ``DOCKET_*`` variables.
+        """
+        from docket.log.embedded import EmbeddedLog
+
+        settings = settings or Settings.from_env(**overrides)
+        log = EmbeddedLog(
+            settings.data_dir,
+            namespace=settings.namespace,
+            partitions=settings.partitions,
+            create=False,
+        )
+        state_dir = settings.data_dir / "state" / settings.namespace
+        client = cls(log, Topics(settings.namespace), StateReader(state_dir, log.partitions))
+        client._owns_log = True
+        return client
 
     # -- starting -------------------------------------------------------------------------------
 
     @overload
-    async def start(self, workflow: Workflow[P, R], *args: P.args, **kwargs: P.kwargs) -> WorkflowHandle[R]: ...
+    async def start(self, workflow: Workflow[P, R], *args: Any, **kwargs: Any) -> WorkflowHandle[R]: ...
 
     @overload
     async def start(self, workflow: str, *args: Any, **kwargs: Any) -> WorkflowHandle[Any]: ...
@@ -113,13 +146,21 @@ class Client:
         elif isinstance(workflow, str):
             name, hint, queue = workflow, None, DEFAULT_QUEUE
         else:
-            raise ClientError(f"start() needs a registered workflow or a workflow name, got {workflow!r}")
+            raise ClientError(
+                f"start() needs a registered workflow or a workflow name, got {workflow!r}"
+            )
         queue = kwargs.pop("task_queue", None) or queue
         _check_workflow_id(workflow_id)
         arg_payloads, kwarg_payloads = encode_args(tuple(args), kwargs, where=f"workflow {name!r}")
         command_id = uuid.uuid4().hex
-        body = {"workflow_type": name, "args": arg_payloads, "kwargs": kwarg_payloads, "task_queue": queue,
-                "id_reuse_policy": policy.value, "reply_to": self.client_id}
+        body = {
+            "workflow_type": name,
+            "args": arg_payloads,
+            "kwargs": kwarg_payloads,
+            "task_queue": queue,
+            "id_reuse_policy": policy.value,
+            "reply_to": self.client_id,
+        }
         reply = await self._request(workflow_id, command_id, ("StartWorkflow", body))
         kind = reply["kind"]
         if kind == "started":
@@ -128,14 +169,20 @@ class Client:
             raise WorkflowAlreadyStartedError(
                 f"workflow_id={workflow_id!r} already has run {reply['run_id']} and the ID-reuse policy "
                 f"{policy.value!r} forbids another; pick another ID, wait for it to close, or use "
-                "IdReusePolicy.RETURN_EXISTING", workflow_id=workflow_id, run_id=reply["run_id"])
+                "IdReusePolicy.RETURN_EXISTING",
+                workflow_id=workflow_id,
+                run_id=reply["run_id"],
+            )
         elif kind == "rejected":
-            raise ClientError(f"start of {name!r} as workflow_id={workflow_id!r} was rejected: "
-                              f"{reply['failure']['message']}")
+            raise ClientError(
+                f"start of {name!r} as workflow_id={workflow_id!r} was rejected: "
+                f"{reply['failure']['message']}"
+            )
         return WorkflowHandle(self, workflow_id, reply["run_id"], hint)
 
-    def get_handle(self, workflow_id: str, run_id: str | None = None,
-                   *, result_type: Any = None) -> WorkflowHandle[Any]:
+    def get_handle(
+        self, workflow_id: str, run_id: str | None = None, *, result_type: Any = None
+    ) -> WorkflowHandle[Any]:
         """A handle on an existing workflow (its latest run unless ``run_id`` is given)."""
         return WorkflowHandle(self, workflow_id, run_id, result_type)
 
@@ -144,18 +191,25 @@ class Client:
     async def describe(self, workflow_id: str) -> WorkflowDescription:
         return self._reader.describe(workflow_id)
 
-    async def list(self, *, status: str | None = None, workflow_type: str | None = None) -> list[WorkflowDescription]:
+    async def list(
+        self, *, status: str | None = None, workflow_type: str | None = None
+    ) -> list[WorkflowDescription]:
         """Executions (latest run per workflow ID), optionally filtered; oldest start first."""
         from docket.reader import describe_state
 
-        found = [describe_state(s) for s in self._reader.states()
-                 if (status is None or s["status"] == status)
-                 and (workflow_type is None or s["workflow_type"] == workflow_type)]
+        found = [
+            describe_state(s)
+            for s in self._reader.states()
+            if (status is None or s["status"] == status)
+            and (workflow_type is None or s["workflow_type"] == workflow_type)
+        ]
         return sorted(found, key=lambda d: (d.started_at, d.workflow_id))
 
     # -- plumbing -------------------------------------------------------------------------------
 
-    async def _request(self, workflow_id: str, command_id: str, body: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+    async def _request(
+        self, workflow_id: str, command_id: str, body: tuple[str, dict[str, Any]]
+    ) -> dict[str, Any]:
         self._ensure_listener()
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiters[command_id] = future
@@ -165,13 +219,26 @@ class Client:
         finally:
             self._waiters.pop(command_id, None)
 
-    async def _send(self, workflow_id: str, command_id: str, body: tuple[str, dict[str, Any]]) -> None:
-        command = {"command_id": command_id, "workflow_id": workflow_id, "ts_us": time.time_ns() // 1000, "body": body}
-        record = OutRecord(self._topics.commands, partition_of(workflow_id, self._log.partitions),
-                           workflow_id, COMMANDS.encode(command))
+    async def _send(
+        self, workflow_id: str, command_id: str, body: tuple[str, dict[str, Any]]
+    ) -> None:
+        command = {
+            "command_id": command_id,
+            "workflow_id": workflow_id,
+            "ts_us": time.time_ns() // 1000,
+            "body": body,
+        }
+        record = OutRecord(
+            self._topics.commands,
+            partition_of(workflow_id, self._log.partitions),
+            workflow_id,
+            COMMANDS.encode(command),
+        )
         await self._writer.append([record])
 
-    async def _wait(self, future: Awaitable[dict[str, Any]], timeout: float | None, what: str) -> dict[str, Any]:
+    async def _wait(
+        self, future: Awaitable[dict[str, Any]], timeout: float | None, what: str
+    ) -> dict[str, Any]:
         try:
             return await asyncio.wait_for(future, timeout)
         except TimeoutError:
@@ -180,7 +247,9 @@ class Client:
                 f"{self._topics.namespace!r} on this data directory? ('docket run -A module:app')"
             ) from None
 
-    async def _outcome(self, workflow_id: str, run_id: str | None, timeout: float | None) -> dict[str, Any]:
+    async def _outcome(
+        self, workflow_id: str, run_id: str | None, timeout: float | None
+    ) -> dict[str, Any]:
         if run_id is None:
             state = self._reader.state(workflow_id)
             if state is None:
@@ -194,8 +263,11 @@ class Client:
         self._run_waiters.setdefault(run_id, []).append(future)
         try:
             if run_id not in self._watching:
-                reply = await self._request(workflow_id, uuid.uuid4().hex,
-                                            ("WatchWorkflow", {"run_id": run_id, "reply_to": self.client_id}))
+                reply = await self._request(
+                    workflow_id,
+                    uuid.uuid4().hex,
+                    ("WatchWorkflow", {"run_id": run_id, "reply_to": self.client_id}),
+                )
                 if reply["kind"] == "not_found":
                     raise WorkflowNotFoundError(f"no run {run_id} of workflow_id={workflow_id!r}")
                 if reply["kind"] in ("completed", "failed"):
@@ -248,9 +320,10 @@ class Client:
                 await self._listener
             except asyncio.CancelledError:
                 pass
+        if self._owns_log:
+            self._log.close()
 
 
 def _check_workflow_id(workflow_id: str) -> None:
     if not workflow_id or "\0" in workflow_id or len(workflow_id) > 1000:
         raise ClientError(f"workflow_id {workflow_id!r} is invalid: use 1-1000 characters, no NUL")
-

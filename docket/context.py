@@ -38,7 +38,9 @@ class WorkflowContext:
     # -- durable operations --------------------------------------------------------------------
 
     @overload
-    async def step(self, step: Step[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs) -> T: ...
+    async def step(
+        self, step: Step[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs
+    ) -> T: ...
 
     @overload
     async def step(self, step: Step[P, T], *args: P.args, **kwargs: P.kwargs) -> T: ...
@@ -54,7 +56,9 @@ class WorkflowContext:
         return await self._instance.schedule_step(step, args, kwargs, local=False)
 
     @overload
-    async def local_step(self, step: Step[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs) -> T: ...
+    async def local_step(
+        self, step: Step[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs
+    ) -> T: ...
 
     @overload
     async def local_step(self, step: Step[P, T], *args: P.args, **kwargs: P.kwargs) -> T: ...

@@ -106,10 +106,16 @@ def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
         return {}
 
 
-def make_workflow(target: Any, *, name: str | None, dynamic: bool, task_queue: str) -> Workflow[Any, Any]:
+def make_workflow(
+    target: Any, *, name: str | None, dynamic: bool, task_queue: str
+) -> Workflow[Any, Any]:
     where = getattr(target, "__qualname__", repr(target))
     if inspect.isclass(target):
-        runs = [m for _, m in inspect.getmembers(target, inspect.isfunction) if getattr(m, "__docket_run__", False)]
+        runs = [
+            m
+            for _, m in inspect.getmembers(target, inspect.isfunction)
+            if getattr(m, "__docket_run__", False)
+        ]
         if len(runs) != 1:
             raise DefinitionError(
                 f"workflow class {where} needs exactly one method marked @docket.run, found {len(runs)}"
@@ -128,15 +134,22 @@ def make_workflow(target: Any, *, name: str | None, dynamic: bool, task_queue: s
         raise DefinitionError(f"workflow {where} must be an 'async def' function taking ctx first")
     params = list(inspect.signature(fn).parameters.values())
     if len(params) < skip:
-        raise DefinitionError(f"workflow {where} must take the workflow context as its first parameter")
+        raise DefinitionError(
+            f"workflow {where} must take the workflow context as its first parameter"
+        )
     if dynamic:
         rest = params[skip:]
         if not rest:
             raise DefinitionError(
                 f"dynamic workflow {where} must take (ctx, name, *args): the workflow type name comes first"
             )
-    return Workflow(name=name or fn.__name__ if cls is None else name or target.__name__,
-                    fn=fn, cls=cls, dynamic=dynamic, task_queue=task_queue)
+    return Workflow(
+        name=name or fn.__name__ if cls is None else name or target.__name__,
+        fn=fn,
+        cls=cls,
+        dynamic=dynamic,
+        task_queue=task_queue,
+    )
 
 
 def check_step_fn(fn: Any) -> None:

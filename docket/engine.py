@@ -15,9 +15,9 @@ from docket.config import Settings
 from docket.log.embedded import EmbeddedLog, member_id
 from docket.log.topics import Topics
 from docket.reader import StateReader
-from docket.worker import Worker
 from docket.streams.execution import ExecutionProcessor
 from docket.streams.timers import TimerService
+from docket.worker import Worker
 
 log = logging.getLogger("docket")
 
@@ -38,12 +38,24 @@ class Engine:
             activation from history (``DOCKET_ALWAYS_REPLAY=1`` does the same).
     """
 
-    def __init__(self, app: App, *, data_dir: str | Path | None = None, namespace: str | None = None,
-                 partitions: int | None = None, processor: bool = True, worker: bool = True,
-                 clock: Clock | None = None, max_concurrency: int = 200,
-                 workflow_cache_size: int | None = None, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        *,
+        data_dir: str | Path | None = None,
+        namespace: str | None = None,
+        partitions: int | None = None,
+        processor: bool = True,
+        worker: bool = True,
+        clock: Clock | None = None,
+        max_concurrency: int = 200,
+        workflow_cache_size: int | None = None,
+        settings: Settings | None = None,
+    ) -> None:
         self.app = app
-        self.settings = settings or Settings.from_env(data_dir=data_dir, namespace=namespace, partitions=partitions)
+        self.settings = settings or Settings.from_env(
+            data_dir=data_dir, namespace=namespace, partitions=partitions
+        )
         self.clock = clock or SystemClock()
         self._run_processor = processor
         self._run_worker = worker
@@ -77,24 +89,45 @@ class Engine:
 
     async def start(self) -> None:
         settings = self.settings
-        self.log = EmbeddedLog(settings.data_dir, namespace=settings.namespace, partitions=settings.partitions)
+        self.log = EmbeddedLog(
+            settings.data_dir, namespace=settings.namespace, partitions=settings.partitions
+        )
         topics = Topics(settings.namespace)
         self._stop.clear()
         if self._run_processor:
-            self.processor = ExecutionProcessor(self.app, self.log, topics, self.state_dir, self.clock,
-                                                member_id("processor"), cache_size=self._cache_size)
-            self.timers = TimerService(self.log, topics, self.state_dir, self.clock, member_id("timers"))
+            self.processor = ExecutionProcessor(
+                self.app,
+                self.log,
+                topics,
+                self.state_dir,
+                self.clock,
+                member_id("processor"),
+                cache_size=self._cache_size,
+            )
+            self.timers = TimerService(
+                self.log, topics, self.state_dir, self.clock, member_id("timers")
+            )
             await self.processor.group.sync()
             await self.timers.group.sync()
             self._spawn(self.processor.run(self._stop), "processor")
             self._spawn(self.timers.run(self._stop), "timers")
         if self._run_worker:
-            self.worker = Worker(self.app, self.log, topics, member_id("worker"), max_concurrency=self._max_concurrency)
+            self.worker = Worker(
+                self.app,
+                self.log,
+                topics,
+                member_id("worker"),
+                max_concurrency=self._max_concurrency,
+            )
             self._spawn(self.worker.run(self._stop), "worker")
         processor = self.processor
-        reader = StateReader(self.state_dir, self.log.partitions,
-                             live=lambda p: processor.partitions[p].store
-                             if processor and p in processor.partitions else None)
+        reader = StateReader(
+            self.state_dir,
+            self.log.partitions,
+            live=lambda p: (
+                processor.partitions[p].store if processor and p in processor.partitions else None
+            ),
+        )
         self._client = Client(self.log, topics, reader)
 
     def _spawn(self, coro: Any, name: str) -> None:

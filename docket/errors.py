@@ -141,7 +141,9 @@ class ApplicationError(ExecutionFailure):
         details: Any = None,
     ) -> None:
         super().__init__(
-            message, type_name=type or "ApplicationError", non_retryable=non_retryable,
+            message,
+            type_name=type or "ApplicationError",
+            non_retryable=non_retryable,
             details=details,
         )
 

@@ -14,10 +14,10 @@ _passes = 0
 
 POINTS = (
     "after_append_before_writebatch",  # outputs and offsets are in the log, state is not
-    "before_append",                   # the batch was processed in memory only
-    "after_writebatch",                # all durable, before the next poll
-    "timer_after_fire_append",         # timer commands appended, timer store not updated
-    "worker_after_step",               # step ran, its completion not yet appended
+    "before_append",  # the batch was processed in memory only
+    "after_writebatch",  # all durable, before the next poll
+    "timer_after_fire_append",  # timer commands appended, timer store not updated
+    "worker_after_step",  # step ran, its completion not yet appended
 )
 
 

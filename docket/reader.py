@@ -54,14 +54,27 @@ class WorkflowDescription:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "workflow_id": self.workflow_id, "run_id": self.run_id, "workflow_type": self.workflow_type,
-            "status": self.status, "started_at": self.started_at.isoformat(),
+            "workflow_id": self.workflow_id,
+            "run_id": self.run_id,
+            "workflow_type": self.workflow_type,
+            "status": self.status,
+            "started_at": self.started_at.isoformat(),
             "closed_at": self.closed_at.isoformat() if self.closed_at else None,
-            "task_queue": self.task_queue, "history_length": self.history_length,
-            "pending_steps": [{"seq": s.seq, "name": s.name, "attempt": s.attempt, "local": s.local,
-                               "retry_at": s.retry_at.isoformat() if s.retry_at else None}
-                              for s in self.pending_steps],
-            "pending_timers": [{"seq": t.seq, "fire_at": t.fire_at.isoformat()} for t in self.pending_timers],
+            "task_queue": self.task_queue,
+            "history_length": self.history_length,
+            "pending_steps": [
+                {
+                    "seq": s.seq,
+                    "name": s.name,
+                    "attempt": s.attempt,
+                    "local": s.local,
+                    "retry_at": s.retry_at.isoformat() if s.retry_at else None,
+                }
+                for s in self.pending_steps
+            ],
+            "pending_timers": [
+                {"seq": t.seq, "fire_at": t.fire_at.isoformat()} for t in self.pending_timers
+            ],
         }
 
 
@@ -76,8 +89,13 @@ class HistoryEvent:
     attributes: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
-        return {"event_id": self.event_id, "type": self.type, "timestamp": self.timestamp.isoformat(),
-                "activation": self.activation, "attributes": _jsonable(self.attributes)}
+        return {
+            "event_id": self.event_id,
+            "type": self.type,
+            "timestamp": self.timestamp.isoformat(),
+            "activation": self.activation,
+            "attributes": _jsonable(self.attributes),
+        }
 
 
 def _jsonable(value: Any) -> Any:
@@ -94,26 +112,43 @@ def _jsonable(value: Any) -> Any:
 
 def describe_state(state: dict[str, Any]) -> WorkflowDescription:
     return WorkflowDescription(
-        workflow_id=state["workflow_id"], run_id=state["run_id"], workflow_type=state["workflow_type"],
-        status=state["status"], started_at=_time(state["started_us"]) or datetime.now(UTC),
-        closed_at=_time(state["closed_us"]), task_queue=state["task_queue"],
+        workflow_id=state["workflow_id"],
+        run_id=state["run_id"],
+        workflow_type=state["workflow_type"],
+        status=state["status"],
+        started_at=_time(state["started_us"]) or datetime.now(UTC),
+        closed_at=_time(state["closed_us"]),
+        task_queue=state["task_queue"],
         history_length=state["last_event_id"],
-        pending_steps=[PendingStep(s["seq"], s["step_name"], s["attempt"], s["local"], _time(s["retry_at_us"]))
-                       for s in sorted(state["steps"].values(), key=lambda s: s["seq"])],
-        pending_timers=[PendingTimer(int(seq), _time(at) or datetime.now(UTC))
-                        for seq, at in sorted(state["timers"].items(), key=lambda kv: int(kv[0]))],
+        pending_steps=[
+            PendingStep(s["seq"], s["step_name"], s["attempt"], s["local"], _time(s["retry_at_us"]))
+            for s in sorted(state["steps"].values(), key=lambda s: s["seq"])
+        ],
+        pending_timers=[
+            PendingTimer(int(seq), _time(at) or datetime.now(UTC))
+            for seq, at in sorted(state["timers"].items(), key=lambda kv: int(kv[0]))
+        ],
     )
 
 
 def to_history_event(event: dict[str, Any]) -> HistoryEvent:
     kind, body = event["body"]
-    return HistoryEvent(event["event_id"], kind, _time(event["ts_us"]) or datetime.now(UTC),
-                        event["activation"], dict(body))
+    return HistoryEvent(
+        event["event_id"],
+        kind,
+        _time(event["ts_us"]) or datetime.now(UTC),
+        event["activation"],
+        dict(body),
+    )
 
 
 class StateReader:
-    def __init__(self, state_dir: Path, partitions: int,
-                 live: Callable[[int], PartitionStore | None] = lambda p: None) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        partitions: int,
+        live: Callable[[int], PartitionStore | None] = lambda p: None,
+    ) -> None:
         self.state_dir = state_dir
         self.partitions = partitions
         self._live = live
@@ -131,23 +166,34 @@ class StateReader:
             snapshot.close()
 
     def state(self, workflow_id: str) -> dict[str, Any] | None:
-        raw = self._with_store(partition_of(workflow_id, self.partitions), lambda s: s.execution(workflow_id))
+        raw = self._with_store(
+            partition_of(workflow_id, self.partitions), lambda s: s.execution(workflow_id)
+        )
         return STATES.decode(raw) if raw else None
 
     def describe(self, workflow_id: str) -> WorkflowDescription:
         state = self.state(workflow_id)
         if state is None:
-            raise WorkflowNotFoundError(f"no workflow with workflow_id={workflow_id!r} in {self.state_dir}")
+            raise WorkflowNotFoundError(
+                f"no workflow with workflow_id={workflow_id!r} in {self.state_dir}"
+            )
         return describe_state(state)
 
     def history(self, workflow_id: str, run_id: str | None = None) -> list[dict[str, Any]]:
         if run_id is None:
             state = self.state(workflow_id)
             if state is None:
-                raise WorkflowNotFoundError(f"no workflow with workflow_id={workflow_id!r} in {self.state_dir}")
+                raise WorkflowNotFoundError(
+                    f"no workflow with workflow_id={workflow_id!r} in {self.state_dir}"
+                )
             run_id = state["run_id"]
-        values = self._with_store(partition_of(workflow_id, self.partitions),
-                                  lambda s: list(s.history(workflow_id, run_id))) or []
+        values = (
+            self._with_store(
+                partition_of(workflow_id, self.partitions),
+                lambda s: list(s.history(workflow_id, run_id)),
+            )
+            or []
+        )
         return [EVENTS.decode(v) for v in values]
 
     def states(self) -> Iterator[dict[str, Any]]:

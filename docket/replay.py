@@ -47,16 +47,27 @@ def replay_history(app: App, events: list[Event]) -> ReplayResult:
     first = events[0]
     started = first["body"][1]
     workflow_type = started["workflow_type"]
-    result = {"workflow_id": first["workflow_id"], "run_id": first["run_id"], "workflow_type": workflow_type,
-              "events": len(events)}
+    result = {
+        "workflow_id": first["workflow_id"],
+        "run_id": first["run_id"],
+        "workflow_type": workflow_type,
+        "events": len(events),
+    }
     definition = app.find_workflow(workflow_type)
     if definition is None:
         error = NondeterminismError(
             f"workflow type {workflow_type!r} (workflow_id={first['workflow_id']}) is not registered in "
-            f"app {app.name!r}, so its history cannot be replayed; register it")
+            f"app {app.name!r}, so its history cannot be replayed; register it"
+        )
         return ReplayResult(**result, error=error)
-    instance = WorkflowInstance(definition, first["workflow_id"], first["run_id"], workflow_type,
-                                started["task_queue"], app.find_step)
+    instance = WorkflowInstance(
+        definition,
+        first["workflow_id"],
+        first["run_id"],
+        workflow_type,
+        started["task_queue"],
+        app.find_step,
+    )
     try:
         replay_instance(instance, events)
     except NondeterminismError as exc:
@@ -64,7 +75,9 @@ def replay_history(app: App, events: list[Event]) -> ReplayResult:
     return ReplayResult(**result, error=None)
 
 
-def replay_log(app: App, log: Log, topics: Topics, *, workflow_id: str | None = None) -> Iterator[ReplayResult]:
+def replay_log(
+    app: App, log: Log, topics: Topics, *, workflow_id: str | None = None
+) -> Iterator[ReplayResult]:
     """Reconsume the whole history topic and replay every run (or one workflow's runs)."""
     runs: dict[tuple[str, str], list[Event]] = defaultdict(list)
     for partition in range(log.partitions):
@@ -88,6 +101,7 @@ def replay_log(app: App, log: Log, topics: Topics, *, workflow_id: str | None = 
 
 
 # -- history files (JSON lines, one event per line) ------------------------------------------------
+
 
 def _encode(value: Any) -> Any:
     if isinstance(value, bytes):

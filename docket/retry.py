@@ -26,18 +26,26 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.initial_interval <= timedelta(0):
-            raise ValueError(f"RetryPolicy.initial_interval must be positive, got {self.initial_interval}")
+            raise ValueError(
+                f"RetryPolicy.initial_interval must be positive, got {self.initial_interval}"
+            )
         if self.backoff_coefficient < 1:
-            raise ValueError(f"RetryPolicy.backoff_coefficient must be >= 1, got {self.backoff_coefficient}")
+            raise ValueError(
+                f"RetryPolicy.backoff_coefficient must be >= 1, got {self.backoff_coefficient}"
+            )
         if self.maximum_attempts < 0:
-            raise ValueError(f"RetryPolicy.maximum_attempts must be >= 0, got {self.maximum_attempts}")
+            raise ValueError(
+                f"RetryPolicy.maximum_attempts must be >= 0, got {self.maximum_attempts}"
+            )
         object.__setattr__(self, "non_retryable_error_types", tuple(self.non_retryable_error_types))
 
     def to_record(self) -> dict[str, Any]:
         return {
             "initial_interval_ms": _ms(self.initial_interval),
             "backoff_coefficient": self.backoff_coefficient,
-            "maximum_interval_ms": None if self.maximum_interval is None else _ms(self.maximum_interval),
+            "maximum_interval_ms": None
+            if self.maximum_interval is None
+            else _ms(self.maximum_interval),
             "maximum_attempts": self.maximum_attempts,
             "non_retryable_error_types": list(self.non_retryable_error_types),
         }

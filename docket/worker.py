@@ -85,17 +85,29 @@ class _Partition:
 
 
 class Worker:
-    def __init__(self, app: App, log_: Log, topics: Topics, member: str, *, queues: set[str] | None = None,
-                 max_concurrency: int = 200) -> None:
+    def __init__(
+        self,
+        app: App,
+        log_: Log,
+        topics: Topics,
+        member: str,
+        *,
+        queues: set[str] | None = None,
+        max_concurrency: int = 200,
+    ) -> None:
         self.app = app
         self.log = log_
         self.topics = topics
         self.queues = sorted(queues or app.queues())
         self.max_concurrency = max_concurrency
-        self._threads = ThreadPoolExecutor(max_workers=min(max_concurrency, 64), thread_name_prefix="docket-step")
+        self._threads = ThreadPoolExecutor(
+            max_workers=min(max_concurrency, 64), thread_name_prefix="docket-step"
+        )
         self._partitions: dict[tuple[str, int], _Partition] = {}
-        self._groups = {q: PartitionGroup(log_, f"worker.{q}", member, self._assigner(q), self._revoker(q))
-                        for q in self.queues}
+        self._groups = {
+            q: PartitionGroup(log_, f"worker.{q}", member, self._assigner(q), self._revoker(q))
+            for q in self.queues
+        }
         self._running = 0
         self._outbox: list[OutRecord] = []
         self._done = asyncio.Event()
@@ -107,11 +119,13 @@ class Worker:
         async def assign(partition: int) -> None:
             offset = self.log.committed(f"worker.{queue}", self.topics.tasks(queue), partition)
             self._partitions[(queue, partition)] = _Partition(offset)
+
         return assign
 
     def _revoker(self, queue: str) -> Any:
         def revoke(partition: int) -> None:
             self._partitions.pop((queue, partition), None)
+
         return revoke
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -130,8 +144,10 @@ class Worker:
                 await asyncio.sleep(0)
                 continue
             self._done.clear()
-            waits = {asyncio.ensure_future(self._done.wait()),
-                     asyncio.ensure_future(self.log.wait_for_append(token, 0.05))}
+            waits = {
+                asyncio.ensure_future(self._done.wait()),
+                asyncio.ensure_future(self.log.wait_for_append(token, 0.05)),
+            }
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             for w in waits:
                 w.cancel()
@@ -154,14 +170,21 @@ class Worker:
             room = self.max_concurrency - self._running
             if room <= 0:
                 break
-            records = self.log.read(self.topics.tasks(queue), partition, part.next_read, min(room, MAX_READ))
+            records = self.log.read(
+                self.topics.tasks(queue), partition, part.next_read, min(room, MAX_READ)
+            )
             for record in records:
                 part.next_read = record.offset + 1
                 try:
                     task = TASKS.decode(record.value)
                 except SerializationError as exc:
-                    log.error("skipping undecodable task at %s[%d] offset %d: %s",
-                              self.topics.tasks(queue), partition, record.offset, exc)
+                    log.error(
+                        "skipping undecodable task at %s[%d] offset %d: %s",
+                        self.topics.tasks(queue),
+                        partition,
+                        record.offset,
+                        exc,
+                    )
                     continue
                 part.in_flight.add(record.offset)
                 self._running += 1
@@ -175,8 +198,10 @@ class Worker:
         if not self._outbox:
             return False
         records, self._outbox = self._outbox, []
-        commits = {(f"worker.{q}", self.topics.tasks(q), p): part.committable()
-                   for (q, p), part in self._partitions.items()}
+        commits = {
+            (f"worker.{q}", self.topics.tasks(q), p): part.committable()
+            for (q, p), part in self._partitions.items()
+        }
         try:
             self.log.append(records, commits, owner=next(iter(self._groups.values())).member)
         except PartitionFencedError as exc:
@@ -187,11 +212,16 @@ class Worker:
                 group.fenced()
         return True
 
-    async def _run_task(self, queue: str, partition: int, offset: int, task: dict[str, Any]) -> None:
+    async def _run_task(
+        self, queue: str, partition: int, offset: int, task: dict[str, Any]
+    ) -> None:
         base = {"run_id": task["run_id"], "seq": task["seq"], "attempt": task["attempt"]}
         try:
             result = await self._call(task)
-            body: dict[str, Any] = {**base, "result": to_payload(result, where=f"result of step {task['step_name']!r}")}
+            body: dict[str, Any] = {
+                **base,
+                "result": to_payload(result, where=f"result of step {task['step_name']!r}"),
+            }
             kind = "CompleteStep"
         except Exception as exc:  # any failure is reported; the retry policy decides
             body = {**base, "failure": to_failure(exc)}
@@ -217,11 +247,23 @@ class Worker:
             args = [name, *(from_payload(p) for p in task["args"])]
             kwargs = {k: from_payload(p) for k, p in task["kwargs"].items()}
         else:
-            decoded, kwargs = decode_args(step.fn, task["args"], task["kwargs"], where=f"step {name!r}")
+            decoded, kwargs = decode_args(
+                step.fn, task["args"], task["kwargs"], where=f"step {name!r}"
+            )
             args = list(decoded)
         details = from_payload(task["heartbeat_details"]) if task["heartbeat_details"] else None
-        ctx = StepContext(task["workflow_id"], task["run_id"], task["workflow_type"], name, task["seq"],
-                          task["attempt"], task["idempotency_key"], details, self, task["heartbeat_ms"])
+        ctx = StepContext(
+            task["workflow_id"],
+            task["run_id"],
+            task["workflow_type"],
+            name,
+            task["seq"],
+            task["attempt"],
+            task["idempotency_key"],
+            details,
+            self,
+            task["heartbeat_ms"],
+        )
         timeout = task["start_to_close_ms"] / 1000 if task["start_to_close_ms"] else None
         context = contextvars.copy_context()
         context.run(_current.set, ctx)
@@ -234,13 +276,27 @@ class Worker:
         return await (asyncio.wait_for(future, timeout) if timeout else future)
 
     def _report(self, workflow_id: str, command_id: str, body: tuple[str, dict[str, Any]]) -> None:
-        command = {"command_id": command_id, "workflow_id": workflow_id, "ts_us": time.time_ns() // 1000, "body": body}
-        self._outbox.append(OutRecord(self.topics.commands, partition_of(workflow_id, self.log.partitions),
-                                      workflow_id, COMMANDS.encode(command)))
+        command = {
+            "command_id": command_id,
+            "workflow_id": workflow_id,
+            "ts_us": time.time_ns() // 1000,
+            "body": body,
+        }
+        self._outbox.append(
+            OutRecord(
+                self.topics.commands,
+                partition_of(workflow_id, self.log.partitions),
+                workflow_id,
+                COMMANDS.encode(command),
+            )
+        )
 
     def send_heartbeat(self, ctx: StepContext, details: Any) -> None:
         payload = None if details is None else to_payload(details, where="heartbeat details")
-        body = ("HeartbeatStep", {"run_id": ctx.run_id, "seq": ctx.seq, "attempt": ctx.attempt, "details": payload})
+        body = (
+            "HeartbeatStep",
+            {"run_id": ctx.run_id, "seq": ctx.seq, "attempt": ctx.attempt, "details": payload},
+        )
 
         def enqueue() -> None:
             self._report(ctx.workflow_id, f"heartbeat:{ctx.idempotency_key}:{time.time_ns()}", body)

@@ -24,6 +24,9 @@ from collections import OrderedDict, defaultdict
 from pathlib import Path
 from typing import Any
 
+from docket.streams.host import PartitionGroup
+from docket.streams.outputs import Outputs
+
 from docket.app import App
 from docket.clock import Clock
 from docket.codec.failure import to_failure
@@ -33,14 +36,12 @@ from docket.errors import LogError, NondeterminismError, PartitionFencedError, S
 from docket.execution.decide import RESOLUTIONS, Decision, decide
 from docket.execution.fold import RUNNING, State, apply
 from docket.faults import fault
-from docket.log.base import Log, OutRecord
+from docket.log.base import Log
 from docket.log.partitioner import partition as partition_of
 from docket.log.topics import Topics
 from docket.runtime.instance import Command, WorkflowInstance, call_local
 from docket.runtime.matching import replay
 from docket.state.store import PartitionStore, StoreBatch
-from docket.streams.host import PartitionGroup
-from docket.streams.outputs import Outputs
 
 log = logging.getLogger("docket")
 
@@ -68,8 +69,17 @@ class _Batch:
 
 
 class ExecutionProcessor:
-    def __init__(self, app: App, log_: Log, topics: Topics, state_dir: Path, clock: Clock,
-                 member: str, *, cache_size: int = 10_000) -> None:
+    def __init__(
+        self,
+        app: App,
+        log_: Log,
+        topics: Topics,
+        state_dir: Path,
+        clock: Clock,
+        member: str,
+        *,
+        cache_size: int = 10_000,
+    ) -> None:
         self.app = app
         self.log = log_
         self.topics = topics
@@ -169,8 +179,13 @@ class ExecutionProcessor:
                 try:
                     inputs.append((partition, record.offset, COMMANDS.decode(record.value)))
                 except SerializationError as exc:
-                    log.error("skipping undecodable record at %s[%d] offset %d: %s",
-                              commands_topic, partition, record.offset, exc)
+                    log.error(
+                        "skipping undecodable record at %s[%d] offset %d: %s",
+                        commands_topic,
+                        partition,
+                        record.offset,
+                        exc,
+                    )
         if not commits:
             return False
         now_us = self.clock.now_us()
@@ -178,10 +193,16 @@ class ExecutionProcessor:
         by_workflow: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for partition, offset, command in inputs:
             if partition_of(command["workflow_id"], self.log.partitions) != partition:
-                log.error("skipping command %s at %s[%d] offset %d: workflow %r belongs on partition "
-                          "%d (was it produced without Docket's partitioner?)", command["command_id"],
-                          commands_topic, partition, offset, command["workflow_id"],
-                          partition_of(command["workflow_id"], self.log.partitions))
+                log.error(
+                    "skipping command %s at %s[%d] offset %d: workflow %r belongs on partition "
+                    "%d (was it produced without Docket's partitioner?)",
+                    command["command_id"],
+                    commands_topic,
+                    partition,
+                    offset,
+                    command["workflow_id"],
+                    partition_of(command["workflow_id"], self.log.partitions),
+                )
                 continue
             by_workflow[command["workflow_id"]].append(command)
         for workflow_id, commands in by_workflow.items():
@@ -220,22 +241,38 @@ class ExecutionProcessor:
             state = STATES.decode(raw) if raw else None
         return state
 
-    async def _process(self, workflow_id: str, commands: list[dict[str, Any]], now_us: int, batch: _Batch) -> None:
+    async def _process(
+        self, workflow_id: str, commands: list[dict[str, Any]], now_us: int, batch: _Batch
+    ) -> None:
         state = self._state(workflow_id, batch)
         activation = (state["last_activation"] if state else 0) + 1
         resolutions: list[dict[str, Any]] = []
         local_retries: list[dict[str, Any]] = []
         for command in commands:
-            decision = decide(state, command, now_us, known_workflow=self._known,
-                              scheduled_step=lambda s, step: self._scheduled(s, step, batch))
+            decision = decide(
+                state,
+                command,
+                now_us,
+                known_workflow=self._known,
+                scheduled_step=lambda s, step: self._scheduled(s, step, batch),
+            )
             if decision.events and decision.events[0][0] == "WorkflowStarted":
                 self._instances.pop(workflow_id, None)
                 self.blocked.pop(workflow_id, None)
                 state, activation, resolutions = None, 1, []
             for kind, body in decision.events:
                 event_activation = activation if kind in RESOLUTIONS else 0
-                state, event = self._record(state, workflow_id, decision.run_id or "", kind, body,
-                                            event_activation, now_us, command["command_id"], batch)
+                state, event = self._record(
+                    state,
+                    workflow_id,
+                    decision.run_id or "",
+                    kind,
+                    body,
+                    event_activation,
+                    now_us,
+                    command["command_id"],
+                    batch,
+                )
                 if kind in RESOLUTIONS:
                     resolutions.append(event)
                 elif kind == "StepRetried" and state["steps"][str(body["seq"])]["local"]:
@@ -259,11 +296,28 @@ class ExecutionProcessor:
         for timer in decision.timers:
             batch.out.timer(workflow_id, timer)
 
-    def _record(self, state: State | None, workflow_id: str, run_id: str, kind: str, body: dict[str, Any],
-                activation: int, now_us: int, command_id: str, batch: _Batch) -> tuple[State, dict[str, Any]]:
+    def _record(
+        self,
+        state: State | None,
+        workflow_id: str,
+        run_id: str,
+        kind: str,
+        body: dict[str, Any],
+        activation: int,
+        now_us: int,
+        command_id: str,
+        batch: _Batch,
+    ) -> tuple[State, dict[str, Any]]:
         event_id = (state["last_event_id"] if state else 0) + 1
-        event = {"workflow_id": workflow_id, "run_id": run_id, "event_id": event_id,
-                 "activation": activation, "ts_us": now_us, "command_id": command_id, "body": (kind, body)}
+        event = {
+            "workflow_id": workflow_id,
+            "run_id": run_id,
+            "event_id": event_id,
+            "activation": activation,
+            "ts_us": now_us,
+            "command_id": command_id,
+            "body": (kind, body),
+        }
         value = EVENTS.encode(event)
         state = apply(state, event)
         partition = partition_of(workflow_id, self.log.partitions)
@@ -274,8 +328,14 @@ class ExecutionProcessor:
         batch.out.for_event(state, event, lambda s, step: self._scheduled(s, step, batch))
         return state, event
 
-    async def _activate(self, state: State, resolutions: list[dict[str, Any]], activation: int,
-                        now_us: int, batch: _Batch) -> tuple[State, list[dict[str, Any]]]:
+    async def _activate(
+        self,
+        state: State,
+        resolutions: list[dict[str, Any]],
+        activation: int,
+        now_us: int,
+        batch: _Batch,
+    ) -> tuple[State, list[dict[str, Any]]]:
         workflow_id = state["workflow_id"]
         try:
             instance = self._instance(state, batch, activation)
@@ -288,8 +348,17 @@ class ExecutionProcessor:
         run_id = state["run_id"]
         local: list[Command] = []
         for command in commands:
-            state, _ = self._record(state, workflow_id, run_id, command.kind, command.body, activation,
-                                    now_us, "", batch)
+            state, _ = self._record(
+                state,
+                workflow_id,
+                run_id,
+                command.kind,
+                command.body,
+                activation,
+                now_us,
+                "",
+                batch,
+            )
             if command.local_call is not None:
                 local.append(command)
         if self.cache_size and not instance.closed:
@@ -301,39 +370,79 @@ class ExecutionProcessor:
             self._instances.pop(workflow_id, None)
         next_resolutions: list[dict[str, Any]] = []
         for command in local:
-            state, events = await self._run_local(state, command.body, command.local_call, 1,
-                                                  activation + 1, now_us, batch)
+            state, events = await self._run_local(
+                state, command.body, command.local_call, 1, activation + 1, now_us, batch
+            )
             next_resolutions.extend(events)
         return state, next_resolutions
 
-    async def _run_local(self, state: State, scheduled: dict[str, Any], call: Any, attempt: int,
-                         activation: int, now_us: int, batch: _Batch) -> tuple[State, list[dict[str, Any]]]:
+    async def _run_local(
+        self,
+        state: State,
+        scheduled: dict[str, Any],
+        call: Any,
+        attempt: int,
+        activation: int,
+        now_us: int,
+        batch: _Batch,
+    ) -> tuple[State, list[dict[str, Any]]]:
         """Run a local step attempt inline and decide its outcome like a worker's report."""
         seq = scheduled["seq"]
         timeout = scheduled["start_to_close_ms"]
         try:
             coro = call_local(call, inline=scheduled["step_name"] == "side_effect")
             result = await (asyncio.wait_for(coro, timeout / 1000) if timeout else coro)
-            body: dict[str, Any] = {"run_id": state["run_id"], "seq": seq, "attempt": attempt,
-                                    "result": to_payload(result, where=f"result of local step {scheduled['step_name']!r}")}
+            body: dict[str, Any] = {
+                "run_id": state["run_id"],
+                "seq": seq,
+                "attempt": attempt,
+                "result": to_payload(
+                    result, where=f"result of local step {scheduled['step_name']!r}"
+                ),
+            }
             kind = "CompleteStep"
         except Exception as exc:  # the step's failure is data: it goes to the retry policy
-            body = {"run_id": state["run_id"], "seq": seq, "attempt": attempt, "failure": to_failure(exc)}
+            body = {
+                "run_id": state["run_id"],
+                "seq": seq,
+                "attempt": attempt,
+                "failure": to_failure(exc),
+            }
             kind = "FailStep"
-        command = {"command_id": "", "workflow_id": state["workflow_id"], "ts_us": now_us, "body": (kind, body)}
-        decision = decide(state, command, now_us, known_workflow=self._known,
-                          scheduled_step=lambda s, step: self._scheduled(s, step, batch))
+        command = {
+            "command_id": "",
+            "workflow_id": state["workflow_id"],
+            "ts_us": now_us,
+            "body": (kind, body),
+        }
+        decision = decide(
+            state,
+            command,
+            now_us,
+            known_workflow=self._known,
+            scheduled_step=lambda s, step: self._scheduled(s, step, batch),
+        )
         resolutions = []
         for event_kind, event_body in decision.events:
             event_activation = activation if event_kind in RESOLUTIONS else 0
-            state, event = self._record(state, state["workflow_id"], state["run_id"], event_kind, event_body,
-                                        event_activation, now_us, "", batch)
+            state, event = self._record(
+                state,
+                state["workflow_id"],
+                state["run_id"],
+                event_kind,
+                event_body,
+                event_activation,
+                now_us,
+                "",
+                batch,
+            )
             if event_kind in RESOLUTIONS:
                 resolutions.append(event)
         return state, resolutions
 
-    async def _retry_local(self, state: State, retry: dict[str, Any], activation: int, now_us: int,
-                           batch: _Batch) -> tuple[State, list[dict[str, Any]]]:
+    async def _retry_local(
+        self, state: State, retry: dict[str, Any], activation: int, now_us: int, batch: _Batch
+    ) -> tuple[State, list[dict[str, Any]]]:
         try:
             instance = self._instance(state, batch, activation)
         except NondeterminismError as exc:
@@ -343,7 +452,9 @@ class ExecutionProcessor:
         self._instances[state["workflow_id"]] = instance
         call = instance.local_calls[retry["seq"]]
         scheduled = self._scheduled(state, state["steps"][str(retry["seq"])], batch)
-        return await self._run_local(state, scheduled, call, retry["attempt"], activation, now_us, batch)
+        return await self._run_local(
+            state, scheduled, call, retry["attempt"], activation, now_us, batch
+        )
 
     def _instance(self, state: State, batch: _Batch, activation: int) -> WorkflowInstance:
         workflow_id, run_id = state["workflow_id"], state["run_id"]
@@ -356,8 +467,14 @@ class ExecutionProcessor:
                 f"workflow type {state['workflow_type']!r} of workflow_id={workflow_id} is not "
                 "registered in this app any more; register it again to let the execution continue"
             )
-        instance = WorkflowInstance(definition, workflow_id, run_id, state["workflow_type"],
-                                    state["task_queue"], self.app.find_step)
+        instance = WorkflowInstance(
+            definition,
+            workflow_id,
+            run_id,
+            state["workflow_type"],
+            state["task_queue"],
+            self.app.find_step,
+        )
         values = self._history_values(state) + batch.values.get((workflow_id, run_id), [])
         earlier = [e for e in map(EVENTS.decode, values) if e["activation"] != activation]
         replay(instance, earlier)

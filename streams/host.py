@@ -18,8 +18,14 @@ SYNC_INTERVAL_S = 1.0
 
 
 class PartitionGroup:
-    def __init__(self, log_: Log, group: str, member: str,
-                 on_assign: Callable[[int], Awaitable[None]], on_revoke: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        log_: Log,
+        group: str,
+        member: str,
+        on_assign: Callable[[int], Awaitable[None]],
+        on_revoke: Callable[[int], None],
+    ) -> None:
         self.log = log_
         self.group = group
         self.member = member

@@ -18,6 +18,7 @@ import logging
 import struct
 from pathlib import Path
 
+from docket.streams.host import PartitionGroup
 from rocksdict import Rdict, WriteBatch
 
 from docket.clock import Clock
@@ -28,7 +29,6 @@ from docket.log.base import Log, OutRecord
 from docket.log.partitioner import partition as partition_of
 from docket.log.topics import Topics
 from docket.state.store import open_rocksdb
-from docket.streams.host import PartitionGroup
 
 log = logging.getLogger("docket")
 
@@ -53,12 +53,15 @@ class _TimerStore:
 
     def first_due(self) -> int | None:
         for key in self.due.keys():
+            assert isinstance(key, bytes)  # raw_mode
             return int(_BE.unpack(key[:8])[0])
         return None
 
 
 class TimerService:
-    def __init__(self, log_: Log, topics: Topics, state_dir: Path, clock: Clock, member: str) -> None:
+    def __init__(
+        self, log_: Log, topics: Topics, state_dir: Path, clock: Clock, member: str
+    ) -> None:
         self.log = log_
         self.topics = topics
         self.state_dir = state_dir
@@ -95,7 +98,10 @@ class TimerService:
             if indexed or fired:
                 continue
             deadline = self.clock.now_us() + int(SCAN_INTERVAL_S * 1e6)
-            first = min((d for d in (s.first_due() for s in self.stores.values()) if d is not None), default=None)
+            first = min(
+                (d for d in (s.first_due() for s in self.stores.values()) if d is not None),
+                default=None,
+            )
             if first is not None:
                 deadline = min(deadline, first)
             self.wake.clear()
@@ -109,7 +115,9 @@ class TimerService:
         """Step 1: move new timer requests into the due index."""
         worked = False
         for partition, store in self.stores.items():
-            records = self.log.read(self.topics.timers, partition, self.offsets[partition], MAX_FIRE)
+            records = self.log.read(
+                self.topics.timers, partition, self.offsets[partition], MAX_FIRE
+            )
             if not records:
                 continue
             batch = WriteBatch(raw_mode=True)
@@ -117,8 +125,13 @@ class TimerService:
                 try:
                     request = TIMERS.decode(record.value)
                 except SerializationError as exc:
-                    log.error("skipping undecodable timer at %s[%d] offset %d: %s",
-                              self.topics.timers, partition, record.offset, exc)
+                    log.error(
+                        "skipping undecodable timer at %s[%d] offset %d: %s",
+                        self.topics.timers,
+                        partition,
+                        record.offset,
+                        exc,
+                    )
                     continue
                 key = _BE.pack(request["fire_at_us"]) + request["timer_id"].encode()
                 batch.put(key, request["command"], store.h_due)
@@ -135,6 +148,7 @@ class TimerService:
         due: list[tuple[_TimerStore, bytes, bytes]] = []
         for store in self.stores.values():
             for key, command in store.due.items():
+                assert isinstance(key, bytes) and isinstance(command, bytes)  # raw_mode
                 if key >= limit or len(due) >= MAX_FIRE:
                     break
                 due.append((store, key, command))
@@ -143,8 +157,14 @@ class TimerService:
         records = []
         for _, _, command in due:
             workflow_id = COMMANDS.decode(command)["workflow_id"]
-            records.append(OutRecord(self.topics.commands, partition_of(workflow_id, self.log.partitions),
-                                     workflow_id, command))
+            records.append(
+                OutRecord(
+                    self.topics.commands,
+                    partition_of(workflow_id, self.log.partitions),
+                    workflow_id,
+                    command,
+                )
+            )
         self.log.append(records)
         fault("timer_after_fire_append")
         batches: dict[int, tuple[_TimerStore, WriteBatch]] = {}

@@ -74,7 +74,9 @@ def from_failure(failure: Failure) -> errors.ExecutionFailure:
         exc = errors.CancelledError(failure["message"], **common)
     elif failure["type"] == "ApplicationError" or kind == "application":
         exc = errors.ApplicationError(
-            failure["message"], type=failure["type"], non_retryable=failure["non_retryable"],
+            failure["message"],
+            type=failure["type"],
+            non_retryable=failure["non_retryable"],
             details=details,
         )
         exc.remote_stack = failure["stack"]

@@ -120,6 +120,7 @@ def decode_args(
         hint = hints.get(positional[i].name) if i < len(positional) else None
         out_args.append(from_payload(payload, hint, where=f"argument {i} of {where}"))
     out_kwargs = {
-        k: from_payload(v, hints.get(k), where=f"argument {k!r} of {where}") for k, v in kwargs.items()
+        k: from_payload(v, hints.get(k), where=f"argument {k!r} of {where}")
+        for k, v in kwargs.items()
     }
     return out_args, out_kwargs

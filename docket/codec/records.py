@@ -61,8 +61,11 @@ class Codec:
             )
         try:
             record = schemaless_reader(
-                io.BytesIO(data[10:]), writer, self.schema,
-                return_record_name=True, return_record_name_override=True,
+                io.BytesIO(data[10:]),
+                writer,
+                self.schema,
+                return_record_name=True,
+                return_record_name_override=True,
             )
         except Exception as exc:  # fastavro raises many types on truncated or garbled input
             raise SerializationError(

@@ -34,15 +34,36 @@ class Decision:
     timers: list[dict[str, Any]] = field(default_factory=list)  # (timer_id, fire_at_us, FireTimer)
 
 
-def reply(reply_to: str, request_id: str, workflow_id: str, run_id: str, kind: str,
-          result: Any = None, failure: Any = None) -> dict[str, Any]:
-    return {"reply_to": reply_to, "request_id": request_id, "workflow_id": workflow_id,
-            "run_id": run_id, "kind": kind, "result": result, "failure": failure}
+def reply(
+    reply_to: str,
+    request_id: str,
+    workflow_id: str,
+    run_id: str,
+    kind: str,
+    result: Any = None,
+    failure: Any = None,
+) -> dict[str, Any]:
+    return {
+        "reply_to": reply_to,
+        "request_id": request_id,
+        "workflow_id": workflow_id,
+        "run_id": run_id,
+        "kind": kind,
+        "result": result,
+        "failure": failure,
+    }
 
 
 def closed_reply(state: State, reply_to: str, request_id: str) -> dict[str, Any]:
-    return reply(reply_to, request_id, state["workflow_id"], state["run_id"], state["status"],
-                 result=state["result"], failure=state["failure"])
+    return reply(
+        reply_to,
+        request_id,
+        state["workflow_id"],
+        state["run_id"],
+        state["status"],
+        result=state["result"],
+        failure=state["failure"],
+    )
 
 
 def decide(
@@ -60,8 +81,17 @@ def decide(
         return _start(state, command, body, known_workflow)
     if kind == "WatchWorkflow":
         if state is None or (body["run_id"] and body["run_id"] != state["run_id"]):
-            return Decision(replies=[reply(body["reply_to"], command["command_id"], workflow_id,
-                                           body["run_id"] or "", "not_found")])
+            return Decision(
+                replies=[
+                    reply(
+                        body["reply_to"],
+                        command["command_id"],
+                        workflow_id,
+                        body["run_id"] or "",
+                        "not_found",
+                    )
+                ]
+            )
         if state["status"] != RUNNING:
             return Decision(replies=[closed_reply(state, body["reply_to"], command["command_id"])])
         return Decision([("WatcherAdded", {"reply_to": body["reply_to"]})], state["run_id"])
@@ -74,33 +104,60 @@ def decide(
     if step is None or step["attempt"] != body["attempt"] or step["retry_at_us"] is not None:
         return Decision()  # a late report of an attempt that was already settled
     if kind == "CompleteStep":
-        return Decision([("StepCompleted", {"seq": body["seq"], "attempt": body["attempt"],
-                                            "result": body["result"]})], run_id)
+        return Decision(
+            [
+                (
+                    "StepCompleted",
+                    {"seq": body["seq"], "attempt": body["attempt"], "result": body["result"]},
+                )
+            ],
+            run_id,
+        )
     if kind == "FailStep":
         return _attempt_failed(state, step, body["failure"], now_us, scheduled_step)
     if kind == "HeartbeatStep":
-        return Decision([("StepHeartbeat", {"seq": body["seq"], "attempt": body["attempt"],
-                                            "details": body["details"]})], run_id)
+        return Decision(
+            [
+                (
+                    "StepHeartbeat",
+                    {"seq": body["seq"], "attempt": body["attempt"], "details": body["details"]},
+                )
+            ],
+            run_id,
+        )
     raise ValueError(f"unknown command type {kind!r}")
 
 
-def _start(state: State | None, command: dict[str, Any], body: dict[str, Any],
-           known_workflow: Callable[[str], bool]) -> Decision:
+def _start(
+    state: State | None,
+    command: dict[str, Any],
+    body: dict[str, Any],
+    known_workflow: Callable[[str], bool],
+) -> Decision:
     workflow_id = command["workflow_id"]
     request_id = command["command_id"]
     reply_to = body["reply_to"]
     new_run_id = run_id_for(request_id)
 
     def answer(kind: str, run_id: str, failure: Any = None) -> Decision:
-        replies = [reply(reply_to, request_id, workflow_id, run_id, kind, failure=failure)] if reply_to else []
+        replies = (
+            [reply(reply_to, request_id, workflow_id, run_id, kind, failure=failure)]
+            if reply_to
+            else []
+        )
         return Decision(replies=replies)
 
     if state is not None and state["run_id"] == new_run_id:
         return answer("started", new_run_id)  # the same start, delivered again
     policy = body["id_reuse_policy"]
     if policy not in ID_REUSE_POLICIES:
-        return answer("rejected", "", failure=_rejection(
-            f"unknown id_reuse_policy {policy!r}; use one of {', '.join(ID_REUSE_POLICIES)}"))
+        return answer(
+            "rejected",
+            "",
+            failure=_rejection(
+                f"unknown id_reuse_policy {policy!r}; use one of {', '.join(ID_REUSE_POLICIES)}"
+            ),
+        )
     if state is not None:
         running = state["status"] == RUNNING
         if policy == RETURN_EXISTING:
@@ -108,20 +165,36 @@ def _start(state: State | None, command: dict[str, Any], body: dict[str, Any],
         if running or policy == REJECT_DUPLICATE:
             return answer("already_started", state["run_id"])
     if not known_workflow(body["workflow_type"]):
-        return answer("rejected", "", failure=_rejection(
-            f"unknown workflow type {body['workflow_type']!r}: no workflow of that name is "
-            "registered with this engine's app (and it has no dynamic workflow)"))
+        return answer(
+            "rejected",
+            "",
+            failure=_rejection(
+                f"unknown workflow type {body['workflow_type']!r}: no workflow of that name is "
+                "registered with this engine's app (and it has no dynamic workflow)"
+            ),
+        )
     started = {k: body[k] for k in ("workflow_type", "args", "kwargs", "task_queue", "reply_to")}
     return Decision([("WorkflowStarted", started)], new_run_id)
 
 
 def _rejection(message: str) -> dict[str, Any]:
-    return {"type": "InvalidCommand", "message": message, "stack": "", "non_retryable": True,
-            "details": None, "kind": "application", "cause": None}
+    return {
+        "type": "InvalidCommand",
+        "message": message,
+        "stack": "",
+        "non_retryable": True,
+        "details": None,
+        "kind": "application",
+        "cause": None,
+    }
 
 
-def _fire_timer(state: State, body: dict[str, Any], now_us: int,
-                scheduled_step: Callable[[State, dict[str, Any]], dict[str, Any]]) -> Decision:
+def _fire_timer(
+    state: State,
+    body: dict[str, Any],
+    now_us: int,
+    scheduled_step: Callable[[State, dict[str, Any]], dict[str, Any]],
+) -> Decision:
     run_id = state["run_id"]
     seq = body["seq"]
     timer_kind = body["kind"]
@@ -155,34 +228,68 @@ def _fire_timer(state: State, body: dict[str, Any], now_us: int,
 
 def heartbeat_timer(state: State, step: dict[str, Any], fire_at_us: int) -> dict[str, Any]:
     return {
-        "timer_id": timer_id(state["workflow_id"], state["run_id"], "heartbeat", step["seq"],
-                             step["attempt"], fire_at_us),
-        "run_id": state["run_id"], "fire_at_us": fire_at_us,
-        "kind": "heartbeat", "seq": step["seq"], "attempt": step["attempt"],
+        "timer_id": timer_id(
+            state["workflow_id"],
+            state["run_id"],
+            "heartbeat",
+            step["seq"],
+            step["attempt"],
+            fire_at_us,
+        ),
+        "run_id": state["run_id"],
+        "fire_at_us": fire_at_us,
+        "kind": "heartbeat",
+        "seq": step["seq"],
+        "attempt": step["attempt"],
     }
 
 
 def _timeout_failure(step: dict[str, Any], kind: str, limit: str) -> dict[str, Any]:
-    return {"type": "TimeoutError", "kind": f"timeout.{kind}", "non_retryable": False,
-            "message": f"step {step['step_name']!r} attempt {step['attempt']} exceeded its "
-                       f"{kind.replace('_', '-')} timeout of {limit}",
-            "stack": "", "details": None, "cause": None}
+    return {
+        "type": "TimeoutError",
+        "kind": f"timeout.{kind}",
+        "non_retryable": False,
+        "message": f"step {step['step_name']!r} attempt {step['attempt']} exceeded its "
+        f"{kind.replace('_', '-')} timeout of {limit}",
+        "stack": "",
+        "details": None,
+        "cause": None,
+    }
 
 
-def _attempt_failed(state: State, step: dict[str, Any], failure: dict[str, Any], now_us: int,
-                    scheduled_step: Callable[[State, dict[str, Any]], dict[str, Any]]) -> Decision:
+def _attempt_failed(
+    state: State,
+    step: dict[str, Any],
+    failure: dict[str, Any],
+    now_us: int,
+    scheduled_step: Callable[[State, dict[str, Any]], dict[str, Any]],
+) -> Decision:
     scheduled = scheduled_step(state, step)
-    delay_ms = next_retry_delay_ms(scheduled["retry"], attempt=step["attempt"],
-                                   error_type=failure["type"], non_retryable=failure["non_retryable"])
+    delay_ms = next_retry_delay_ms(
+        scheduled["retry"],
+        attempt=step["attempt"],
+        error_type=failure["type"],
+        non_retryable=failure["non_retryable"],
+    )
     seq, attempt = step["seq"], step["attempt"]
     if delay_ms is None:
         final = {
-            "type": "StepError", "kind": "step", "non_retryable": True, "details": None, "stack": "",
+            "type": "StepError",
+            "kind": "step",
+            "non_retryable": True,
+            "details": None,
+            "stack": "",
             "message": f"step {step['step_name']!r} (seq {seq}) failed after {attempt} "
-                       f"attempt{'s' if attempt != 1 else ''}: {failure['message']}",
+            f"attempt{'s' if attempt != 1 else ''}: {failure['message']}",
             "cause": failure,
         }
-        return Decision([("StepFailed", {"seq": seq, "attempt": attempt, "failure": final})],
-                        state["run_id"])
-    body = {"seq": seq, "attempt": attempt, "failure": failure, "retry_at_us": now_us + delay_ms * 1000}
+        return Decision(
+            [("StepFailed", {"seq": seq, "attempt": attempt, "failure": final})], state["run_id"]
+        )
+    body = {
+        "seq": seq,
+        "attempt": attempt,
+        "failure": failure,
+        "retry_at_us": now_us + delay_ms * 1000,
+    }
     return Decision([("StepAttemptFailed", body)], state["run_id"])

@@ -12,7 +12,9 @@ def run_id_for(start_command_id: str) -> str:
     return str(uuid.uuid5(_RUN_NS, start_command_id))
 
 
-def timer_id(workflow_id: str, run_id: str, kind: str, seq: int, attempt: int, extra: int = 0) -> str:
+def timer_id(
+    workflow_id: str, run_id: str, kind: str, seq: int, attempt: int, extra: int = 0
+) -> str:
     suffix = f"/{extra}" if extra else ""
     return f"{workflow_id}/{run_id}/{kind}/{seq}/{attempt}{suffix}"
 

@@ -8,9 +8,9 @@ records may have arrived, and own partitions within a consumer group.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-import asyncio
 from typing import Protocol
 
 
@@ -44,7 +44,11 @@ class Log(Protocol):
     partitions: int
 
     def append(
-        self, records: Sequence[OutRecord], commits: Commits | None = None, *, owner: str | None = None
+        self,
+        records: Sequence[OutRecord],
+        commits: Commits | None = None,
+        *,
+        owner: str | None = None,
     ) -> None:
         """Append ``records`` and store ``commits`` atomically: all of it or none of it.
 

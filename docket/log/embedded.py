@@ -81,7 +81,9 @@ def _now_us() -> int:
 class EmbeddedLog:
     """The SQLite log. One instance per process; use it from one thread (the event loop)."""
 
-    def __init__(self, data_dir: Path, *, namespace: str, partitions: int, create: bool = True) -> None:
+    def __init__(
+        self, data_dir: Path, *, namespace: str, partitions: int, create: bool = True
+    ) -> None:
         self.path = Path(data_dir) / "log.sqlite3"
         if not create and not self.path.exists():
             raise ConfigurationError(
@@ -117,7 +119,11 @@ class EmbeddedLog:
     # -- appending ---------------------------------------------------------------------------
 
     def append(
-        self, records: Sequence[OutRecord], commits: Commits | None = None, *, owner: str | None = None
+        self,
+        records: Sequence[OutRecord],
+        commits: Commits | None = None,
+        *,
+        owner: str | None = None,
     ) -> None:
         if not records and not commits:
             return
@@ -133,7 +139,8 @@ class EmbeddedLog:
             heads = []
             for (topic, partition), group in by_partition.items():
                 row = db.execute(
-                    "SELECT next_offset FROM heads WHERE topic=? AND partition=?", (topic, partition)
+                    "SELECT next_offset FROM heads WHERE topic=? AND partition=?",
+                    (topic, partition),
                 ).fetchone()
                 offset = row[0] if row else 0
                 for record in group:
@@ -216,12 +223,20 @@ class EmbeddedLog:
     def heartbeat(self, group: str, member: str) -> list[int]:
         now = _now_us()
         with self._transaction():
-            self._db.execute("INSERT OR REPLACE INTO members VALUES (?, ?, ?)", (group, member, now))
+            self._db.execute(
+                "INSERT OR REPLACE INTO members VALUES (?, ?, ?)", (group, member, now)
+            )
             rows = self._db.execute(
                 "SELECT member, heartbeat_us FROM members WHERE grp=?", (group,)
             ).fetchall()
-            dead = [m for m, hb in rows if m != member and (hb < now - SESSION_TIMEOUT_US or _is_dead(m))]
-            self._db.executemany("DELETE FROM members WHERE grp=? AND member=?", [(group, m) for m in dead])
+            dead = [
+                m
+                for m, hb in rows
+                if m != member and (hb < now - SESSION_TIMEOUT_US or _is_dead(m))
+            ]
+            self._db.executemany(
+                "DELETE FROM members WHERE grp=? AND member=?", [(group, m) for m in dead]
+            )
         live = sorted(m for m, _ in rows if m not in dead)
         index = live.index(member)
         return [p for p in range(self.partitions) if p % len(live) == index]
@@ -232,7 +247,8 @@ class EmbeddedLog:
         with self._transaction():
             for partition in partitions:
                 row = self._db.execute(
-                    "SELECT owner, expires_us FROM leases WHERE grp=? AND partition=?", (group, partition)
+                    "SELECT owner, expires_us FROM leases WHERE grp=? AND partition=?",
+                    (group, partition),
                 ).fetchone()
                 if row is None or row[0] == member or row[1] < now or _is_dead(row[0]):
                     self._db.execute(

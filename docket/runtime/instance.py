@@ -51,15 +51,23 @@ def _user_location() -> str:
 
 
 class WorkflowInstance:
-    def __init__(self, definition: Workflow[Any, Any], workflow_id: str, run_id: str,
-                 workflow_type: str, task_queue: str, find_step: Callable[[str], Step[Any, Any] | None]) -> None:
+    def __init__(
+        self,
+        definition: Workflow[Any, Any],
+        workflow_id: str,
+        run_id: str,
+        workflow_type: str,
+        task_queue: str,
+        find_step: Callable[[str], Step[Any, Any] | None],
+    ) -> None:
         self.definition = definition
         self.workflow_id = workflow_id
         self.run_id = run_id
         self.workflow_type = workflow_type
         self.task_queue = task_queue
         self.find_step = find_step
-        self.loop = DeterministicLoop(self._start_timer)
+        # typeshed marks I/O methods abstract; workflow code must not do I/O, so they stay unimplemented
+        self.loop = DeterministicLoop(self._start_timer)  # type: ignore[abstract]
         self.ctx = WorkflowContext(self)
         self.replaying = False
         self._seq = 0
@@ -82,7 +90,11 @@ class WorkflowInstance:
                 self.local_calls.pop(body["seq"], None)
                 future, hint = self._steps.pop(body["seq"])
                 if not future.done():
-                    future.set_result(from_payload(body["result"], hint, where=f"result of step seq {body['seq']}"))
+                    future.set_result(
+                        from_payload(
+                            body["result"], hint, where=f"result of step seq {body['seq']}"
+                        )
+                    )
             elif kind == "StepFailed":
                 self.local_calls.pop(body["seq"], None)
                 future, _ = self._steps.pop(body["seq"])
@@ -112,7 +124,9 @@ class WorkflowInstance:
             kwargs = {k: from_payload(p) for k, p in body["kwargs"].items()}
             coro = target(self.ctx, self.workflow_type, *args, **kwargs)
         else:
-            args, kwargs = decode_args(definition.fn, body["args"], body["kwargs"], skip=skip, where=where)
+            args, kwargs = decode_args(
+                definition.fn, body["args"], body["kwargs"], skip=skip, where=where
+            )
             coro = target(self.ctx, *args, **kwargs)
         self._main = self.loop.create_task(coro, name=f"workflow {self.workflow_id}")
 
@@ -121,7 +135,11 @@ class WorkflowInstance:
         if main is None or self.closed or not main.done():
             return
         self.closed = True
-        exc = main.exception() if not main.cancelled() else asyncio.CancelledError("workflow cancelled")
+        exc = (
+            main.exception()
+            if not main.cancelled()
+            else asyncio.CancelledError("workflow cancelled")
+        )
         if exc is None:
             result = to_payload(main.result(), where=f"result of workflow {self.workflow_type!r}")
             self._commands.append(Command("WorkflowCompleted", {"result": result}))
@@ -134,7 +152,9 @@ class WorkflowInstance:
         self._seq += 1
         return self._seq
 
-    def schedule_step(self, step: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *, local: bool) -> asyncio.Future[Any]:
+    def schedule_step(
+        self, step: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *, local: bool
+    ) -> asyncio.Future[Any]:
         if isinstance(step, Step):
             definition: Step[Any, Any] | None = step
             name = step.name
@@ -147,14 +167,22 @@ class WorkflowInstance:
                 f"(in workflow {self.workflow_type!r}, {_user_location()})"
             )
         if local and definition is None:
-            raise WorkflowError(f"local step {name!r} is not registered in this app; local steps run inline")
+            raise WorkflowError(
+                f"local step {name!r} is not registered in this app; local steps run inline"
+            )
         seq = self._next_seq()
         arg_payloads, kwarg_payloads = encode_args(args, kwargs, where=f"step {name!r}")
         retry = (definition.retry if definition else RetryPolicy()).to_record()
         body = {
-            "seq": seq, "step_name": name, "args": arg_payloads, "kwargs": kwarg_payloads,
-            "task_queue": (definition.task_queue if definition and definition.task_queue else self.task_queue),
-            "local": local, "retry": retry,
+            "seq": seq,
+            "step_name": name,
+            "args": arg_payloads,
+            "kwargs": kwarg_payloads,
+            "task_queue": (
+                definition.task_queue if definition and definition.task_queue else self.task_queue
+            ),
+            "local": local,
+            "retry": retry,
             "start_to_close_ms": _ms(definition.start_to_close_timeout) if definition else None,
             "heartbeat_ms": _ms(definition.heartbeat_timeout) if definition else None,
         }
@@ -164,14 +192,25 @@ class WorkflowInstance:
             command.local_call = self.local_calls[seq] = _bind_local(definition, name, args, kwargs)
         self._commands.append(command)
         future = self.loop.create_future()
-        self._steps[seq] = (future, definition.return_hint if definition and not definition.dynamic else None)
+        self._steps[seq] = (
+            future,
+            definition.return_hint if definition and not definition.dynamic else None,
+        )
         return future
 
     def schedule_side_effect(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
         seq = self._next_seq()
-        body = {"seq": seq, "step_name": "side_effect", "args": [], "kwargs": {},
-                "task_queue": self.task_queue, "local": True, "retry": _NO_RETRY,
-                "start_to_close_ms": None, "heartbeat_ms": None}
+        body = {
+            "seq": seq,
+            "step_name": "side_effect",
+            "args": [],
+            "kwargs": {},
+            "task_queue": self.task_queue,
+            "local": True,
+            "retry": _NO_RETRY,
+            "start_to_close_ms": None,
+            "heartbeat_ms": None,
+        }
         self.local_calls[seq] = fn
         self._commands.append(Command("StepScheduled", body, _user_location(), local_call=fn))
         future = self.loop.create_future()
@@ -185,22 +224,29 @@ class WorkflowInstance:
         seq = self._next_seq()
         self._timers[seq] = handle
         fire_at_us = int(round(when * 1e6))
-        self._commands.append(Command("TimerStarted", {"seq": seq, "fire_at_us": fire_at_us}, _user_location()))
+        self._commands.append(
+            Command("TimerStarted", {"seq": seq, "fire_at_us": fire_at_us}, _user_location())
+        )
 
 
 def _ms(delta: Any) -> int | None:
     return None if delta is None else int(delta.total_seconds() * 1000)
 
 
-def _bind_local(step: Step[Any, Any], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Callable[[], Any]:
+def _bind_local(
+    step: Step[Any, Any], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Callable[[], Any]:
     call_args = (name, *args) if step.dynamic else args
     if step.is_async:
+
         async def call_async() -> Any:
             return await step.fn(*call_args, **kwargs)
+
         return call_async
 
     def call_in_thread() -> Any:
         return step.fn(*call_args, **kwargs)
+
     return call_in_thread
 
 

@@ -31,7 +31,9 @@ def _same(command: Command, kind: str, body: dict[str, Any]) -> bool:
         # a workflow that completed the same way is fine even if its outcome type changed
         return False
     if kind == "StepScheduled":
-        return bool(command.body["seq"] == body["seq"] and command.body["step_name"] == body["step_name"])
+        return bool(
+            command.body["seq"] == body["seq"] and command.body["step_name"] == body["step_name"]
+        )
     if kind == "TimerStarted":
         return bool(command.body["seq"] == body["seq"])
     return True
@@ -67,13 +69,19 @@ def replay(instance: WorkflowInstance, events: Iterable[dict[str, Any]]) -> list
         instance.replaying = False
 
 
-def _check(instance: WorkflowInstance, resolutions: list[dict[str, Any]], recorded: list[dict[str, Any]]) -> None:
+def _check(
+    instance: WorkflowInstance, resolutions: list[dict[str, Any]], recorded: list[dict[str, Any]]
+) -> None:
     now_us = (resolutions or recorded)[0]["ts_us"]
     commands = instance.activate(resolutions, now_us)
-    where = (f"workflow {instance.workflow_type!r} (workflow_id={instance.workflow_id}, "
-             f"run={instance.run_id})")
-    fix = ("The code changed in a replay-unsafe way: restore the old behaviour for running "
-           "executions, or let them finish before deploying the change")
+    where = (
+        f"workflow {instance.workflow_type!r} (workflow_id={instance.workflow_id}, "
+        f"run={instance.run_id})"
+    )
+    fix = (
+        "The code changed in a replay-unsafe way: restore the old behaviour for running "
+        "executions, or let them finish before deploying the change"
+    )
     for index, event in enumerate(recorded):
         kind, body = event["body"]
         if index >= len(commands):

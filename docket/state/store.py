@@ -91,6 +91,7 @@ class PartitionStore:
         prefix = history_prefix(workflow_id, run_id)
         start = prefix + _BE.pack(after_event_id + 1)
         for key, value in self._history.items(from_key=start):
+            assert isinstance(key, bytes) and isinstance(value, bytes)  # raw_mode
             if not key.startswith(prefix):
                 break
             yield value
@@ -136,8 +137,13 @@ def open_rocksdb(path: Path, partition: int, *, families: tuple[str, ...]) -> Rd
     return _open(path, partition, options, None, families)
 
 
-def _open(path: Path, partition: int, options: Options, access: AccessType | None,
-          cf_names: tuple[str, ...] = _CFS) -> Rdict:
+def _open(
+    path: Path,
+    partition: int,
+    options: Options,
+    access: AccessType | None,
+    cf_names: tuple[str, ...] = _CFS,
+) -> Rdict:
     families = {name: Options(raw_mode=True) for name in cf_names}
     try:
         if access is None:
@@ -155,4 +161,6 @@ def _open(path: Path, partition: int, options: Options, access: AccessType | Non
                 f"state for partition {partition} at {path} is corrupted: {text}. It can be "
                 "rebuilt from the history topic: delete the directory and restart the engine"
             ) from exc
-        raise StateStoreError(f"cannot open state for partition {partition} at {path}: {text}") from exc
+        raise StateStoreError(
+            f"cannot open state for partition {partition} at {path}: {text}"
+        ) from exc

@@ -1,0 +1,408 @@
+"""The ``docket`` command line.
+
+Exit codes: 0 on success, 1 for a Docket error (one line, no traceback unless ``--debug`` or
+``DOCKET_DEBUG=1``), 2 for usage errors (click's default), 3 when ``replay`` finds
+non-determinism.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from docket.app import App
+from docket.client import Client, IdReusePolicy
+from docket.config import Settings
+from docket.errors import ConfigurationError, DocketError, WorkflowFailedError
+
+T = TypeVar("T")
+
+
+def _load_app(spec: str) -> App:
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigurationError(f"--app must look like 'module:attribute', got {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"cannot import app module {module_name!r} (from --app {spec!r}): {exc}"
+        ) from exc
+    app = getattr(module, attr, None)
+    if not isinstance(app, App):
+        found = "nothing" if app is None else type(app).__name__
+        raise ConfigurationError(
+            f"--app {spec!r}: {module_name}.{attr} is {found}, not a docket.App"
+        )
+    return app
+
+
+def _settings(ctx: click.Context) -> Settings:
+    options = ctx.find_root().params
+    return Settings.from_env(data_dir=options.get("data_dir"), namespace=options.get("namespace"))
+
+
+def _handle_errors(fn: Callable[..., T]) -> Callable[..., T]:
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except DocketError as exc:
+            if os.environ.get("DOCKET_DEBUG") or click.get_current_context().find_root().params.get(
+                "debug"
+            ):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def _run(coro: Awaitable[T]) -> T:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def _print(value: Any, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(value, default=str))
+    elif isinstance(value, dict):
+        width = max((len(k) for k in value), default=0)
+        for key, item in value.items():
+            click.echo(f"{key:<{width}}  {item}")
+    else:
+        click.echo(value)
+
+
+@click.group(
+    context_settings={"auto_envvar_prefix": "DOCKET", "help_option_names": ["-h", "--help"]}
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    help="Data directory (default ./.docket; env DOCKET_DATA_DIR).",
+)
+@click.option("--namespace", help="Topic namespace (default 'default'; env DOCKET_NAMESPACE).")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def main(data_dir: Path | None, namespace: str | None, debug: bool) -> None:
+    """Docket: durable workflows on a Kafka-style log."""
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+# -- running ------------------------------------------------------------------------------------
+
+
+async def _serve(
+    app: App, settings: Settings, *, processor: bool, worker: bool, concurrency: int
+) -> None:
+    from docket.engine import Engine
+
+    engine = Engine(
+        app, settings=settings, processor=processor, worker=worker, max_concurrency=concurrency
+    )
+    await engine.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    roles = " + ".join(r for r, on in (("processor + timers", processor), ("worker", worker)) if on)
+    logging.getLogger("docket").info(
+        "docket %s running app %r in %s (namespace %r); SIGTERM stops cleanly",
+        roles,
+        app.name,
+        settings.data_dir,
+        settings.namespace,
+    )
+    waiter = asyncio.ensure_future(engine.wait_stopped())
+    stopper = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    await engine.stop()  # finishes the batch in hand and the steps running now
+    if waiter.done() and not waiter.cancelled():
+        waiter.result()  # re-raise a component failure
+    else:
+        waiter.cancel()
+
+
+@main.command()
+@click.option("-A", "--app", "app_spec", required=True, help="The app, as module:attribute.")
+@click.option("--concurrency", default=200, show_default=True, help="Steps run at once.")
+@click.pass_context
+@_handle_errors
+def run(ctx: click.Context, app_spec: str, concurrency: int) -> None:
+    """Run the processor, timer service and a worker for an app, until SIGTERM."""
+    app = _load_app(app_spec)
+    _run(_serve(app, _settings(ctx), processor=True, worker=True, concurrency=concurrency))
+
+
+@main.command()
+@click.option("-A", "--app", "app_spec", required=True, help="The app, as module:attribute.")
+@click.option("--concurrency", default=200, show_default=True, help="Steps run at once.")
+@click.pass_context
+@_handle_errors
+def worker(ctx: click.Context, app_spec: str, concurrency: int) -> None:
+    """Run only a worker for an app's steps (next to an engine using the same data directory)."""
+    app = _load_app(app_spec)
+    _run(_serve(app, _settings(ctx), processor=False, worker=True, concurrency=concurrency))
+
+
+# -- workflows ----------------------------------------------------------------------------------
+
+
+@main.group()
+def workflow() -> None:
+    """Start, inspect and replay workflows."""
+
+
+async def _with_client(settings: Settings, fn: Callable[[Client], Awaitable[T]]) -> T:
+    client = Client.connect(settings)
+    try:
+        return await fn(client)
+    finally:
+        await client.close()
+
+
+def _json_arg(text: str | None, what: str, kind: type) -> Any:
+    if text is None:
+        return kind()
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint=what) from None
+    if not isinstance(value, kind):
+        raise click.BadParameter(
+            f"must be a JSON {kind.__name__}, got {type(value).__name__}", param_hint=what
+        )
+    return value
+
+
+@workflow.command()
+@click.argument("workflow_type")
+@click.option(
+    "--args", "args_json", help="Positional arguments as a JSON array, e.g. '[\"World\"]'."
+)
+@click.option("--kwargs", "kwargs_json", help="Keyword arguments as a JSON object.")
+@click.option("--id", "workflow_id", help="Workflow ID (default: a new UUID).")
+@click.option(
+    "--id-reuse-policy",
+    type=click.Choice([p.value for p in IdReusePolicy]),
+    default=IdReusePolicy.ALLOW_AFTER_CLOSE.value,
+    show_default=True,
+)
+@click.option("--wait", is_flag=True, help="Wait for the result and print it.")
+@click.option(
+    "--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for answers."
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_handle_errors
+def start(
+    ctx: click.Context,
+    workflow_type: str,
+    args_json: str | None,
+    kwargs_json: str | None,
+    workflow_id: str | None,
+    id_reuse_policy: str,
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Start WORKFLOW_TYPE (by its registered name); an engine must be running."""
+    args = _json_arg(args_json, "--args", list)
+    kwargs = _json_arg(kwargs_json, "--kwargs", dict)
+
+    async def go(client: Client) -> dict[str, Any]:
+        client.reply_timeout = timeout
+        handle = await client.start(
+            workflow_type,
+            *args,
+            workflow_id=workflow_id,
+            id_reuse_policy=IdReusePolicy(id_reuse_policy),
+            **kwargs,
+        )
+        out: dict[str, Any] = {"workflow_id": handle.workflow_id, "run_id": handle.run_id}
+        if wait:
+            out["result"] = await handle.result(timeout=timeout)
+        return out
+
+    _print(_run(_with_client(_settings(ctx), go)), as_json)
+
+
+@workflow.command()
+@click.argument("workflow_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_handle_errors
+def describe(ctx: click.Context, workflow_id: str, as_json: bool) -> None:
+    """Status, type, times, pending steps and timers of a workflow's latest run."""
+    description = _run(_with_client(_settings(ctx), lambda c: c.describe(workflow_id)))
+    data = description.to_json()
+    if not as_json:
+        data["pending_steps"] = (
+            ", ".join(
+                f"{s['name']}#{s['seq']} (attempt {s['attempt']})" for s in data["pending_steps"]
+            )
+            or "-"
+        )
+        data["pending_timers"] = (
+            ", ".join(f"#{t['seq']} at {t['fire_at']}" for t in data["pending_timers"]) or "-"
+        )
+    _print(data, as_json)
+
+
+@workflow.command()
+@click.argument("workflow_id")
+@click.option("--run-id", help="A specific run (default: the latest).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Exact events as JSON lines (a history file for replay).",
+)
+@click.pass_context
+@_handle_errors
+def history(ctx: click.Context, workflow_id: str, run_id: str | None, as_json: bool) -> None:
+    """The events of a workflow run, in order."""
+    from docket.reader import to_history_event
+    from docket.replay import event_to_json
+
+    async def read(client: Client) -> list[dict[str, Any]]:
+        return client._reader.history(workflow_id, run_id)
+
+    for event in _run(_with_client(_settings(ctx), read)):
+        if as_json:
+            click.echo(event_to_json(event))
+        else:
+            e = to_history_event(event)
+            attributes = json.dumps(e.to_json()["attributes"], default=str)
+            click.echo(
+                f"{e.event_id:>5}  {e.timestamp.isoformat()}  {e.type:<18} {attributes[:120]}"
+            )
+
+
+@workflow.command()
+@click.argument("workflow_id")
+@click.option("--timeout", type=float, default=None, help="Seconds to wait (default: forever).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_handle_errors
+def result(ctx: click.Context, workflow_id: str, timeout: float | None, as_json: bool) -> None:
+    """Wait for a workflow's result and print it (exit 1 if it failed)."""
+
+    async def go(client: Client) -> Any:
+        return await client.get_handle(workflow_id).result(timeout=timeout)
+
+    try:
+        value = _run(_with_client(_settings(ctx), go))
+    except WorkflowFailedError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    _print({"workflow_id": workflow_id, "result": value} if as_json else value, as_json)
+
+
+@workflow.command(name="list")
+@click.option("--status", type=click.Choice(["running", "completed", "failed"]))
+@click.option("--type", "workflow_type", help="Only this workflow type.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_handle_errors
+def list_(ctx: click.Context, status: str | None, workflow_type: str | None, as_json: bool) -> None:
+    """Executions (latest run per workflow ID), oldest first."""
+    found = _run(
+        _with_client(_settings(ctx), lambda c: c.list(status=status, workflow_type=workflow_type))
+    )
+    if as_json:
+        for d in found:
+            click.echo(json.dumps(d.to_json()))
+        return
+    for d in found:
+        click.echo(
+            f"{d.workflow_id:<40} {d.workflow_type:<24} {d.status:<10} {d.started_at.isoformat()}"
+        )
+
+
+@workflow.command()
+@click.option(
+    "-A", "--app", "app_spec", required=True, help="The app whose current code is checked."
+)
+@click.option("--workflow-id", help="Replay only this workflow's runs.")
+@click.option(
+    "--history",
+    "files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Replay these JSON-lines history files instead of the log.",
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_handle_errors
+def replay(
+    ctx: click.Context,
+    app_spec: str,
+    workflow_id: str | None,
+    files: tuple[Path, ...],
+    as_json: bool,
+) -> None:
+    """Re-run recorded histories against the current code; exit 3 on non-determinism."""
+    from docket.log.embedded import EmbeddedLog
+    from docket.log.topics import Topics
+    from docket.replay import load_history, replay_history, replay_log
+
+    app = _load_app(app_spec)
+    if files:
+        results = [replay_history(app, load_history(f)) for f in files]
+    else:
+        settings = _settings(ctx)
+        log = EmbeddedLog(
+            settings.data_dir,
+            namespace=settings.namespace,
+            partitions=settings.partitions,
+            create=False,
+        )
+        try:
+            results = list(
+                replay_log(app, log, Topics(settings.namespace), workflow_id=workflow_id)
+            )
+        finally:
+            log.close()
+    failed = 0
+    for r in results:
+        failed += not r.ok
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "workflow_id": r.workflow_id,
+                        "run_id": r.run_id,
+                        "workflow_type": r.workflow_type,
+                        "events": r.events,
+                        "ok": r.ok,
+                        "error": str(r.error) if r.error else None,
+                    }
+                )
+            )
+        elif r.ok:
+            click.echo(f"ok      {r.workflow_id} ({r.workflow_type}, {r.events} events)")
+        else:
+            click.echo(f"FAILED  {r.workflow_id}: {r.error}")
+    if not as_json:
+        click.echo(f"{len(results) - failed} of {len(results)} histories replayed cleanly")
+    if failed:
+        sys.exit(3)
+if __name__ == "__main__":
+    main()

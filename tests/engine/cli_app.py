@@ -1,0 +1,29 @@
+"""An app for the CLI tests, loaded with -A cli_app:app (tests put this folder on the path)."""
+
+import asyncio
+
+import docket
+
+app = docket.App("cli")
+
+
+@app.step
+def shout(text: str) -> str:
+    return text.upper() + "!"
+
+
+@app.step
+async def slow(seconds: float) -> float:
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+@app.workflow
+async def greet(ctx: docket.WorkflowContext, name: str) -> str:
+    return await ctx.step(shout, f"hello {name}")
+
+
+@app.workflow
+async def wait_and_shout(ctx: docket.WorkflowContext, seconds: float) -> str:
+    await ctx.step(slow, seconds)
+    return await ctx.step(shout, "done")

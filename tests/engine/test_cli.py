@@ -1,0 +1,131 @@
+"""The `docket` CLI as a user runs it: real processes on one data directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+DOCKET = [sys.executable, "-m", "docket.cli"]
+
+
+def _env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKET_")}
+    env["DOCKET_DATA_DIR"] = str(data_dir)
+    env["PYTHONPATH"] = str(HERE) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def docket_cli(data_dir: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*DOCKET, *args], env=_env(data_dir), capture_output=True, text=True, timeout=timeout)
+
+
+def _spawn(data_dir: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([*DOCKET, *args], env=_env(data_dir), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=20)
+    assert process.returncode == 0, out
+    return out
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    process = _spawn(tmp_path, "run", "-A", "cli_app:app")
+    deadline = time.monotonic() + 15
+    while not (tmp_path / "log.sqlite3").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield process
+    if process.poll() is None:
+        _stop(process)
+
+
+def test_start_wait_describe_history_list_replay(tmp_path: Path, engine: subprocess.Popen[str]) -> None:
+    started = docket_cli(tmp_path, "workflow", "start", "greet", "--args", '["cli"]', "--id", "g-1", "--wait", "--json")
+    assert started.returncode == 0, started.stderr
+    assert json.loads(started.stdout)["result"] == "HELLO CLI!"
+
+    described = json.loads(docket_cli(tmp_path, "workflow", "describe", "g-1", "--json").stdout)
+    assert (described["status"], described["workflow_type"]) == ("completed", "greet")
+
+    history = docket_cli(tmp_path, "workflow", "history", "g-1", "--json").stdout.splitlines()
+    assert [json.loads(line)["body"][0] for line in history] == [
+        "WorkflowStarted", "StepScheduled", "StepCompleted", "WorkflowCompleted"]
+
+    listed = [json.loads(line) for line in docket_cli(tmp_path, "workflow", "list", "--json").stdout.splitlines()]
+    assert [d["workflow_id"] for d in listed] == ["g-1"]
+
+    result = docket_cli(tmp_path, "workflow", "result", "g-1")
+    assert result.stdout.strip() == "HELLO CLI!"
+
+    replayed = docket_cli(tmp_path, "workflow", "replay", "-A", "cli_app:app")
+    assert replayed.returncode == 0 and "1 of 1 histories replayed cleanly" in replayed.stdout
+
+
+def test_sigterm_finishes_running_step_and_loses_nothing(tmp_path: Path, engine: subprocess.Popen[str]) -> None:
+    started = docket_cli(tmp_path, "workflow", "start", "wait_and_shout", "--args", "[1.0]", "--id", "w-1")
+    assert started.returncode == 0, started.stderr
+    time.sleep(0.4)  # the 1 s step is running now
+    _stop(engine)
+    restarted = _spawn(tmp_path, "run", "-A", "cli_app:app")
+    try:
+        result = docket_cli(tmp_path, "workflow", "result", "w-1", "--timeout", "20")
+        assert result.stdout.strip() == "DONE!", result.stderr
+        history = [json.loads(line)["body"][0]
+                   for line in docket_cli(tmp_path, "workflow", "history", "w-1", "--json").stdout.splitlines()]
+        assert history.count("StepCompleted") == 2 and "StepAttemptFailed" not in history
+    finally:
+        _stop(restarted)
+
+
+def test_worker_in_another_process(tmp_path: Path) -> None:
+    """The engine runs no worker; a `docket worker` process runs the steps."""
+    processor = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import asyncio, docket, cli_app\n"
+            "async def main():\n"
+            "    async with docket.Engine(cli_app.app, worker=False) as engine:\n"
+            "        h = await engine.client.start(cli_app.greet, 'remote', workflow_id='r-1')\n"
+            "        print(await h.result(timeout=30))\n"
+            "asyncio.run(main())\n")],
+        env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    worker = _spawn(tmp_path, "worker", "-A", "cli_app:app")
+    try:
+        out, err = processor.communicate(timeout=40)
+        assert processor.returncode == 0, err
+        assert out.strip() == "HELLO REMOTE!"
+    finally:
+        _stop(worker)
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["workflow", "start", "nope"], 1, "unknown workflow type 'nope'"),
+    (["workflow", "start", "greet", "--args", "[oops"], 2, "not valid JSON"),
+    (["workflow", "start", "greet", "--args", '{"a": 1}'], 2, "must be a JSON list"),
+    (["workflow", "describe", "missing"], 1, "no workflow with workflow_id='missing'"),
+    (["workflow", "replay", "-A", "no_such_module:app"], 1, "cannot import app module 'no_such_module'"),
+    (["workflow", "replay", "-A", "cli_app:missing"], 1, "cli_app.missing is nothing, not a docket.App"),
+])
+def test_bad_input_is_one_line_and_nonzero(tmp_path: Path, engine: subprocess.Popen[str], args: list[str],
+                                           code: int, message: str) -> None:
+    result = docket_cli(tmp_path, *args)
+    assert result.returncode == code
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_data_directory(tmp_path: Path) -> None:
+    result = docket_cli(tmp_path / "nowhere", "workflow", "list")
+    assert result.returncode == 1
+    assert "no Docket data at" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,33 @@
+"""Checked by mypy (tests/typing/test_static.py): the public API keeps its types."""
+
+from __future__ import annotations
+
+from typing import assert_type
+
+import docket
+
+app = docket.App("typing")
+
+
+@app.step
+async def greet(name: str) -> str:
+    return name
+
+
+@app.step
+def count(items: list[int]) -> int:
+    return len(items)
+
+
+@app.workflow
+async def hello(ctx: docket.WorkflowContext, name: str) -> str:
+    assert_type(await ctx.step(greet, name), str)
+    assert_type(await ctx.step(count, [1, 2]), int)
+    assert_type(await ctx.local_step(count, [1]), int)
+    return name
+
+
+async def use(client: docket.Client) -> None:
+    handle = await client.start(hello, "x", workflow_id="t")
+    assert_type(handle, docket.WorkflowHandle[str])
+    assert_type(await handle.result(), str)
