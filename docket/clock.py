@@ -22,9 +22,8 @@ class SystemClock:
 
     async def sleep_until(self, deadline_us: int, wake: asyncio.Event) -> None:
         delay = (deadline_us - self.now_us()) / 1e6
-        if delay <= 0:
+        if delay <= 0 or wake.is_set():
             return
-        try:
-            await asyncio.wait_for(wake.wait(), delay)
-        except TimeoutError:
-            pass
+        waiter = asyncio.ensure_future(wake.wait())
+        await asyncio.wait({waiter}, timeout=delay)  # not wait_for: see EmbeddedLog.wait_for_append
+        waiter.cancel()

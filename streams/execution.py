@@ -475,7 +475,9 @@ class ExecutionProcessor:
             state["task_queue"],
             self.app.find_step,
         )
-        values = self._history_values(state) + batch.values.get((workflow_id, run_id), [])
+        # a run's first activation has no earlier history: skip the store scan
+        stored = self._history_values(state) if activation > 1 else []
+        values = stored + batch.values.get((workflow_id, run_id), [])
         earlier = [e for e in map(EVENTS.decode, values) if e["activation"] != activation]
         replay(instance, earlier)
         return instance

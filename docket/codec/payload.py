@@ -8,6 +8,8 @@ type hints, so a step declared ``def charge(order: Order)`` receives an ``Order`
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import json
 import types
 import typing
@@ -100,12 +102,9 @@ def encode_args(
     )
 
 
-def decode_args(
-    fn: Any, args: list[Payload], kwargs: dict[str, Payload], *, skip: int = 0, where: str
-) -> tuple[list[Any], dict[str, Any]]:
-    """Decode arguments for ``fn``, using its annotations; ``skip`` leading params (ctx, self)."""
-    import inspect
-
+@functools.lru_cache(maxsize=4096)
+def _signature_hints(fn: Any, skip: int) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """(hint of each positional parameter, hints by name) for ``fn``, computed once."""
     try:
         hints = typing.get_type_hints(fn)
     except Exception:  # unresolvable forward references: decode as plain JSON
@@ -114,10 +113,18 @@ def decode_args(
         params = list(inspect.signature(fn).parameters.values())[skip:]
     except (TypeError, ValueError):
         params = []
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    positional = tuple(hints.get(p.name) for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+    return positional, hints
+
+
+def decode_args(
+    fn: Any, args: list[Payload], kwargs: dict[str, Payload], *, skip: int = 0, where: str
+) -> tuple[list[Any], dict[str, Any]]:
+    """Decode arguments for ``fn``, using its annotations; ``skip`` leading params (ctx, self)."""
+    positional, hints = _signature_hints(fn, skip)
     out_args = []
     for i, payload in enumerate(args):
-        hint = hints.get(positional[i].name) if i < len(positional) else None
+        hint = positional[i] if i < len(positional) else None
         out_args.append(from_payload(payload, hint, where=f"argument {i} of {where}"))
     out_kwargs = {
         k: from_payload(v, hints.get(k), where=f"argument {k!r} of {where}")

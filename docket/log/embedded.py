@@ -74,6 +74,11 @@ def _is_dead(member: str) -> bool:
     return False
 
 
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 def _now_us() -> int:
     return time.time_ns() // 1000
 
@@ -100,7 +105,7 @@ class EmbeddedLog:
             raise LogError(f"cannot open the embedded log at {self.path}: {exc}") from exc
         self.partitions = self._register_namespace(namespace, partitions)
         self._generation = 0
-        self._event: asyncio.Event | None = None
+        self._waiters: list[asyncio.Future[None]] = []
 
     def _register_namespace(self, namespace: str, partitions: int) -> int:
         with self._transaction():
@@ -155,9 +160,9 @@ class EmbeddedLog:
                     [(g, t, p, o) for (g, t, p), o in commits.items()],
                 )
         self._generation += 1
-        if self._event is not None:
-            self._event.set()
-            self._event = None
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            _wake(waiter)
 
     def _check_leases(self, owner: str, leases: set[tuple[str, int]]) -> None:
         for group, partition in leases:
@@ -202,21 +207,24 @@ class EmbeddedLog:
         return (self._generation, version)
 
     async def wait_for_append(self, token: object, timeout: float) -> None:
+        # A plain future + call_later, not asyncio.wait_for: on Python 3.11 wait_for can
+        # swallow a cancellation that races with the inner wait, and then the caller's
+        # task never stops.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while True:
-            if self.change_token() != token:
-                return
+        while self.change_token() == token:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
-            if self._event is None:
-                self._event = asyncio.Event()
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(waiter)
+            timer = loop.call_later(min(remaining, POLL_INTERVAL), _wake, waiter)
             try:
-                await asyncio.wait_for(self._event.wait(), min(remaining, POLL_INTERVAL))
-                return
-            except TimeoutError:
-                continue
+                await waiter
+            finally:
+                timer.cancel()
+                if not waiter.done():
+                    waiter.cancel()
 
     # -- groups ----------------------------------------------------------------------------------
 

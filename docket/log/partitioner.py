@@ -7,6 +7,8 @@ then moves whole shards rather than reshuffling every key (see docs/operations.m
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 SHARDS = 4096
 _M = 0x5BD1E995
 _MASK = 0xFFFFFFFF
@@ -42,6 +44,8 @@ def shard(key: str) -> int:
     return (murmur2(key.encode()) & 0x7FFFFFFF) % SHARDS
 
 
+@lru_cache(maxsize=1 << 16)
 def partition(key: str, partitions: int) -> int:
-    """The partition of ``key`` among ``partitions``: its shard's range."""
+    """The partition of ``key`` among ``partitions``: its shard's range (cached: every
+    record of a workflow asks again, and murmur2 is pure Python)."""
     return shard(key) * partitions // SHARDS

@@ -1,0 +1,151 @@
+"""Step features through the public API: timeouts, heartbeats, class workflows, local steps."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+import docket
+
+app = docket.App("steps")
+FAST = docket.RetryPolicy(initial_interval=timedelta(milliseconds=20), maximum_attempts=3)
+
+
+@app.step(start_to_close_timeout=timedelta(milliseconds=200), retry=FAST)
+async def too_slow() -> str:
+    if docket.step_context().attempt < 2:
+        await asyncio.sleep(5)
+    return "second attempt in time"
+
+
+@app.step(heartbeat_timeout=timedelta(milliseconds=300), retry=FAST)
+def resumable(total: int) -> list[int]:
+    """Processes items, heartbeating progress; attempt 1 stalls after item 2 (a hung host)."""
+    ctx = docket.step_context()
+    start = ctx.heartbeat_details or 0
+    seen = []
+    for item in range(start, total):
+        seen.append(item)
+        ctx.heartbeat(item + 1)
+        time.sleep(0.2)  # heartbeats are throttled to half the timeout: this reports each item
+        if ctx.attempt == 1 and item == 2:
+            time.sleep(1.5)  # stop heartbeating: the processor times this attempt out
+            return []
+    return seen
+
+
+@app.step
+def whoami() -> dict[str, object]:
+    ctx = docket.step_context()
+    return {"key": ctx.idempotency_key, "attempt": ctx.attempt, "thread": threading.current_thread().name}
+
+
+@app.workflow
+async def timeouts(ctx: docket.WorkflowContext) -> str:
+    return await ctx.step(too_slow)
+
+
+@app.workflow
+async def heartbeats(ctx: docket.WorkflowContext, total: int) -> list[int]:
+    return await ctx.step(resumable, total)
+
+
+@app.workflow
+async def identity(ctx: docket.WorkflowContext) -> dict[str, object]:
+    return await ctx.step(whoami)
+
+
+@app.workflow
+class Counter:
+    def __init__(self) -> None:
+        self.total = 0
+
+    @docket.run
+    async def run(self, ctx: docket.WorkflowContext, values: list[int]) -> int:
+        for value in values:
+            self.total += await ctx.local_step(double, value)
+        return self.total
+
+
+@app.step
+def double(x: int) -> int:
+    return 2 * x
+
+
+@app.workflow
+async def deterministic_helpers(ctx: docket.WorkflowContext) -> list[str]:
+    first = [str(ctx.uuid4()), str(ctx.random().random()), ctx.now().isoformat()]
+    await ctx.sleep(0.05)
+    drawn = await ctx.side_effect(lambda: "drawn once")
+    return [*first, drawn]
+
+
+@pytest.fixture(params=[None, 0], ids=["cached", "always-replay"])
+def cache_size(request: pytest.FixtureRequest) -> int | None:
+    return request.param  # type: ignore[no-any-return]
+
+
+async def test_start_to_close_timeout_retries(tmp_path: Path, cache_size: int | None) -> None:
+    async with docket.Engine(app, data_dir=tmp_path, workflow_cache_size=cache_size) as engine:
+        handle = await engine.client.start(timeouts)
+        assert await handle.result(timeout=20) == "second attempt in time"
+        failed = [e for e in await handle.history() if e.type == "StepAttemptFailed"]
+        assert len(failed) == 1
+        assert failed[0].attributes["failure"]["kind"] == "timeout.start_to_close"
+
+
+async def test_heartbeat_timeout_resumes_from_details(tmp_path: Path) -> None:
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(heartbeats, 5)
+        assert await handle.result(timeout=30) == [3, 4]  # attempt 2 resumed after item 2
+        history = await handle.history()
+        failed = [e for e in history if e.type == "StepAttemptFailed"]
+        assert [f.attributes["failure"]["kind"] for f in failed] == ["timeout.heartbeat"]
+
+
+async def test_sync_steps_run_in_threads_with_idempotency_keys(tmp_path: Path) -> None:
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(identity, workflow_id="who")
+        info = await handle.result(timeout=10)
+        assert info["key"] == f"who/{handle.run_id}/1/1" and info["attempt"] == 1
+        assert str(info["thread"]).startswith("docket-step")
+
+
+async def test_class_workflow_with_local_steps(tmp_path: Path, cache_size: int | None) -> None:
+    async with docket.Engine(app, data_dir=tmp_path, workflow_cache_size=cache_size) as engine:
+        handle = await engine.client.start(Counter, [1, 2, 3])
+        assert await handle.result(timeout=10) == 12
+        scheduled = [e for e in await handle.history() if e.type == "StepScheduled"]
+        assert all(e.attributes["local"] for e in scheduled) and len(scheduled) == 3
+
+
+async def test_deterministic_helpers_are_stable_under_replay(tmp_path: Path) -> None:
+    """Always-replay re-runs the code from history at every activation: values must not drift."""
+    async with docket.Engine(app, data_dir=tmp_path, workflow_cache_size=0) as engine:
+        handle = await engine.client.start(deterministic_helpers)
+        uuid_, rand, now, drawn = await handle.result(timeout=10)
+        started = (await handle.history())[0].timestamp
+        assert now == started.isoformat() and drawn == "drawn once"
+        assert len(uuid_) == 36 and 0 <= float(rand) < 1
+
+
+def test_calling_a_step_directly_outside_workflows_runs_it() -> None:
+    assert double(21) == 42
+
+
+def test_bad_definitions_fail_at_registration() -> None:
+    other = docket.App("bad")
+    with pytest.raises(docket.errors.DefinitionError, match="must be an 'async def'"):
+        @other.workflow
+        def not_async(ctx: docket.WorkflowContext) -> None: ...
+    with pytest.raises(docket.errors.DefinitionError, match="registered twice"):
+        @other.step(name="x")
+        def a() -> None: ...
+
+        @other.step(name="x")
+        def b() -> None: ...
