@@ -112,14 +112,14 @@ async def _serve(
 ) -> None:
     from docket.engine import Engine
 
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before start: a stop during start-up is clean too
+        loop.add_signal_handler(sig, stop.set)
     engine = Engine(
         app, settings=settings, processor=processor, worker=worker, max_concurrency=concurrency
     )
     await engine.start()
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     roles = " + ".join(r for r, on in (("processor + timers", processor), ("worker", worker)) if on)
     logging.getLogger("docket").info(
         "docket %s running app %r in %s (namespace %r); SIGTERM stops cleanly",

@@ -13,6 +13,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from docket.codec.failure import from_failure
@@ -82,6 +83,13 @@ class WorkflowHandle(Generic[R]):
         return [
             to_history_event(e) for e in self._client._reader.history(self.workflow_id, self.run_id)
         ]
+
+    async def export_history(self, path: str | Path) -> None:
+        """Write this run's exact events as JSON lines: a history file for `docket.replay`
+        and ``docket workflow replay --history`` (keep a few as golden files in CI)."""
+        from docket.replay import export_history
+
+        export_history(self._client._reader.history(self.workflow_id, self.run_id), path)
 
 
 class Client:

@@ -15,6 +15,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from docket.app import App
@@ -45,32 +46,50 @@ class StepContext:
     attempt: int
     idempotency_key: str
     heartbeat_details: Any
-    _worker: Worker = field(repr=False)
+    _send: Callable[[StepContext, Any], None] | None = field(repr=False, default=None)
+    _later: Callable[[float, Callable[[], None]], None] | None = field(repr=False, default=None)
     _heartbeat_ms: int | None = field(repr=False, default=None)
-    _last_heartbeat: float = field(repr=False, default=0.0)
+    _last_sent: float = field(repr=False, default=0.0)
+    _latest: Any = field(repr=False, default=None)
+    _unsent: bool = field(repr=False, default=False)
+    _flush_scheduled: bool = field(repr=False, default=False)
 
     def heartbeat(self, details: Any = None) -> None:
-        """Report progress (and ``details`` the next attempt can resume from).
+        """Report progress, and ``details`` the next attempt can resume from.
 
-        Required within the step's heartbeat timeout when it has one; throttled to about
-        twice per timeout (or once a second) so a tight loop can call it freely. Safe to call
-        from sync steps running in threads.
+        Required within the step's heartbeat timeout when it has one. Sends are throttled
+        to about twice per timeout (once a second without one), so a tight loop can call
+        it freely; the latest details are never dropped: they go out when the throttle
+        interval ends, or before the attempt's failure is reported. Safe from threads.
+        Local steps have no heartbeat timeout: there it only records the latest details.
         """
-        now = time.monotonic()
-        interval = (self._heartbeat_ms / 2000) if self._heartbeat_ms else 1.0
-        if now - self._last_heartbeat < interval:
+        self._latest = details
+        self._unsent = True
+        if self._send is None:
             return
-        self._last_heartbeat = now
-        self._worker.send_heartbeat(self, details)
+        interval = (self._heartbeat_ms / 2000) if self._heartbeat_ms else 1.0
+        wait = self._last_sent + interval - time.monotonic()
+        if wait <= 0:
+            self.flush_heartbeat()
+        elif not self._flush_scheduled and self._later is not None:
+            self._flush_scheduled = True
+            self._later(wait, self.flush_heartbeat)
+
+    def flush_heartbeat(self) -> None:
+        self._flush_scheduled = False
+        if self._unsent and self._send is not None:
+            self._unsent = False
+            self._last_sent = time.monotonic()
+            self._send(self, self._latest)
 
 
-_current: contextvars.ContextVar[StepContext] = contextvars.ContextVar("docket_step")
+current_step: contextvars.ContextVar[StepContext] = contextvars.ContextVar("docket_step")
 
 
 def step_context() -> StepContext:
     """The context of the step attempt running in this task or thread."""
     try:
-        return _current.get()
+        return current_step.get()
     except LookupError:
         raise WorkflowError("step_context() was called outside a running step") from None
 
@@ -212,20 +231,21 @@ class Worker:
                 group.fenced()
         return True
 
-    async def _run_task(
-        self, queue: str, partition: int, offset: int, task: dict[str, Any]
-    ) -> None:
+    async def _run_task(self, queue: str, partition: int, offset: int, task: dict[str, Any]) -> None:
         base = {"run_id": task["run_id"], "seq": task["seq"], "attempt": task["attempt"]}
+        details = from_payload(task["heartbeat_details"]) if task["heartbeat_details"] else None
+        ctx = StepContext(task["workflow_id"], task["run_id"], task["workflow_type"], task["step_name"],
+                          task["seq"], task["attempt"], task["idempotency_key"], details,
+                          self.send_heartbeat, self._call_later, task["heartbeat_ms"])
         try:
-            result = await self._call(task)
-            body: dict[str, Any] = {
-                **base,
-                "result": to_payload(result, where=f"result of step {task['step_name']!r}"),
-            }
+            result = await self._call(task, ctx)
+            body: dict[str, Any] = {**base, "result": to_payload(result, where=f"result of step {task['step_name']!r}")}
             kind = "CompleteStep"
         except Exception as exc:  # any failure is reported; the retry policy decides
+            ctx.flush_heartbeat()  # the next attempt resumes from the latest details
             body = {**base, "failure": to_failure(exc)}
             kind = "FailStep"
+        ctx._send = None  # late heartbeats of a finished attempt are pointless
         fault("worker_after_step")
         self._report(task["workflow_id"], f"{kind}:{task['idempotency_key']}", (kind, body))
         self.completed += 1
@@ -235,7 +255,7 @@ class Worker:
             part.in_flight.discard(offset)
         self._done.set()
 
-    async def _call(self, task: dict[str, Any]) -> Any:
+    async def _call(self, task: dict[str, Any], ctx: StepContext) -> Any:
         name = task["step_name"]
         step = self.app.find_step(name)
         if step is None:
@@ -247,33 +267,22 @@ class Worker:
             args = [name, *(from_payload(p) for p in task["args"])]
             kwargs = {k: from_payload(p) for k, p in task["kwargs"].items()}
         else:
-            decoded, kwargs = decode_args(
-                step.fn, task["args"], task["kwargs"], where=f"step {name!r}"
-            )
+            decoded, kwargs = decode_args(step.fn, task["args"], task["kwargs"], where=f"step {name!r}")
             args = list(decoded)
-        details = from_payload(task["heartbeat_details"]) if task["heartbeat_details"] else None
-        ctx = StepContext(
-            task["workflow_id"],
-            task["run_id"],
-            task["workflow_type"],
-            name,
-            task["seq"],
-            task["attempt"],
-            task["idempotency_key"],
-            details,
-            self,
-            task["heartbeat_ms"],
-        )
         timeout = task["start_to_close_ms"] / 1000 if task["start_to_close_ms"] else None
         context = contextvars.copy_context()
-        context.run(_current.set, ctx)
-        if step.is_async:
-            coro = step.fn(*args, **kwargs)
-            runner = asyncio.get_running_loop().create_task(coro, context=context)
-            return await (asyncio.wait_for(runner, timeout) if timeout else runner)
+        context.run(current_step.set, ctx)
         loop = asyncio.get_running_loop()
+        if step.is_async:
+            runner = loop.create_task(step.fn(*args, **kwargs), context=context)
+            return await (asyncio.wait_for(runner, timeout) if timeout else runner)
         future = loop.run_in_executor(self._threads, lambda: context.run(step.fn, *args, **kwargs))
         return await (asyncio.wait_for(future, timeout) if timeout else future)
+
+    def _call_later(self, delay: float, callback: Callable[[], None]) -> None:
+        """Schedule ``callback`` on the worker's loop, from any thread."""
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._loop.call_later, delay, callback)
 
     def _report(self, workflow_id: str, command_id: str, body: tuple[str, dict[str, Any]]) -> None:
         command = {

@@ -19,6 +19,8 @@ history from the checkpoint, which is the same path a new owner takes after a re
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import inspect
 import logging
 from collections import OrderedDict, defaultdict
 from pathlib import Path
@@ -26,20 +28,22 @@ from typing import Any
 
 from docket.streams.host import PartitionGroup
 from docket.streams.outputs import Outputs
+from docket.worker import StepContext, current_step
 
 from docket.app import App
 from docket.clock import Clock
 from docket.codec.failure import to_failure
-from docket.codec.payload import to_payload
+from docket.codec.payload import from_payload, to_payload
 from docket.codec.records import COMMANDS, EVENTS, STATES
 from docket.errors import LogError, NondeterminismError, PartitionFencedError, SerializationError
 from docket.execution.decide import RESOLUTIONS, Decision, decide
 from docket.execution.fold import RUNNING, State, apply
+from docket.execution.ids import idempotency_key
 from docket.faults import fault
 from docket.log.base import Log
 from docket.log.partitioner import partition as partition_of
 from docket.log.topics import Topics
-from docket.runtime.instance import Command, WorkflowInstance, call_local
+from docket.runtime.instance import Command, WorkflowInstance
 from docket.runtime.matching import replay
 from docket.state.store import PartitionStore, StoreBatch
 
@@ -389,8 +393,13 @@ class ExecutionProcessor:
         """Run a local step attempt inline and decide its outcome like a worker's report."""
         seq = scheduled["seq"]
         timeout = scheduled["start_to_close_ms"]
+        pending = state["steps"][str(seq)]
+        details = from_payload(pending["heartbeat_details"]) if pending["heartbeat_details"] else None
+        step_ctx = StepContext(state["workflow_id"], state["run_id"], state["workflow_type"], scheduled["step_name"],
+                               seq, attempt, idempotency_key(state["workflow_id"], state["run_id"], seq, attempt),
+                               details)
         try:
-            coro = call_local(call, inline=scheduled["step_name"] == "side_effect")
+            coro = _call_local(call, step_ctx, inline=scheduled["step_name"] == "side_effect")
             result = await (asyncio.wait_for(coro, timeout / 1000) if timeout else coro)
             body: dict[str, Any] = {
                 "run_id": state["run_id"],
@@ -507,6 +516,22 @@ class ExecutionProcessor:
         self._states.move_to_end(workflow_id)
         while len(self._states) > max(self.cache_size, 1000):
             self._states.popitem(last=False)
+
+
+async def _call_local(fn: Any, step_ctx: StepContext, *, inline: bool) -> Any:
+    """Run a local step's bound call with its step context: awaited if async; sync ones in a
+    thread unless ``inline`` (side effects are meant to be quick, like drawing a number)."""
+    context = contextvars.copy_context()
+    context.run(current_step.set, step_ctx)
+    if inspect.iscoroutinefunction(fn):
+        return await asyncio.get_running_loop().create_task(fn(), context=context)
+    if inline:
+        result = context.run(fn)
+    else:
+        result = await asyncio.to_thread(context.run, fn)
+    if inspect.isawaitable(result):
+        return await result
+    return result
 
 
 def _already_folded(state: State | None, event: dict[str, Any]) -> bool:

@@ -10,7 +10,6 @@ events recorded for it (see matching.py).
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 import sys
 from collections.abc import Callable
@@ -248,14 +247,3 @@ def _bind_local(
         return step.fn(*call_args, **kwargs)
 
     return call_in_thread
-
-
-async def call_local(fn: Callable[[], Any], *, inline: bool) -> Any:
-    """Run a local step's bound call: awaited if async; sync ones in a thread unless ``inline``
-    (side effects are meant to be quick, like reading a random number)."""
-    if inspect.iscoroutinefunction(fn):
-        return await fn()
-    result = fn() if inline else await asyncio.to_thread(fn)
-    if inspect.isawaitable(result):
-        return await result
-    return result

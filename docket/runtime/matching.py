@@ -26,13 +26,23 @@ def _describe(kind: str, body: dict[str, Any]) -> str:
     return "to complete" if kind == "WorkflowCompleted" else "to fail"
 
 
+def _args(body: dict[str, Any]) -> str:
+    parts = [p["data"].decode("utf-8", "replace") for p in body["args"]]
+    parts += [f"{k}={p['data'].decode('utf-8', 'replace')}" for k, p in sorted(body["kwargs"].items())]
+    text = ", ".join(parts)
+    return f"({text[:200]}{'...' if len(text) > 200 else ''})"
+
+
 def _same(command: Command, kind: str, body: dict[str, Any]) -> bool:
     if command.kind != kind:
-        # a workflow that completed the same way is fine even if its outcome type changed
         return False
     if kind == "StepScheduled":
+        # arguments count too: the same step called with other inputs is another call
         return bool(
-            command.body["seq"] == body["seq"] and command.body["step_name"] == body["step_name"]
+            command.body["seq"] == body["seq"]
+            and command.body["step_name"] == body["step_name"]
+            and command.body["args"] == body["args"]
+            and command.body["kwargs"] == body["kwargs"]
         )
     if kind == "TimerStarted":
         return bool(command.body["seq"] == body["seq"])
@@ -91,9 +101,14 @@ def _check(
             )
         command = commands[index]
         if not _same(command, kind, body):
+            asked = _describe(command.kind, command.body)
+            recorded_as = _describe(kind, body)
+            if asked == recorded_as:  # same step at the same seq: the arguments differ
+                asked += f" with arguments {_args(command.body)}"
+                recorded_as += f" with arguments {_args(body)}"
             raise NondeterminismError(
-                f"{where} asked for {_describe(command.kind, command.body)} ({command.location}), "
-                f"but history event {event['event_id']} recorded {_describe(kind, body)}. {fix}"
+                f"{where} asked for {asked} ({command.location}), "
+                f"but history event {event['event_id']} recorded {recorded_as}. {fix}"
             )
     if len(commands) > len(recorded):
         extra = commands[len(recorded)]

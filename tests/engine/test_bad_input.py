@@ -1,0 +1,334 @@
+"""Bad input gets a clear error and changes nothing (DESIGN.md, Guarantees).
+
+Garbage on the log is skipped with a logged error and the engine keeps going; what a client
+cannot encode fails at the client and records nothing; unknown workflows are rejected.
+Everything runs on the real embedded log and RocksDB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+import docket
+from docket.codec.payload import to_payload
+from docket.codec.records import COMMANDS, MAGIC, TIMERS
+from docket.errors import ClientError, SerializationError, WorkflowFailedError
+from docket.log.base import OutRecord
+from docket.log.embedded import EmbeddedLog
+from docket.log.partitioner import partition as partition_of
+from docket.log.topics import Topics
+
+PARTITIONS = 4
+T = TypeVar("T")
+TOPICS = Topics("default")
+
+app = docket.App("bad-input")
+
+
+@dataclass
+class Order:
+    order_id: str
+    cents: int
+
+
+@app.step
+async def echo(text: str) -> str:
+    return text
+
+
+@app.workflow
+async def hello(ctx: docket.WorkflowContext, name: str) -> str:
+    return await ctx.step(echo, f"Hello, {name}!")
+
+
+@app.workflow
+async def nap(ctx: docket.WorkflowContext) -> str:
+    await ctx.sleep(0.05)
+    return "rested"
+
+
+@app.workflow
+async def returns_object(ctx: docket.WorkflowContext) -> Any:
+    return object()
+
+
+@app.workflow
+async def takes_order(ctx: docket.WorkflowContext, order: Order) -> int:
+    return order.cents
+
+
+@app.step(task_queue="nobody-listens")
+async def never_run() -> str:
+    raise AssertionError("no worker serves this queue")
+
+
+@app.workflow
+async def waits_for_unserved_step(ctx: docket.WorkflowContext) -> str:
+    return await ctx.step(never_run)
+
+
+other_app = docket.App("other")
+
+
+@other_app.workflow
+async def elsewhere(ctx: docket.WorkflowContext) -> None:
+    return None
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.01)
+
+
+async def unless_the_engine_stops(engine: docket.Engine, scenario: Coroutine[Any, Any, T]) -> T:
+    """Run ``scenario``; fail at once (not after a reply timeout) if a component crashes."""
+    stopped = asyncio.ensure_future(engine.wait_stopped())
+    work = asyncio.ensure_future(scenario)
+    try:
+        done, _ = await asyncio.wait({work, stopped}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
+        if work in done:
+            return work.result()
+        if stopped in done:
+            raise AssertionError(f"the engine stopped: {stopped.exception()!r}")
+        raise AssertionError("the scenario did not finish within 20 s")
+    finally:
+        for future in (work, stopped):
+            if not future.done():
+                future.cancel()
+                with contextlib.suppress(BaseException):
+                    await future
+
+
+def engine_log(engine: docket.Engine) -> EmbeddedLog:
+    assert engine.log is not None
+    return engine.log
+
+
+def end_offsets(log: EmbeddedLog, topic: str) -> list[int]:
+    return [log.end_offset(topic, p) for p in range(PARTITIONS)]
+
+
+def start_command(workflow_id: str, command_id: str, workflow_type: str = "hello",
+                  args: list[Any] | None = None) -> bytes:
+    return COMMANDS.encode({
+        "command_id": command_id, "workflow_id": workflow_id, "ts_us": time.time_ns() // 1000,
+        "body": ("StartWorkflow", {"workflow_type": workflow_type,
+                                   "args": [to_payload(a) for a in (args if args is not None else ["raw"])],
+                                   "kwargs": {}, "task_queue": "default",
+                                   "id_reuse_policy": "allow_after_close", "reply_to": None})})
+
+
+def errors_logged(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.levelno >= logging.ERROR and r.name == "docket" and text in r.getMessage()]
+
+
+# -- garbage on the log ---------------------------------------------------------------------------
+
+
+async def test_garbage_commands_are_skipped_and_later_commands_processed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="docket")
+    workflow_id = "after-garbage"
+    p = partition_of(workflow_id, PARTITIONS)
+    valid = start_command(workflow_id, "unused")
+    garbage = [b"not a record at all", b"", MAGIC + b"\x00" * 8 + b"unknown schema", valid[:-4],
+               MAGIC + COMMANDS.fingerprint + b"\xff" * 32]
+    async with docket.Engine(app, data_dir=tmp_path, partitions=PARTITIONS) as engine:
+        log = engine_log(engine)
+        log.append([OutRecord(TOPICS.commands, p, workflow_id, g) for g in garbage])
+        handle = await engine.client.start(hello, "after", workflow_id=workflow_id)
+        assert await handle.result(timeout=10) == "Hello, after!"
+        await until(lambda: log.committed("processor", TOPICS.commands, p) >= len(garbage) + 1)
+        assert [e.type for e in await handle.history()] == [
+            "WorkflowStarted", "StepScheduled", "StepCompleted", "WorkflowCompleted"]
+    messages = errors_logged(caplog, "skipping undecodable record")
+    assert len(messages) == len(garbage)
+    for offset, message in enumerate(messages):
+        assert f"{TOPICS.commands}[{p}] offset {offset}:" in message
+    assert "not a Docket command record" in messages[0]
+    assert "unknown writer schema fingerprint" in messages[2]
+    assert "cannot decode a command record" in messages[3]
+
+
+async def test_garbage_timer_requests_and_tasks_are_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="docket")
+    async with docket.Engine(app, data_dir=tmp_path, partitions=PARTITIONS) as engine:
+        log = engine_log(engine)
+        log.append([OutRecord(TOPICS.timers, p, "x", b"junk timer") for p in range(PARTITIONS)]
+                   + [OutRecord(TOPICS.tasks("default"), p, "x", b"junk task") for p in range(PARTITIONS)])
+        assert await (await engine.client.start(nap)).result(timeout=10) == "rested"
+        assert await (await engine.client.start(hello, "t")).result(timeout=10) == "Hello, t!"
+    assert len(errors_logged(caplog, "skipping undecodable timer")) == PARTITIONS
+    assert len(errors_logged(caplog, "skipping undecodable task")) == PARTITIONS
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: TimerService.fire_due decodes the timer's embedded command "
+                   "without catching SerializationError: a decodable TimerRequest carrying a garbage "
+                   "command crashes the timer service (and stops the engine) once it is due")
+async def test_timer_request_with_a_garbage_command_is_skipped(tmp_path: Path) -> None:
+    async with docket.Engine(app, data_dir=tmp_path, partitions=PARTITIONS) as engine:
+        log = engine_log(engine)
+        request = TIMERS.encode({"timer_id": "bogus", "workflow_id": "x", "fire_at_us": 0,
+                                 "command": b"garbage command"})
+        log.append([OutRecord(TOPICS.timers, partition_of("x", PARTITIONS), "x", request)])
+
+        async def scenario() -> str:
+            return await (await engine.client.start(nap)).result(timeout=10)
+
+        assert await unless_the_engine_stops(engine, scenario()) == "rested"
+
+
+async def test_command_on_the_wrong_partition_is_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="docket")
+    workflow_id = "misplaced"
+    right = partition_of(workflow_id, PARTITIONS)
+    wrong = (right + 1) % PARTITIONS
+    command = start_command(workflow_id, "misplaced-start")
+    async with docket.Engine(app, data_dir=tmp_path, partitions=PARTITIONS) as engine:
+        log = engine_log(engine)
+        log.append([OutRecord(TOPICS.commands, wrong, workflow_id, command)])
+        await until(lambda: log.committed("processor", TOPICS.commands, wrong) >= 1)
+        assert end_offsets(log, TOPICS.history) == [0] * PARTITIONS
+        assert await engine.client.list() == []
+        (message,) = errors_logged(caplog, "skipping command misplaced-start")
+        assert f"{TOPICS.commands}[{wrong}] offset 0" in message
+        assert f"workflow 'misplaced' belongs on partition {right}" in message
+        # the same command where it belongs starts the workflow: only the placement was wrong
+        log.append([OutRecord(TOPICS.commands, right, workflow_id, command)])
+        await until(lambda: log.end_offset(TOPICS.history, right) > 0)
+        result = await engine.client.get_handle(workflow_id).result(timeout=10)
+        assert result == "Hello, raw!"
+
+
+async def test_commands_for_unknown_runs_change_nothing(tmp_path: Path) -> None:
+    workflow_id = "ghost"
+    p = partition_of(workflow_id, PARTITIONS)
+    stale = [
+        ("CompleteStep", {"run_id": "no-such-run", "seq": 1, "attempt": 1, "result": to_payload(1)}),
+        ("FailStep", {"run_id": "no-such-run", "seq": 1, "attempt": 1, "failure": {
+            "type": "X", "message": "m", "stack": "", "non_retryable": False, "details": None,
+            "kind": "application", "cause": None}}),
+        ("FireTimer", {"run_id": "no-such-run", "kind": "sleep", "seq": 1, "attempt": 0, "fire_at_us": 0}),
+        ("HeartbeatStep", {"run_id": "no-such-run", "seq": 1, "attempt": 1, "details": None}),
+    ]
+    async with docket.Engine(app, data_dir=tmp_path, partitions=PARTITIONS) as engine:
+        log = engine_log(engine)
+        log.append([OutRecord(TOPICS.commands, p, workflow_id, COMMANDS.encode(
+            {"command_id": f"stale-{i}", "workflow_id": workflow_id, "ts_us": 0, "body": body}))
+            for i, body in enumerate(stale)])
+        await until(lambda: log.committed("processor", TOPICS.commands, p) >= len(stale))
+        assert end_offsets(log, TOPICS.history) == [0] * PARTITIONS
+        assert end_offsets(log, TOPICS.replies) == [0] * PARTITIONS
+        assert await (await engine.client.start(hello, "still fine")).result(timeout=10) == "Hello, still fine!"
+
+
+# -- bad input at the client ----------------------------------------------------------------------------
+
+
+async def test_unencodable_arguments_fail_at_start_and_record_nothing(tmp_path: Path) -> None:
+    async with docket.Engine(app, data_dir=tmp_path, partitions=PARTITIONS) as engine:
+        log = engine_log(engine)
+        with pytest.raises(SerializationError, match=r"cannot encode argument 0 of workflow 'hello': "
+                                                     r"object is not JSON-encodable\. Use JSON types"):
+            await engine.client.start(hello, object(), workflow_id="never")  # type: ignore[arg-type]
+        with pytest.raises(SerializationError, match=r"cannot encode argument 'name' of workflow 'hello'"):
+            await engine.client.start(hello, name={"nested": [object()]})  # type: ignore[arg-type]
+        with pytest.raises(SerializationError, match=r"argument 0 of workflow 'takes_order'"):
+            await engine.client.start("takes_order", Order("o", 1).__dict__ | {"at": object()})
+        assert end_offsets(log, TOPICS.commands) == [0] * PARTITIONS
+        assert end_offsets(log, TOPICS.history) == [0] * PARTITIONS
+        assert await engine.client.list() == []
+        # the client is still usable
+        assert await (await engine.client.start(hello, "ok")).result(timeout=10) == "Hello, ok!"
+
+
+async def test_unknown_workflows_are_rejected_and_record_nothing(tmp_path: Path) -> None:
+    async with docket.Engine(app, data_dir=tmp_path, partitions=PARTITIONS) as engine:
+        log = engine_log(engine)
+        with pytest.raises(ClientError, match=r"start of 'nope' as workflow_id='x' was rejected: unknown "
+                                              r"workflow type 'nope': no workflow of that name is registered"):
+            await engine.client.start("nope", workflow_id="x")
+        with pytest.raises(ClientError, match="unknown workflow type 'elsewhere'"):
+            await engine.client.start(elsewhere)  # registered in another app only
+        assert end_offsets(log, TOPICS.history) == [0] * PARTITIONS
+        assert await engine.client.list() == []
+        with pytest.raises(docket.errors.WorkflowNotFoundError):
+            await engine.client.get_handle("x").result(timeout=5)
+
+
+@pytest.mark.parametrize("workflow_id", ["a\0b", "x" * 1001])
+async def test_invalid_workflow_ids_are_rejected_at_the_client(tmp_path: Path, workflow_id: str) -> None:
+    async with docket.Engine(app, data_dir=tmp_path, partitions=PARTITIONS, processor=False,
+                             worker=False) as engine:
+        log = engine_log(engine)
+        with pytest.raises(ClientError, match="is invalid: use 1-1000 characters, no NUL"):
+            await engine.client.start(hello, "x", workflow_id=workflow_id)
+        assert end_offsets(log, TOPICS.commands) == [0] * PARTITIONS
+
+
+async def test_start_with_something_that_is_not_a_workflow(tmp_path: Path) -> None:
+    async with docket.Engine(app, data_dir=tmp_path, partitions=PARTITIONS, processor=False,
+                             worker=False) as engine:
+        with pytest.raises(ClientError, match="needs a registered workflow or a workflow name"):
+            await engine.client.start(len)  # type: ignore[call-overload]
+        with pytest.raises((ValueError, ClientError), match="'sometimes'"):
+            await engine.client.start(hello, "x", id_reuse_policy="sometimes")
+        assert end_offsets(engine_log(engine), TOPICS.commands) == [0] * PARTITIONS
+
+
+# -- bad input that reaches workflow code -------------------------------------------------------------
+
+
+async def _start_bad(engine: docket.Engine, case: str) -> docket.WorkflowHandle[Any]:
+    client = engine.client
+    if case == "unencodable workflow result":
+        return await client.start(returns_object)
+    if case == "arguments that do not fit the dataclass":
+        return await client.start("takes_order", {"id": "wrong shape"})
+    # a step result whose payload cannot be decoded, as a foreign or buggy worker could send
+    handle = await client.start(waits_for_unserved_step, workflow_id="bad-result")
+    assert handle.run_id is not None
+    log = engine_log(engine)
+    await until(lambda: log.end_offset(TOPICS.tasks("nobody-listens"), partition_of("bad-result", PARTITIONS)) > 0)
+    log.append([OutRecord(TOPICS.commands, partition_of("bad-result", PARTITIONS), "bad-result", COMMANDS.encode({
+        "command_id": "bad-completion", "workflow_id": "bad-result", "ts_us": 0,
+        "body": ("CompleteStep", {"run_id": handle.run_id, "seq": 1, "attempt": 1,
+                                  "result": {"encoding": "json/plain", "data": b"{not json"}})}))])
+    return handle
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: exceptions other than NondeterminismError raised while "
+                   "activating workflow code (SerializationError encoding the result, TypeError "
+                   "rebuilding a dataclass argument, SerializationError decoding a step result) escape "
+                   "ExecutionProcessor.poll_once and stop the whole engine; the command is never "
+                   "committed, so it crashes the engine again on restart (poison pill)")
+@pytest.mark.parametrize("case", ["unencodable workflow result", "arguments that do not fit the dataclass",
+                                  "undecodable step result"])
+async def test_bad_data_in_workflow_code_fails_that_workflow_only(tmp_path: Path, case: str) -> None:
+    async with docket.Engine(app, data_dir=tmp_path, partitions=PARTITIONS) as engine:
+
+        async def scenario() -> None:
+            handle = await _start_bad(engine, case)
+            with pytest.raises(WorkflowFailedError):
+                await handle.result(timeout=10)
+            assert await (await engine.client.start(hello, "next")).result(timeout=10) == "Hello, next!"
+
+        await unless_the_engine_stops(engine, scenario())
