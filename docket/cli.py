@@ -404,5 +404,7 @@ def replay(
         click.echo(f"{len(results) - failed} of {len(results)} histories replayed cleanly")
     if failed:
         sys.exit(3)
+
+
 if __name__ == "__main__":
     main()

@@ -136,7 +136,9 @@ class Client:
     # -- starting -------------------------------------------------------------------------------
 
     @overload
-    async def start(self, workflow: Workflow[P, R], *args: Any, **kwargs: Any) -> WorkflowHandle[R]: ...
+    async def start(
+        self, workflow: Workflow[P, R], *args: Any, **kwargs: Any
+    ) -> WorkflowHandle[R]: ...
 
     @overload
     async def start(self, workflow: str, *args: Any, **kwargs: Any) -> WorkflowHandle[Any]: ...

@@ -13,9 +13,9 @@ import asyncio
 import contextvars
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from collections.abc import Callable
 from typing import Any
 
 from docket.app import App
@@ -231,15 +231,30 @@ class Worker:
                 group.fenced()
         return True
 
-    async def _run_task(self, queue: str, partition: int, offset: int, task: dict[str, Any]) -> None:
+    async def _run_task(
+        self, queue: str, partition: int, offset: int, task: dict[str, Any]
+    ) -> None:
         base = {"run_id": task["run_id"], "seq": task["seq"], "attempt": task["attempt"]}
         details = from_payload(task["heartbeat_details"]) if task["heartbeat_details"] else None
-        ctx = StepContext(task["workflow_id"], task["run_id"], task["workflow_type"], task["step_name"],
-                          task["seq"], task["attempt"], task["idempotency_key"], details,
-                          self.send_heartbeat, self._call_later, task["heartbeat_ms"])
+        ctx = StepContext(
+            task["workflow_id"],
+            task["run_id"],
+            task["workflow_type"],
+            task["step_name"],
+            task["seq"],
+            task["attempt"],
+            task["idempotency_key"],
+            details,
+            self.send_heartbeat,
+            self._call_later,
+            task["heartbeat_ms"],
+        )
         try:
             result = await self._call(task, ctx)
-            body: dict[str, Any] = {**base, "result": to_payload(result, where=f"result of step {task['step_name']!r}")}
+            body: dict[str, Any] = {
+                **base,
+                "result": to_payload(result, where=f"result of step {task['step_name']!r}"),
+            }
             kind = "CompleteStep"
         except Exception as exc:  # any failure is reported; the retry policy decides
             ctx.flush_heartbeat()  # the next attempt resumes from the latest details
@@ -267,7 +282,9 @@ class Worker:
             args = [name, *(from_payload(p) for p in task["args"])]
             kwargs = {k: from_payload(p) for k, p in task["kwargs"].items()}
         else:
-            decoded, kwargs = decode_args(step.fn, task["args"], task["kwargs"], where=f"step {name!r}")
+            decoded, kwargs = decode_args(
+                step.fn, task["args"], task["kwargs"], where=f"step {name!r}"
+            )
             args = list(decoded)
         timeout = task["start_to_close_ms"] / 1000 if task["start_to_close_ms"] else None
         context = contextvars.copy_context()

@@ -26,10 +26,6 @@ from collections import OrderedDict, defaultdict
 from pathlib import Path
 from typing import Any
 
-from docket.streams.host import PartitionGroup
-from docket.streams.outputs import Outputs
-from docket.worker import StepContext, current_step
-
 from docket.app import App
 from docket.clock import Clock
 from docket.codec.failure import to_failure
@@ -46,6 +42,9 @@ from docket.log.topics import Topics
 from docket.runtime.instance import Command, WorkflowInstance
 from docket.runtime.matching import replay
 from docket.state.store import PartitionStore, StoreBatch
+from docket.streams.host import PartitionGroup
+from docket.streams.outputs import Outputs
+from docket.worker import StepContext, current_step
 
 log = logging.getLogger("docket")
 
@@ -394,10 +393,19 @@ class ExecutionProcessor:
         seq = scheduled["seq"]
         timeout = scheduled["start_to_close_ms"]
         pending = state["steps"][str(seq)]
-        details = from_payload(pending["heartbeat_details"]) if pending["heartbeat_details"] else None
-        step_ctx = StepContext(state["workflow_id"], state["run_id"], state["workflow_type"], scheduled["step_name"],
-                               seq, attempt, idempotency_key(state["workflow_id"], state["run_id"], seq, attempt),
-                               details)
+        details = (
+            from_payload(pending["heartbeat_details"]) if pending["heartbeat_details"] else None
+        )
+        step_ctx = StepContext(
+            state["workflow_id"],
+            state["run_id"],
+            state["workflow_type"],
+            scheduled["step_name"],
+            seq,
+            attempt,
+            idempotency_key(state["workflow_id"], state["run_id"], seq, attempt),
+            details,
+        )
         try:
             coro = _call_local(call, step_ctx, inline=scheduled["step_name"] == "side_effect")
             result = await (asyncio.wait_for(coro, timeout / 1000) if timeout else coro)

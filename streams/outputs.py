@@ -157,7 +157,15 @@ class Outputs:
         elif kind == "TimerStarted":
             self._step_timer(state, "sleep", body["seq"], 0, body["fire_at_us"])
         elif kind == "WatcherAdded":
-            self.reply(reply(body["reply_to"], event["command_id"], state["workflow_id"], state["run_id"], "watching"))
+            self.reply(
+                reply(
+                    body["reply_to"],
+                    event["command_id"],
+                    state["workflow_id"],
+                    state["run_id"],
+                    "watching",
+                )
+            )
         elif kind in ("WorkflowCompleted", "WorkflowFailed"):
             for watcher in state["watchers"]:
                 self.reply(closed_reply(state, watcher, f"result:{state['run_id']}"))

@@ -18,7 +18,6 @@ import logging
 import struct
 from pathlib import Path
 
-from docket.streams.host import PartitionGroup
 from rocksdict import Rdict, WriteBatch
 
 from docket.clock import Clock
@@ -29,6 +28,7 @@ from docket.log.base import Log, OutRecord
 from docket.log.partitioner import partition as partition_of
 from docket.log.topics import Topics
 from docket.state.store import open_rocksdb
+from docket.streams.host import PartitionGroup
 
 log = logging.getLogger("docket")
 

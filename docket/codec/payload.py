@@ -113,7 +113,9 @@ def _signature_hints(fn: Any, skip: int) -> tuple[tuple[Any, ...], dict[str, Any
         params = list(inspect.signature(fn).parameters.values())[skip:]
     except (TypeError, ValueError):
         params = []
-    positional = tuple(hints.get(p.name) for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+    positional = tuple(
+        hints.get(p.name) for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    )
     return positional, hints
 
 

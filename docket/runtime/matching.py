@@ -28,7 +28,9 @@ def _describe(kind: str, body: dict[str, Any]) -> str:
 
 def _args(body: dict[str, Any]) -> str:
     parts = [p["data"].decode("utf-8", "replace") for p in body["args"]]
-    parts += [f"{k}={p['data'].decode('utf-8', 'replace')}" for k, p in sorted(body["kwargs"].items())]
+    parts += [
+        f"{k}={p['data'].decode('utf-8', 'replace')}" for k, p in sorted(body["kwargs"].items())
+    ]
     text = ", ".join(parts)
     return f"({text[:200]}{'...' if len(text) > 200 else ''})"
 
