@@ -27,3 +27,4 @@ class SystemClock:
         waiter = asyncio.ensure_future(wake.wait())
         await asyncio.wait({waiter}, timeout=delay)  # not wait_for: see EmbeddedLog.wait_for_append
         waiter.cancel()
+        await asyncio.gather(waiter, return_exceptions=True)

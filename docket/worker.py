@@ -170,6 +170,7 @@ class Worker:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             for w in waits:
                 w.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)  # let the cancellations land
         await self.drain()
 
     async def drain(self) -> None:

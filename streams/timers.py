@@ -110,6 +110,7 @@ class TimerService:
             await asyncio.wait({sleeper, appended}, return_when=asyncio.FIRST_COMPLETED)
             sleeper.cancel()
             appended.cancel()
+            await asyncio.gather(sleeper, appended, return_exceptions=True)  # let cancellations land
 
     def index_once(self) -> bool:
         """Step 1: move new timer requests into the due index."""
