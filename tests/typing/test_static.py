@@ -47,3 +47,11 @@ def test_no_module_over_800_lines(folder: str) -> None:
     too_long = {str(p.relative_to(ROOT)): n for p in (ROOT / folder).rglob("*.py")
                 if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not too_long, f"split these modules by concept: {too_long}"
+
+
+def test_import_layers_are_kept() -> None:
+    """import-linter contracts in pyproject.toml: the pure core never imports the shell."""
+    result = subprocess.run([sys.executable, "-c", "from importlinter.cli import lint_imports_command; "
+                             "lint_imports_command()"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "4 kept, 0 broken" in result.stdout
