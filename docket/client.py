@@ -299,7 +299,7 @@ class Client:
         topic = self._topics.replies
         while True:
             token = self._log.change_token()
-            records = self._log.read(topic, self._partition, self._offset, 1000)
+            records = self._log.poll(topic, self._partition, self._offset, 1000)
             if not records:
                 await self._log.wait_for_append(token, 0.05)
                 continue

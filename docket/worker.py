@@ -190,7 +190,7 @@ class Worker:
             room = self.max_concurrency - self._running
             if room <= 0:
                 break
-            records = self.log.read(
+            records = self.log.poll(
                 self.topics.tasks(queue), partition, part.next_read, min(room, MAX_READ)
             )
             for record in records:

@@ -174,7 +174,7 @@ class ExecutionProcessor:
         inputs: list[tuple[int, int, dict[str, Any]]] = []
         commits: dict[tuple[str, str, int], int] = {}
         for partition, part in self.partitions.items():
-            records = self.log.read(commands_topic, partition, part.offset, MAX_BATCH)
+            records = self.log.poll(commands_topic, partition, part.offset, MAX_BATCH)
             if not records:
                 continue
             commits[(GROUP, commands_topic, partition)] = records[-1].offset + 1

@@ -116,7 +116,7 @@ class TimerService:
         """Step 1: move new timer requests into the due index."""
         worked = False
         for partition, store in self.stores.items():
-            records = self.log.read(
+            records = self.log.poll(
                 self.topics.timers, partition, self.offsets[partition], MAX_FIRE
             )
             if not records:

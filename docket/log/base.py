@@ -59,6 +59,10 @@ class Log(Protocol):
     def read(self, topic: str, partition: int, offset: int, limit: int) -> list[LogRecord]:
         """Records of one partition from ``offset`` on, at most ``limit`` of them."""
 
+    def poll(self, topic: str, partition: int, offset: int, limit: int) -> list[LogRecord]:
+        """`read` for loops that take a `change_token` each round; may skip the backend when
+        nothing can have arrived since that token."""
+
     def end_offset(self, topic: str, partition: int) -> int:
         """The offset the next appended record of this partition will get."""
 
