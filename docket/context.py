@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from docket.definitions import Step
+from docket.runtime.location import user_location
 
 if TYPE_CHECKING:
     from docket.runtime.instance import WorkflowInstance
@@ -37,48 +38,55 @@ class WorkflowContext:
 
     # -- durable operations --------------------------------------------------------------------
 
+    # These are plain functions returning coroutines, not ``async def``: they note the calling
+    # line at once, so an error can name it even when the coroutine runs in another task.
+
     @overload
-    async def step(
+    def step(
         self, step: Step[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs
-    ) -> T: ...
+    ) -> Coroutine[Any, Any, T]: ...
 
     @overload
-    async def step(self, step: Step[P, T], *args: P.args, **kwargs: P.kwargs) -> T: ...
+    def step(
+        self, step: Step[P, T], *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, T]: ...
 
     @overload
-    async def step(self, step: str, *args: Any, **kwargs: Any) -> Any: ...
+    def step(self, step: str, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]: ...
 
-    async def step(self, step: Any, *args: Any, **kwargs: Any) -> Any:
+    def step(self, step: Any, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
         """Run a step on a worker, durably: recorded in history, retried by its policy.
 
         ``step`` is a registered step or a step name (steps may live in other processes).
+        Await it, or hand it to ``asyncio.gather`` / ``create_task``.
         """
-        return await self._instance.schedule_step(step, args, kwargs, local=False)
+        return self._instance.run_step(step, args, kwargs, local=False, location=user_location())
 
     @overload
-    async def local_step(
+    def local_step(
         self, step: Step[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs
-    ) -> T: ...
+    ) -> Coroutine[Any, Any, T]: ...
 
     @overload
-    async def local_step(self, step: Step[P, T], *args: P.args, **kwargs: P.kwargs) -> T: ...
+    def local_step(
+        self, step: Step[P, T], *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, T]: ...
 
-    async def local_step(self, step: Any, *args: Any, **kwargs: Any) -> Any:
+    def local_step(self, step: Any, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
         """Run a short step inline in the processor (no task round-trip), still recorded in
         history and retried by its policy. Use it for quick, local work."""
-        return await self._instance.schedule_step(step, args, kwargs, local=True)
+        return self._instance.run_step(step, args, kwargs, local=True, location=user_location())
 
-    async def side_effect(self, fn: Callable[[], T] | Callable[[], Awaitable[T]]) -> T:
+    def side_effect(
+        self, fn: Callable[[], T] | Callable[[], Awaitable[T]]
+    ) -> Coroutine[Any, Any, T]:
         """Run ``fn`` once and record its result; replays return the recorded value."""
-        result: T = await self._instance.schedule_side_effect(fn)
-        return result
+        return self._instance.run_side_effect(fn, user_location())
 
-    async def sleep(self, duration: float | timedelta) -> None:
+    def sleep(self, duration: float | timedelta) -> Coroutine[Any, Any, None]:
         """Sleep durably: a timer on the delay topic, firing even across restarts."""
         seconds = duration.total_seconds() if isinstance(duration, timedelta) else float(duration)
-        if seconds <= 0:
-            return
-        await self._instance.durable_sleep(seconds)
+        return self._instance.durable_sleep(seconds, user_location())
 
     # -- deterministic helpers ---------------------------------------------------------------
 

@@ -74,5 +74,8 @@ def next_retry_delay_ms(
         return None
     initial = policy["initial_interval_ms"]
     cap = policy["maximum_interval_ms"] or initial * 100
-    delay = initial * policy["backoff_coefficient"] ** (attempt - 1)
+    try:
+        delay = initial * policy["backoff_coefficient"] ** (attempt - 1)
+    except OverflowError:  # retry-forever policies reach huge exponents; the cap applies
+        return int(cap)
     return int(min(delay, cap))

@@ -257,6 +257,7 @@ class ExecutionProcessor:
                 command,
                 now_us,
                 known_workflow=self._known,
+                run_exists=lambda run_id: self._run_exists(workflow_id, run_id, batch),
                 scheduled_step=lambda s, step: self._scheduled(s, step, batch),
             )
             if decision.events and decision.events[0][0] == "WorkflowStarted":
@@ -343,10 +344,8 @@ class ExecutionProcessor:
         try:
             instance = self._instance(state, batch, activation)
             commands = instance.activate(resolutions, now_us)
-        except NondeterminismError as exc:
-            self._instances.pop(workflow_id, None)
-            self.blocked[workflow_id] = str(exc)
-            log.error("%s", exc)
+        except Exception as exc:  # one execution's fault must not stop the partition
+            self._stop_execution(workflow_id, exc)
             return state, []
         run_id = state["run_id"]
         local: list[Command] = []
@@ -462,9 +461,8 @@ class ExecutionProcessor:
     ) -> tuple[State, list[dict[str, Any]]]:
         try:
             instance = self._instance(state, batch, activation)
-        except NondeterminismError as exc:
-            self.blocked[state["workflow_id"]] = str(exc)
-            log.error("%s", exc)
+        except Exception as exc:  # one execution's fault must not stop the partition
+            self._stop_execution(state["workflow_id"], exc)
             return state, []
         self._instances[state["workflow_id"]] = instance
         call = instance.local_calls[retry["seq"]]
@@ -472,6 +470,22 @@ class ExecutionProcessor:
         return await self._run_local(
             state, scheduled, call, retry["attempt"], activation, now_us, batch
         )
+
+    def _stop_execution(self, workflow_id: str, exc: Exception) -> None:
+        """Stop one execution where it is: what came in stays recorded, nothing the code asked
+        for is; it resumes when a later command arrives for it after the code is fixed."""
+        self._instances.pop(workflow_id, None)
+        if isinstance(exc, NondeterminismError):
+            self.blocked[workflow_id] = str(exc)
+            log.error("%s", exc)
+        else:
+            self.blocked[workflow_id] = f"{type(exc).__name__}: {exc}"
+            log.error(
+                "workflow_id=%s stopped: activating its code failed inside Docket; its history "
+                "is intact and it resumes on its next command",
+                workflow_id,
+                exc_info=exc,
+            )
 
     def _instance(self, state: State, batch: _Batch, activation: int) -> WorkflowInstance:
         workflow_id, run_id = state["workflow_id"], state["run_id"]
@@ -515,6 +529,12 @@ class ExecutionProcessor:
             event = EVENTS.decode(raw)
         body: dict[str, Any] = event["body"][1]
         return body
+
+    def _run_exists(self, workflow_id: str, run_id: str, batch: _Batch) -> bool:
+        if (workflow_id, run_id) in batch.values:
+            return True
+        part = self.partitions[partition_of(workflow_id, self.log.partitions)]
+        return next(part.store.history(workflow_id, run_id), None) is not None
 
     def _known(self, workflow_type: str) -> bool:
         return self.app.find_workflow(workflow_type) is not None

@@ -110,7 +110,9 @@ class TimerService:
             await asyncio.wait({sleeper, appended}, return_when=asyncio.FIRST_COMPLETED)
             sleeper.cancel()
             appended.cancel()
-            await asyncio.gather(sleeper, appended, return_exceptions=True)  # let cancellations land
+            await asyncio.gather(
+                sleeper, appended, return_exceptions=True
+            )  # let cancellations land
 
     def index_once(self) -> bool:
         """Step 1: move new timer requests into the due index."""
@@ -156,8 +158,12 @@ class TimerService:
         if not due:
             return False
         records = []
-        for _, _, command in due:
-            workflow_id = COMMANDS.decode(command)["workflow_id"]
+        for _, key, command in due:
+            try:
+                workflow_id = COMMANDS.decode(command)["workflow_id"]
+            except SerializationError as exc:  # dropped below with the rest: it can never fire
+                log.error("dropping timer %r: its command cannot be decoded: %s", key[8:], exc)
+                continue
             records.append(
                 OutRecord(
                     self.topics.commands,

@@ -7,6 +7,7 @@ type hints, so a step declared ``def charge(order: Order)`` receives an ``Order`
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import functools
 import inspect
@@ -58,39 +59,75 @@ def from_payload(payload: Payload, hint: Any = None, *, where: str = "value") ->
         value = json.loads(payload["data"])
     except ValueError as exc:
         raise SerializationError(f"cannot decode {where}: {exc}") from exc
-    return _shape(value, hint) if hint is not None else value
+    if hint is None:
+        return value
+    try:
+        return _shape(value, hint)
+    except SerializationError as exc:
+        raise SerializationError(f"cannot decode {where}: {exc}") from exc
 
 
 def _shape(value: Any, hint: Any) -> Any:
-    """Turn decoded JSON into the annotated type where it is a dataclass (recursively)."""
+    """Turn decoded JSON into the annotated type: dataclasses (recursively, also inside
+    lists, tuples, dicts and Optional/unions), bytes and sets."""
     if value is None or hint is Any:
         return value
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, dict):
-        hints = typing.get_type_hints(hint)
-        kwargs = {
-            f.name: _shape(value[f.name], hints.get(f.name, Any))
-            for f in dataclasses.fields(hint)
-            if f.name in value
-        }
-        return hint(**kwargs)
+    if isinstance(hint, type):
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            return _dataclass(value, hint)
+        if hint is bytes and isinstance(value, str):
+            return value.encode("latin-1")
+        if hint in (set, frozenset) and isinstance(value, list):
+            return hint(value)
+        return value
     origin = get_origin(hint)
     args = get_args(hint)
-    if origin in (list, typing.Sequence) and args and isinstance(value, list):
+    if (
+        origin in (list, typing.Sequence, collections.abc.Sequence)
+        and args
+        and isinstance(value, list)
+    ):
         return [_shape(v, args[0]) for v in value]
+    if origin in (set, frozenset) and isinstance(value, list):
+        return origin(_shape(v, args[0]) if args else v for v in value)
     if origin is tuple and args and isinstance(value, list):
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_shape(v, args[0]) for v in value)
         return tuple(_shape(v, a) for v, a in zip(value, args, strict=False))
-    if origin is dict and len(args) == 2 and isinstance(value, dict):
+    if origin in (dict, collections.abc.Mapping) and len(args) == 2 and isinstance(value, dict):
         return {k: _shape(v, args[1]) for k, v in value.items()}
     if origin in (Union, types.UnionType):
-        for arg in args:
-            if arg is type(None):
-                continue
-            if isinstance(arg, type) and dataclasses.is_dataclass(arg) and isinstance(value, dict):
-                return _shape(value, arg)
-        return value
+        for arm in args:
+            if arm is not type(None) and _fits(value, arm):
+                return _shape(value, arm)
     return value
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether decoded JSON ``value`` could be an instance of ``hint`` (to pick a union arm)."""
+    target = get_origin(hint) or hint
+    if isinstance(target, type) and dataclasses.is_dataclass(target):
+        return isinstance(value, dict)
+    if target in (list, tuple, set, frozenset, typing.Sequence, collections.abc.Sequence):
+        return isinstance(value, list)
+    if target in (dict, collections.abc.Mapping):
+        return isinstance(value, dict)
+    if target is bytes:
+        return isinstance(value, str)
+    return isinstance(target, type) and isinstance(value, target)
+
+
+def _dataclass(value: dict[str, Any], hint: type) -> Any:
+    hints = typing.get_type_hints(hint)
+    fields = {f.name for f in dataclasses.fields(hint)}
+    kwargs = {k: _shape(v, hints.get(k, Any)) for k, v in value.items() if k in fields}
+    try:
+        return hint(**kwargs)
+    except TypeError as exc:
+        raise SerializationError(
+            f"cannot rebuild {hint.__qualname__} from {sorted(value)}: {exc}. The data was "
+            "written with another shape of the class: give new fields defaults"
+        ) from exc
 
 
 def encode_args(

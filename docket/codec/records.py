@@ -13,7 +13,7 @@ from typing import Any
 from fastavro import schemaless_reader, schemaless_writer
 
 try:  # fastavro's compiled writer without schemaless_writer's per-call set-up: ~40% faster
-    from fastavro._write import write_data as _write_data
+    from fastavro._write import write_data as _write_data  # type: ignore[attr-defined]  # compiled, unstubbed
 except ImportError:  # pure-Python fastavro builds lack it; the public writer is the fallback
     _write_data = None
 

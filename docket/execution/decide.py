@@ -73,12 +73,15 @@ def decide(
     *,
     known_workflow: Callable[[str], bool],
     scheduled_step: Callable[[State, dict[str, Any]], dict[str, Any]],
+    run_exists: Callable[[str], bool] = lambda run_id: False,
 ) -> Decision:
-    """``scheduled_step(state, pending_step)`` returns the StepScheduled body of a pending step."""
+    """``scheduled_step(state, pending_step)`` returns the StepScheduled body of a pending step;
+    ``run_exists(run_id)`` tells whether this workflow ever had that run (a run's id derives
+    from its start command, so this is how a re-delivered start of an old run is spotted)."""
     kind, body = command["body"]
     workflow_id = command["workflow_id"]
     if kind == "StartWorkflow":
-        return _start(state, command, body, known_workflow)
+        return _start(state, command, body, known_workflow, run_exists)
     if kind == "WatchWorkflow":
         if state is None or (body["run_id"] and body["run_id"] != state["run_id"]):
             return Decision(
@@ -133,6 +136,7 @@ def _start(
     command: dict[str, Any],
     body: dict[str, Any],
     known_workflow: Callable[[str], bool],
+    run_exists: Callable[[str], bool],
 ) -> Decision:
     workflow_id = command["workflow_id"]
     request_id = command["command_id"]
@@ -147,7 +151,7 @@ def _start(
         )
         return Decision(replies=replies)
 
-    if state is not None and state["run_id"] == new_run_id:
+    if state is not None and (state["run_id"] == new_run_id or run_exists(new_run_id)):
         return answer("started", new_run_id)  # the same start, delivered again
     policy = body["id_reuse_policy"]
     if policy not in ID_REUSE_POLICIES:

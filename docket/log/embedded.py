@@ -61,12 +61,13 @@ def member_id(role: str) -> str:
 def _is_dead(member: str) -> bool:
     try:
         host, pid, _ = member.rsplit("@", 1)[1].split(":")
-    except ValueError:
+        pid_number = int(pid)
+    except (ValueError, IndexError):  # not a member id of ours: only its heartbeat counts
         return False
     if host != _HOST:
         return False
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid_number, 0)
     except ProcessLookupError:
         return True
     except PermissionError:

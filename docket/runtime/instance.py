@@ -10,8 +10,7 @@ events recorded for it (see matching.py).
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,12 +19,11 @@ from docket.codec.failure import from_failure, to_failure
 from docket.codec.payload import decode_args, encode_args, from_payload, to_payload
 from docket.context import WorkflowContext
 from docket.definitions import Step, Workflow
-from docket.errors import WorkflowError
+from docket.errors import SerializationError, WorkflowError
 from docket.retry import RetryPolicy
+from docket.runtime.location import user_location
 from docket.runtime.loop import DeterministicLoop
 
-_DOCKET_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_ASYNCIO_DIR = os.path.dirname(os.path.abspath(asyncio.__file__))
 _NO_RETRY = RetryPolicy(maximum_attempts=1).to_record()
 
 
@@ -37,16 +35,6 @@ class Command:
     body: dict[str, Any]
     location: str = ""
     local_call: Callable[[], Any] | None = None  # for local steps and side effects
-
-
-def _user_location() -> str:
-    frame = sys._getframe(2)
-    while frame is not None:
-        filename = frame.f_code.co_filename
-        if not filename.startswith((_DOCKET_DIR, _ASYNCIO_DIR)):
-            return f"{filename}:{frame.f_lineno}"
-        frame = frame.f_back  # type: ignore[assignment]
-    return "<unknown>"
 
 
 class WorkflowInstance:
@@ -75,6 +63,7 @@ class WorkflowInstance:
         self._commands: list[Command] = []
         self.local_calls: dict[int, Callable[[], Any]] = {}  # pending local steps, for retries
         self._main: asyncio.Task[Any] | None = None
+        self._location_hint = ""
         self.closed = False
 
     # -- driving ------------------------------------------------------------------------------
@@ -89,11 +78,14 @@ class WorkflowInstance:
                 self.local_calls.pop(body["seq"], None)
                 future, hint = self._steps.pop(body["seq"])
                 if not future.done():
-                    future.set_result(
-                        from_payload(
+                    try:
+                        value = from_payload(
                             body["result"], hint, where=f"result of step seq {body['seq']}"
                         )
-                    )
+                    except SerializationError as exc:  # surfaces at the workflow's await
+                        future.set_exception(exc)
+                    else:
+                        future.set_result(value)
             elif kind == "StepFailed":
                 self.local_calls.pop(body["seq"], None)
                 future, _ = self._steps.pop(body["seq"])
@@ -118,15 +110,19 @@ class WorkflowInstance:
         else:
             target = definition.fn
             skip = 1
-        if definition.dynamic:
-            args = [from_payload(p) for p in body["args"]]
-            kwargs = {k: from_payload(p) for k, p in body["kwargs"].items()}
-            coro = target(self.ctx, self.workflow_type, *args, **kwargs)
-        else:
-            args, kwargs = decode_args(
-                definition.fn, body["args"], body["kwargs"], skip=skip, where=where
-            )
-            coro = target(self.ctx, *args, **kwargs)
+        try:
+            if definition.dynamic:
+                args = [from_payload(p) for p in body["args"]]
+                kwargs = {k: from_payload(p) for k, p in body["kwargs"].items()}
+                coro = target(self.ctx, self.workflow_type, *args, **kwargs)
+            else:
+                args, kwargs = decode_args(
+                    definition.fn, body["args"], body["kwargs"], skip=skip, where=where
+                )
+                _bind_check(definition.fn, skip, args, kwargs, where)
+                coro = target(self.ctx, *args, **kwargs)
+        except (SerializationError, TypeError) as exc:  # inputs that do not fit: the run fails
+            coro = _raise(exc)
         self._main = self.loop.create_task(coro, name=f"workflow {self.workflow_id}")
 
     def _check_main(self) -> None:
@@ -140,10 +136,16 @@ class WorkflowInstance:
             else asyncio.CancelledError("workflow cancelled")
         )
         if exc is None:
-            result = to_payload(main.result(), where=f"result of workflow {self.workflow_type!r}")
-            self._commands.append(Command("WorkflowCompleted", {"result": result}))
-        else:
-            self._commands.append(Command("WorkflowFailed", {"failure": to_failure(exc)}))
+            try:
+                result = to_payload(
+                    main.result(), where=f"result of workflow {self.workflow_type!r}"
+                )
+            except SerializationError as error:
+                exc = error
+            else:
+                self._commands.append(Command("WorkflowCompleted", {"result": result}))
+                return
+        self._commands.append(Command("WorkflowFailed", {"failure": to_failure(exc)}))
 
     # -- what ctx asks for ------------------------------------------------------------------------
 
@@ -151,8 +153,25 @@ class WorkflowInstance:
         self._seq += 1
         return self._seq
 
+    async def run_step(
+        self,
+        step: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        local: bool,
+        location: str,
+    ) -> Any:
+        return await self.schedule_step(step, args, kwargs, local=local, location=location)
+
     def schedule_step(
-        self, step: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *, local: bool
+        self,
+        step: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        local: bool,
+        location: str,
     ) -> asyncio.Future[Any]:
         if isinstance(step, Step):
             definition: Step[Any, Any] | None = step
@@ -163,7 +182,7 @@ class WorkflowInstance:
         else:
             raise WorkflowError(
                 f"ctx.step needs a registered step or a step name, got {step!r} "
-                f"(in workflow {self.workflow_type!r}, {_user_location()})"
+                f"(in workflow {self.workflow_type!r}, {location})"
             )
         if local and definition is None:
             raise WorkflowError(
@@ -185,7 +204,7 @@ class WorkflowInstance:
             "start_to_close_ms": _ms(definition.start_to_close_timeout) if definition else None,
             "heartbeat_ms": _ms(definition.heartbeat_timeout) if definition else None,
         }
-        command = Command("StepScheduled", body, _user_location())
+        command = Command("StepScheduled", body, location)
         if local:
             assert definition is not None
             command.local_call = self.local_calls[seq] = _bind_local(definition, name, args, kwargs)
@@ -197,7 +216,10 @@ class WorkflowInstance:
         )
         return future
 
-    def schedule_side_effect(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
+    async def run_side_effect(self, fn: Callable[[], Any], location: str) -> Any:
+        return await self.schedule_side_effect(fn, location)
+
+    def schedule_side_effect(self, fn: Callable[[], Any], location: str) -> asyncio.Future[Any]:
         seq = self._next_seq()
         body = {
             "seq": seq,
@@ -211,21 +233,41 @@ class WorkflowInstance:
             "heartbeat_ms": None,
         }
         self.local_calls[seq] = fn
-        self._commands.append(Command("StepScheduled", body, _user_location(), local_call=fn))
+        self._commands.append(Command("StepScheduled", body, location, local_call=fn))
         future = self.loop.create_future()
         self._steps[seq] = (future, None)
         return future
 
-    async def durable_sleep(self, seconds: float) -> None:
+    async def durable_sleep(self, seconds: float, location: str) -> None:
+        if seconds <= 0:
+            return
+        self._location_hint = location  # asyncio.sleep calls call_at (our timer) synchronously
         await asyncio.sleep(seconds)
 
     def _start_timer(self, when: float, handle: asyncio.TimerHandle) -> None:
         seq = self._next_seq()
         self._timers[seq] = handle
         fire_at_us = int(round(when * 1e6))
+        location, self._location_hint = self._location_hint or user_location(), ""
         self._commands.append(
-            Command("TimerStarted", {"seq": seq, "fire_at_us": fire_at_us}, _user_location())
+            Command("TimerStarted", {"seq": seq, "fire_at_us": fire_at_us}, location)
         )
+
+
+async def _raise(exc: BaseException) -> Any:
+    raise exc
+
+
+def _bind_check(
+    fn: Callable[..., Any], skip: int, args: list[Any], kwargs: dict[str, Any], where: str
+) -> None:
+    """Arguments that do not match the signature fail the run with a clear message."""
+    signature = inspect.signature(fn)
+    params = list(signature.parameters.values())[skip:]
+    try:
+        signature.replace(parameters=params).bind(*args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"arguments do not match {where}: {exc}") from None
 
 
 def _ms(delta: Any) -> int | None:

@@ -412,9 +412,6 @@ class TestEmbeddedLog(LogContract):
         assert other.acquire(GROUP, [0, 1], alive) == [0, 1]
         assert set(other.heartbeat(GROUP, alive)) == set(range(self.partitions)), "dead member dropped"
 
-    @pytest.mark.xfail(strict=True, reason="BUG: EmbeddedLog._is_dead does member.rsplit('@', 1)[1] and "
-                       "only catches ValueError, so acquire()/heartbeat() raise IndexError when another "
-                       "member's id does not look like role@host:pid:x")
     def test_any_string_is_a_valid_member_id(self, log: Log, other: Log) -> None:
         assert log.acquire(GROUP, [0], "member-a") == [0]
         assert other.acquire(GROUP, [0], "member-b") == []

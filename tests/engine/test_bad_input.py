@@ -178,9 +178,6 @@ async def test_garbage_timer_requests_and_tasks_are_skipped(
     assert len(errors_logged(caplog, "skipping undecodable task")) == PARTITIONS
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: TimerService.fire_due decodes the timer's embedded command "
-                   "without catching SerializationError: a decodable TimerRequest carrying a garbage "
-                   "command crashes the timer service (and stops the engine) once it is due")
 async def test_timer_request_with_a_garbage_command_is_skipped(tmp_path: Path) -> None:
     async with docket.Engine(app, data_dir=tmp_path, partitions=PARTITIONS) as engine:
         log = engine_log(engine)
@@ -315,11 +312,6 @@ async def _start_bad(engine: docket.Engine, case: str) -> docket.WorkflowHandle[
     return handle
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: exceptions other than NondeterminismError raised while "
-                   "activating workflow code (SerializationError encoding the result, TypeError "
-                   "rebuilding a dataclass argument, SerializationError decoding a step result) escape "
-                   "ExecutionProcessor.poll_once and stop the whole engine; the command is never "
-                   "committed, so it crashes the engine again on restart (poison pill)")
 @pytest.mark.parametrize("case", ["unencodable workflow result", "arguments that do not fit the dataclass",
                                   "undecodable step result"])
 async def test_bad_data_in_workflow_code_fails_that_workflow_only(tmp_path: Path, case: str) -> None:

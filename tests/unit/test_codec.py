@@ -416,9 +416,6 @@ def test_encode_and_decode_args_use_the_functions_annotations() -> None:
     assert isinstance(decoded_kwargs["addresses"][0], Address)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: payload._shape only rebuilds dataclasses that are direct "
-                   "members of a Union; Optional[list[Address]] (or dict/tuple inside Optional) "
-                   "decodes to plain dicts")
 @pytest.mark.parametrize("hint", [list[Address] | None, Optional[dict[str, Address]]])  # noqa: UP007, UP045
 def test_optional_containers_of_dataclasses(hint: Any) -> None:
     value = [Address("x")] if get_origin(get_args(hint)[0]) is list else {"k": Address("x")}
@@ -442,15 +439,11 @@ def test_undecodable_payloads_raise_serialization_error() -> None:
         from_payload({"encoding": "binary/protobuf", "data": b"\x08\x01"})
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a payload that lacks a required dataclass field raises a "
-                   "bare TypeError from _shape, not SerializationError")
 def test_payload_missing_a_dataclass_field_raises_serialization_error() -> None:
     with pytest.raises(SerializationError, match="Address"):
         from_payload(to_payload({"zip": "1"}), Address, where="argument 0 of step 'ship'")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: bytes and sets are encoded (as latin-1 text / lists) but "
-                   "not rebuilt from the type hint: the receiver gets str / list")
 @pytest.mark.parametrize(("value", "hint"), [(b"\x00\xff\x10", bytes), ({3, 1, 2}, set[int])])
 def test_bytes_and_sets_round_trip_through_type_hints(value: Any, hint: Any) -> None:
     decoded = from_payload(to_payload(value), hint)

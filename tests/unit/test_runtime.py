@@ -348,9 +348,6 @@ def test_unregistered_workflow_cannot_be_replayed() -> None:
     assert not result.ok and "workflow type 'background'" in str(result.error)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the code location comes from walking the stack, but a "
-                   "step awaited inside asyncio.gather/ensure_future runs in its own Task, so the "
-                   "error names the caller of activate/replay instead of the workflow line")
 def test_nondeterminism_inside_gather_names_the_workflow_line() -> None:
     original = docket.App("g1")
     original.step(greet.fn)

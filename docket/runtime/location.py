@@ -1,0 +1,25 @@
+"""Where workflow code asked for something: the file:line named in nondeterminism errors."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+_DOCKET_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_ASYNCIO_DIR = os.path.dirname(os.path.abspath(asyncio.__file__))
+
+
+def user_location() -> str:
+    """file:line of the nearest caller outside Docket and asyncio.
+
+    ctx methods call this when they are called (not when their coroutine first runs), so a
+    step handed to asyncio.gather or create_task still names the user's line.
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith((_DOCKET_DIR, _ASYNCIO_DIR)):
+            return f"{filename}:{frame.f_lineno}"
+        frame = frame.f_back  # type: ignore[assignment]
+    return "<unknown>"
