@@ -150,7 +150,12 @@ class Client:
         new UUID), ``id_reuse_policy`` (an `IdReusePolicy`), ``task_queue``.
         """
         workflow_id = kwargs.pop("workflow_id", None) or str(uuid.uuid4())
-        policy = IdReusePolicy(kwargs.pop("id_reuse_policy", IdReusePolicy.ALLOW_AFTER_CLOSE))
+        raw_policy = kwargs.pop("id_reuse_policy", IdReusePolicy.ALLOW_AFTER_CLOSE)
+        try:
+            policy = IdReusePolicy(raw_policy)
+        except ValueError:
+            choices = ", ".join(p.value for p in IdReusePolicy)
+            raise ClientError(f"id_reuse_policy {raw_policy!r} is not one of: {choices}") from None
         if isinstance(workflow, Workflow):
             name, hint, queue = workflow.name, workflow.return_hint, workflow.task_queue
         elif isinstance(workflow, str):

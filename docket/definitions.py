@@ -153,6 +153,8 @@ def make_workflow(
 
 
 def check_step_fn(fn: Any) -> None:
+    if isinstance(fn, Step):
+        raise DefinitionError(f"step {fn.name!r} is already registered; decorate the function once")
     if not callable(fn):
         raise DefinitionError(f"@app.step needs a function, got {fn!r}")
     if inspect.isclass(fn):

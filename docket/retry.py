@@ -37,6 +37,16 @@ class RetryPolicy:
             raise ValueError(
                 f"RetryPolicy.maximum_attempts must be >= 0, got {self.maximum_attempts}"
             )
+        if isinstance(self.non_retryable_error_types, str):
+            raise ValueError(
+                "RetryPolicy.non_retryable_error_types must be a list of type names, got the "
+                f"string {self.non_retryable_error_types!r}; write [{self.non_retryable_error_types!r}]"
+            )
+        if self.maximum_interval is not None and self.maximum_interval < self.initial_interval:
+            raise ValueError(
+                f"RetryPolicy.maximum_interval ({self.maximum_interval}) is shorter than "
+                f"initial_interval ({self.initial_interval})"
+            )
         object.__setattr__(self, "non_retryable_error_types", tuple(self.non_retryable_error_types))
 
     def to_record(self) -> dict[str, Any]:

@@ -143,9 +143,17 @@ class WorkflowInstance:
             except SerializationError as error:
                 exc = error
             else:
-                self._commands.append(Command("WorkflowCompleted", {"result": result}))
+                self._commands.append(
+                    Command("WorkflowCompleted", {"result": result}, self._returns_at())
+                )
                 return
-        self._commands.append(Command("WorkflowFailed", {"failure": to_failure(exc)}))
+        self._commands.append(
+            Command("WorkflowFailed", {"failure": to_failure(exc)}, self._returns_at())
+        )
+
+    def _returns_at(self) -> str:
+        code = self.definition.fn.__code__
+        return f"{code.co_filename}:{code.co_firstlineno} (the workflow function returned)"
 
     # -- what ctx asks for ------------------------------------------------------------------------
 

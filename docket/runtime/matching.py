@@ -23,7 +23,7 @@ def _describe(kind: str, body: dict[str, Any]) -> str:
         return f"step {body['step_name']!r} at seq {body['seq']}"
     if kind == "TimerStarted":
         return f"a timer at seq {body['seq']}"
-    return "to complete" if kind == "WorkflowCompleted" else "to fail"
+    return "the workflow to complete" if kind == "WorkflowCompleted" else "the workflow to fail"
 
 
 def _args(body: dict[str, Any]) -> str:

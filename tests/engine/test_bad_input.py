@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -324,3 +325,23 @@ async def test_bad_data_in_workflow_code_fails_that_workflow_only(tmp_path: Path
             assert await (await engine.client.start(hello, "next")).result(timeout=10) == "Hello, next!"
 
         await unless_the_engine_stops(engine, scenario())
+
+
+async def test_bad_id_reuse_policy_is_a_client_error(tmp_path: Path) -> None:
+    async with docket.Engine(app, data_dir=tmp_path, partitions=PARTITIONS) as engine:
+        with pytest.raises(docket.errors.ClientError, match="'sometimes' is not one of"):
+            await engine.client.start(hello, "x", id_reuse_policy="sometimes")
+
+
+def test_retry_policy_rejects_confusing_values() -> None:
+    with pytest.raises(ValueError, match="must be a list of type names"):
+        docket.RetryPolicy(non_retryable_error_types="ValueError")
+    with pytest.raises(ValueError, match="shorter than initial_interval"):
+        docket.RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=1))
+
+
+def test_registering_a_step_twice_is_a_definition_error() -> None:
+    other = docket.App("twice")
+    step = other.step(lambda: None)
+    with pytest.raises(docket.errors.DefinitionError, match="already registered"):
+        other.step(step)

@@ -338,7 +338,7 @@ def test_extra_timer_before_completion_is_nondeterministic() -> None:
     message = str(caught.value)
     assert "workflow 'fan_out'" in message
     assert f"asked for a timer at seq 3 ({THIS_FILE}:{line_of('extra-timer')})" in message
-    assert f"but history event {driver.events[-1]['event_id']} recorded to complete" in message
+    assert f"but history event {driver.events[-1]['event_id']} recorded the workflow to complete" in message
 
 
 def test_unregistered_workflow_cannot_be_replayed() -> None:
