@@ -37,13 +37,16 @@ def test_mypy_strict_is_clean(tmp_path: Path) -> None:
 
 
 def test_ruff_is_clean() -> None:
-    result = subprocess.run([sys.executable, "-m", "ruff", "check", "docket", "streams", "bench", "examples"],
+    folders = [f for f in ("docket", "streams", "bench", "examples", "tests") if (ROOT / f).is_dir()]
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", *folders],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("folder", ["docket", "streams", "bench", "tests", "examples"])
 def test_no_module_over_800_lines(folder: str) -> None:
+    if not (ROOT / folder).is_dir():
+        pytest.skip(f"no {folder}/ yet")
     too_long = {str(p.relative_to(ROOT)): n for p in (ROOT / folder).rglob("*.py")
                 if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not too_long, f"split these modules by concept: {too_long}"
