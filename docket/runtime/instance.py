@@ -10,6 +10,7 @@ events recorded for it (see matching.py).
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -270,12 +271,16 @@ def _bind_check(
     fn: Callable[..., Any], skip: int, args: list[Any], kwargs: dict[str, Any], where: str
 ) -> None:
     """Arguments that do not match the signature fail the run with a clear message."""
-    signature = inspect.signature(fn)
-    params = list(signature.parameters.values())[skip:]
     try:
-        signature.replace(parameters=params).bind(*args, **kwargs)
+        _signature_after(fn, skip).bind(*args, **kwargs)
     except TypeError as exc:
         raise TypeError(f"arguments do not match {where}: {exc}") from None
+
+
+@functools.lru_cache(maxsize=1024)
+def _signature_after(fn: Callable[..., Any], skip: int) -> inspect.Signature:
+    signature = inspect.signature(fn)
+    return signature.replace(parameters=list(signature.parameters.values())[skip:])
 
 
 def _ms(delta: Any) -> int | None:
