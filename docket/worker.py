@@ -292,8 +292,11 @@ class Worker:
         context.run(current_step.set, ctx)
         loop = asyncio.get_running_loop()
         if step.is_async:
+            if timeout is None:  # run it in this task: the step context is set on it already
+                current_step.set(ctx)
+                return await step.fn(*args, **kwargs)
             runner = loop.create_task(step.fn(*args, **kwargs), context=context)
-            return await (asyncio.wait_for(runner, timeout) if timeout else runner)
+            return await asyncio.wait_for(runner, timeout)
         future = loop.run_in_executor(self._threads, lambda: context.run(step.fn, *args, **kwargs))
         return await (asyncio.wait_for(future, timeout) if timeout else future)
 
