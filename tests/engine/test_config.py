@@ -1,0 +1,70 @@
+"""Configuration by code and by DOCKET_* variables, and the worker's concurrency limit."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+import docket
+from docket.errors import ConfigurationError
+
+app = docket.App("config")
+running = 0
+peak = 0
+
+
+@app.step
+async def hold(seconds: float) -> int:
+    global running, peak
+    running += 1
+    peak = max(peak, running)
+    await asyncio.sleep(seconds)
+    running -= 1
+    return peak
+
+
+@app.workflow
+async def fan(ctx: docket.WorkflowContext, width: int) -> list[int]:
+    return list(await asyncio.gather(*(ctx.step(hold, 0.05) for _ in range(width))))
+
+
+def test_bootstrap_servers_is_not_silently_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKET_BOOTSTRAP_SERVERS", "localhost:9092")
+    with pytest.raises(ConfigurationError, match="no Kafka backend yet"):
+        docket.Engine(app)
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DOCKET_DATA_DIR", str(tmp_path / "d"))
+    monkeypatch.setenv("DOCKET_NAMESPACE", "shop")
+    monkeypatch.setenv("DOCKET_PARTITIONS", "2")
+    settings = docket.Settings.from_env()
+    assert (settings.data_dir, settings.namespace, settings.partitions) == (tmp_path / "d", "shop", 2)
+    assert docket.Settings.from_env(namespace="other").namespace == "other"  # code wins
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("DOCKET_PARTITIONS", "many", "must be a whole number"),
+    ("DOCKET_NAMESPACE", "no spaces", "is invalid"),
+])
+def test_bad_settings_are_clear(monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError, match=message):
+        docket.Settings.from_env()
+
+
+async def test_namespaces_share_a_data_directory(tmp_path: Path) -> None:
+    async with docket.Engine(app, data_dir=tmp_path, namespace="a") as a, \
+            docket.Engine(app, data_dir=tmp_path, namespace="b") as b:
+        assert len(await (await a.client.start(fan, 1)).result(timeout=10)) == 1
+        assert await b.client.list() == []
+
+
+async def test_worker_concurrency_limit(tmp_path: Path) -> None:
+    global peak
+    peak = 0
+    async with docket.Engine(app, data_dir=tmp_path, max_concurrency=2) as engine:
+        await (await engine.client.start(fan, 8)).result(timeout=20)
+    assert peak == 2
