@@ -8,8 +8,8 @@ from docket._version import __version__
 from docket.app import App
 from docket.client import Client, IdReusePolicy, WorkflowHandle
 from docket.config import Settings
-from docket.context import WorkflowContext
-from docket.definitions import Step, Workflow, run
+from docket.context import QueryContext, WorkflowContext
+from docket.definitions import Step, Workflow, query, run, signal
 from docket.engine import Engine
 from docket.errors import ApplicationError, StepError, WorkflowFailedError
 from docket.reader import HistoryEvent, WorkflowDescription
@@ -23,6 +23,7 @@ __all__ = [
     "Engine",
     "HistoryEvent",
     "IdReusePolicy",
+    "QueryContext",
     "RetryPolicy",
     "Settings",
     "Step",
@@ -35,6 +36,8 @@ __all__ = [
     "WorkflowHandle",
     "__version__",
     "errors",
+    "query",
     "run",
+    "signal",
     "step_context",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import typing
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable
@@ -75,6 +76,25 @@ class WorkflowHandle(Generic[R]):
             workflow_id=self.workflow_id,
             run_id=reply["run_id"],
         ) from cause
+
+    async def signal(self, signal: Any, *args: Any, **kwargs: Any) -> None:
+        """Send a signal (a ``@docket.signal`` method, or its name) to this workflow.
+
+        Returns once it is recorded: it will be delivered exactly once, after every signal
+        recorded before it. Raises WorkflowNotFoundError, or ClientError when the workflow is
+        closed, has no such signal, or the arguments do not fit its handler.
+        """
+        await self._client._signal(
+            self.workflow_id, self.run_id, _handler_name(signal, "__docket_signal__"), args, kwargs
+        )
+
+    async def query(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+        """Ask a query (a ``@docket.query`` method, or its name) and return the answer. It
+        sees every signal recorded before it; closed workflows answer from their history."""
+        name = _handler_name(query, "__docket_query__")
+        reply = await self._client._query(self.workflow_id, self.run_id, name, args, kwargs)
+        hint = _return_hint(query)
+        return from_payload(reply["result"], hint, where=f"answer to query {name!r}")
 
     async def describe(self) -> WorkflowDescription:
         return self._client._reader.describe(self.workflow_id)
@@ -222,6 +242,60 @@ class Client:
 
     # -- plumbing -------------------------------------------------------------------------------
 
+    async def _signal(
+        self,
+        workflow_id: str,
+        run_id: str | None,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        arg_payloads, kwarg_payloads = encode_args(args, kwargs, where=f"signal {name!r}")
+        body = {
+            "run_id": run_id,
+            "signal_name": name,
+            "args": arg_payloads,
+            "kwargs": kwarg_payloads,
+            "reply_to": self.client_id,
+        }
+        reply = await self._request(workflow_id, uuid.uuid4().hex, ("SignalWorkflow", body))
+        self._raise_refusal(reply, workflow_id, f"signal {name!r}")
+
+    async def _query(
+        self,
+        workflow_id: str,
+        run_id: str | None,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> dict[str, Any]:
+        arg_payloads, kwarg_payloads = encode_args(args, kwargs, where=f"query {name!r}")
+        body = {
+            "run_id": run_id,
+            "query_name": name,
+            "args": arg_payloads,
+            "kwargs": kwarg_payloads,
+            "reply_to": self.client_id,
+        }
+        reply = await self._request(workflow_id, uuid.uuid4().hex, ("QueryWorkflow", body))
+        self._raise_refusal(reply, workflow_id, f"query {name!r}")
+        return reply
+
+    @staticmethod
+    def _raise_refusal(reply: dict[str, Any], workflow_id: str, what: str) -> None:
+        kind = reply["kind"]
+        if kind == "not_found":
+            raise WorkflowNotFoundError(f"{what} not delivered: {reply['failure']['message']}")
+        if kind == "rejected":
+            raise ClientError(
+                f"{what} to workflow_id={workflow_id!r} was refused: {reply['failure']['message']}"
+            )
+        if kind == "query_failed":
+            raise ClientError(
+                f"{what} on workflow_id={workflow_id!r} failed: {reply['failure']['type']}: "
+                f"{reply['failure']['message']}"
+            )
+
     async def _request(
         self, workflow_id: str, command_id: str, body: tuple[str, dict[str, Any]]
     ) -> dict[str, Any]:
@@ -337,6 +411,27 @@ class Client:
                 pass
         if self._owns_log:
             self._log.close()
+
+
+def _handler_name(handler: Any, marker: str) -> str:
+    if isinstance(handler, str):
+        return handler
+    name = getattr(handler, marker, None)
+    if name is None:
+        kind = "signal" if "signal" in marker else "query"
+        raise ClientError(
+            f"{handler!r} is not a @docket.{kind} handler; pass the handler or its name"
+        )
+    return str(name)
+
+
+def _return_hint(handler: Any) -> Any:
+    if isinstance(handler, str):
+        return None
+    try:
+        return typing.get_type_hints(handler).get("return")
+    except Exception:
+        return None
 
 
 def _check_workflow_id(workflow_id: str) -> None:

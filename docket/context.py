@@ -5,6 +5,7 @@ docs/determinism.md); it asks ``ctx`` instead, and replay gives it the same answ
 
 from __future__ import annotations
 
+import asyncio
 import random as _random
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
@@ -12,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from docket.definitions import Step
+from docket.errors import ReadOnlyContextError
 from docket.runtime.location import user_location
 
 if TYPE_CHECKING:
@@ -88,6 +90,32 @@ class WorkflowContext:
         seconds = duration.total_seconds() if isinstance(duration, timedelta) else float(duration)
         return self._instance.durable_sleep(seconds, user_location())
 
+    async def wait_until(
+        self, predicate: Callable[[], bool], *, timeout: float | timedelta | None = None
+    ) -> None:
+        """Wait until ``predicate()`` is true (it is checked whenever the workflow's state may
+        have changed: after signals, steps and timers). With ``timeout``, raise TimeoutError
+        when it runs out; the timeout is a durable timer."""
+        if predicate():
+            return
+        waiter = self._instance.mailbox.wait_until(predicate)
+        if timeout is None:
+            await waiter
+            return
+        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+        async with asyncio.timeout(seconds):
+            await waiter
+
+    async def wait_for_signal(self, name: str) -> Any:
+        """The next signal called ``name`` (those that came earlier wait in order): None for
+        a signal without arguments, its argument, or a tuple of its arguments."""
+        return await self._instance.mailbox.wait_for_signal(name)
+
+    def set_query_handler(self, name: str, handler: Callable[..., Any]) -> None:
+        """Answer query ``name`` with ``handler(query_ctx, *args)`` (function workflows; class
+        workflows use ``@docket.query`` methods)."""
+        self._instance.mailbox.query_handlers[name] = handler
+
     # -- deterministic helpers ---------------------------------------------------------------
 
     def now(self) -> datetime:
@@ -103,3 +131,35 @@ class WorkflowContext:
     def uuid4(self) -> uuid.UUID:
         """A version-4 UUID drawn from the run's deterministic generator."""
         return uuid.UUID(int=self.random().getrandbits(128), version=4)
+
+
+class QueryContext:
+    """Passed to query handlers: read-only. Durable operations raise ReadOnlyContextError."""
+
+    def __init__(self, ctx: WorkflowContext) -> None:
+        self._ctx = ctx
+        self.workflow_id = ctx.workflow_id
+        self.run_id = ctx.run_id
+        self.workflow_type = ctx.workflow_type
+
+    def now(self) -> datetime:
+        """The time of the workflow's latest event."""
+        return self._ctx.now()
+
+    def __getattr__(self, name: str) -> Any:
+        if name in (
+            "step",
+            "local_step",
+            "sleep",
+            "side_effect",
+            "wait_until",
+            "wait_for_signal",
+            "random",
+            "uuid4",
+        ):
+            raise ReadOnlyContextError(
+                f"ctx.{name}() was called in a query of workflow {self.workflow_type!r} "
+                f"(workflow_id={self.workflow_id}): queries only read state; do this in the "
+                "workflow or in a signal handler"
+            )
+        raise AttributeError(name)

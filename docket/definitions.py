@@ -87,16 +87,73 @@ class Workflow(Generic[P, R]):
     cls: type | None = None
     dynamic: bool = False
     task_queue: str = DEFAULT_QUEUE
+    signals: dict[str, Callable[..., Any]] = dataclasses.field(default_factory=dict)
+    queries: dict[str, Callable[..., Any]] = dataclasses.field(default_factory=dict)
 
     @cached_property
     def return_hint(self) -> Any:
         return _hints(self.fn).get("return")
+
+    def __getattr__(self, name: str) -> Any:
+        """``Cart.add`` on a decorated class still names its handler method (for
+        ``handle.signal(Cart.add, ...)``)."""
+        cls = self.__dict__.get("cls")
+        if cls is not None and not name.startswith("__"):
+            return getattr(cls, name)
+        raise AttributeError(name)
 
 
 def run(fn: Callable[P, R]) -> Callable[P, R]:
     """Mark the entry method of a class-based workflow."""
     fn.__docket_run__ = True  # type: ignore[attr-defined]
     return fn
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def signal(fn: F | None = None, *, name: str | None = None) -> Any:
+    """Mark a method of a class-based workflow as a signal handler: ``(self, ctx, *args)``,
+    ``async def`` (it may await steps and timers) or plain ``def``. Signals are delivered
+    once, in the order they were accepted; ones that arrive before the run starts wait."""
+
+    def mark(f: F) -> F:
+        f.__docket_signal__ = name or f.__name__  # type: ignore[attr-defined]
+        return f
+
+    return mark(fn) if fn is not None else mark
+
+
+def query(fn: F | None = None, *, name: str | None = None) -> Any:
+    """Mark a method of a class-based workflow as a query handler: a plain ``def (self, ctx,
+    *args)`` that reads state and returns a value. Queries are never recorded in history."""
+
+    def mark(f: F) -> F:
+        if inspect.iscoroutinefunction(f):
+            raise DefinitionError(
+                f"query handler {f.__qualname__} must be a plain 'def': queries only read state"
+            )
+        f.__docket_query__ = name or f.__name__  # type: ignore[attr-defined]
+        return f
+
+    return mark(fn) if fn is not None else mark
+
+
+def _handlers(cls: type, marker: str) -> dict[str, Callable[..., Any]]:
+    found: dict[str, Callable[..., Any]] = {}
+    for _, member in inspect.getmembers(cls, inspect.isfunction):
+        handler_name = getattr(member, marker, None)
+        if handler_name is None:
+            continue
+        if handler_name in found:
+            raise DefinitionError(f"{cls.__qualname__} has two handlers named {handler_name!r}")
+        params = list(inspect.signature(member).parameters)
+        if len(params) < 2:
+            raise DefinitionError(
+                f"handler {member.__qualname__} must take (self, ctx, ...): the context comes first"
+            )
+        found[handler_name] = member
+    return found
 
 
 def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
@@ -143,7 +200,14 @@ def make_workflow(
             raise DefinitionError(
                 f"dynamic workflow {where} must take (ctx, name, *args): the workflow type name comes first"
             )
+    handlers: dict[str, Any] = {}
+    if cls is not None:
+        handlers = {
+            "signals": _handlers(cls, "__docket_signal__"),
+            "queries": _handlers(cls, "__docket_query__"),
+        }
     return Workflow(
+        **handlers,
         name=name or fn.__name__ if cls is None else name or target.__name__,
         fn=fn,
         cls=cls,

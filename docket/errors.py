@@ -21,7 +21,8 @@ DocketError                         base; every error Docket raises on purpose
 │   ├── TimeoutError                .kind: start_to_close | heartbeat
 │   └── CancelledError
 ├── NondeterminismError             replay mismatch; stops that execution only
-└── WorkflowError                   misuse of the workflow API inside workflow code
+├── WorkflowError                   misuse of the workflow API inside workflow code
+└── ReadOnlyContextError            a durable operation inside a query
 ```
 
 Messages answer three questions: what happened, where (ids, offsets, paths), and what to do.
@@ -173,6 +174,10 @@ class NondeterminismError(DocketError):
 
 class WorkflowError(DocketError):
     """Workflow code misused the workflow API (for example, called a step directly)."""
+
+
+class ReadOnlyContextError(DocketError):
+    """A query handler asked for a durable operation (step, sleep, ...): queries only read."""
 
 
 class Suspend(BaseException):  # noqa: N818 - control flow, not an error

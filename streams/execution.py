@@ -29,17 +29,24 @@ from typing import Any
 from docket.app import App
 from docket.clock import Clock
 from docket.codec.failure import to_failure
-from docket.codec.payload import from_payload, to_payload
+from docket.codec.payload import decode_args, from_payload, to_payload
 from docket.codec.records import COMMANDS, EVENTS, STATES
-from docket.errors import LogError, NondeterminismError, PartitionFencedError, SerializationError
-from docket.execution.decide import RESOLUTIONS, Decision, decide
+from docket.context import QueryContext
+from docket.errors import (
+    LogError,
+    NondeterminismError,
+    PartitionFencedError,
+    SerializationError,
+    WorkflowNotFoundError,
+)
+from docket.execution.decide import RESOLUTIONS, Decision, decide, reply
 from docket.execution.fold import RUNNING, State, apply
 from docket.execution.ids import idempotency_key
 from docket.faults import fault
 from docket.log.base import Log
 from docket.log.partitioner import partition as partition_of
 from docket.log.topics import Topics
-from docket.runtime.instance import Command, WorkflowInstance
+from docket.runtime.instance import Command, WorkflowInstance, bind_check
 from docket.runtime.matching import replay
 from docket.state.store import PartitionStore, StoreBatch
 from docket.streams.host import PartitionGroup
@@ -251,7 +258,30 @@ class ExecutionProcessor:
         activation = (state["last_activation"] if state else 0) + 1
         resolutions: list[dict[str, Any]] = []
         local_retries: list[dict[str, Any]] = []
+
+        async def settle() -> None:
+            """Run the workflow code on what has arrived so far."""
+            nonlocal state, activation, resolutions, local_retries
+            for retry in local_retries:
+                if state is None or state["status"] != RUNNING:
+                    break
+                state, events = await self._retry_local(state, retry, activation, now_us, batch)
+                resolutions.extend(events)
+            local_retries = []
+            while resolutions and state is not None and state["status"] == RUNNING:
+                state, resolutions = await self._activate(
+                    state, resolutions, activation, now_us, batch
+                )
+                activation += 1
+            resolutions = []
+            if state is not None:
+                activation = max(activation, state["last_activation"] + 1)
+
         for command in commands:
+            if command["body"][0] == "QueryWorkflow":
+                await settle()  # a query sees everything accepted before it
+                batch.out.reply(self._answer_query(state, command, batch))
+                continue
             decision = decide(
                 state,
                 command,
@@ -259,6 +289,7 @@ class ExecutionProcessor:
                 known_workflow=self._known,
                 run_exists=lambda run_id: self._run_exists(workflow_id, run_id, batch),
                 scheduled_step=lambda s, step: self._scheduled(s, step, batch),
+                check_signal=self._check_signal,
             )
             if decision.events and decision.events[0][0] == "WorkflowStarted":
                 self._instances.pop(workflow_id, None)
@@ -282,21 +313,14 @@ class ExecutionProcessor:
                 elif kind == "StepRetried" and state["steps"][str(body["seq"])]["local"]:
                     local_retries.append(body)
             self._emit_decision_outputs(decision, workflow_id, batch)
-        for retry in local_retries:
-            if state is None or state["status"] != RUNNING:
-                break
-            state, events = await self._retry_local(state, retry, activation, now_us, batch)
-            resolutions.extend(events)
-        while resolutions and state is not None and state["status"] == RUNNING:
-            state, resolutions = await self._activate(state, resolutions, activation, now_us, batch)
-            activation += 1
+        await settle()
         if state is not None:
             batch.states[workflow_id] = state
             self._cache_state(workflow_id, state)
 
     def _emit_decision_outputs(self, decision: Decision, workflow_id: str, batch: _Batch) -> None:
-        for reply in decision.replies:
-            batch.out.reply(reply)
+        for answer in decision.replies:
+            batch.out.reply(answer)
         for timer in decision.timers:
             batch.out.timer(workflow_id, timer)
 
@@ -529,6 +553,78 @@ class ExecutionProcessor:
             event = EVENTS.decode(raw)
         body: dict[str, Any] = event["body"][1]
         return body
+
+    def _check_signal(self, state: State, body: dict[str, Any]) -> str | None:
+        """Why this workflow cannot take the signal (no such handler, bad arguments), or None."""
+        definition = self.app.find_workflow(state["workflow_type"])
+        if definition is None or definition.cls is None:
+            return None  # function workflows take any signal; ctx.wait_for_signal picks it up
+        name = body["signal_name"]
+        handler = definition.signals.get(name)
+        if handler is None:
+            known = ", ".join(map(repr, sorted(definition.signals))) or "none"
+            return (
+                f"workflow {state['workflow_type']!r} has no signal {name!r} (its signals: {known})"
+            )
+        try:
+            args, kwargs = decode_args(
+                handler, body["args"], body["kwargs"], skip=2, where=f"signal {name!r}"
+            )
+            bind_check(handler, 2, args, kwargs, f"signal {name!r}")
+        except (SerializationError, TypeError) as exc:
+            return str(exc)
+        return None
+
+    def _answer_query(
+        self, state: State | None, command: dict[str, Any], batch: _Batch
+    ) -> dict[str, Any]:
+        """Run a query handler on the live (or replayed) workflow; nothing is recorded."""
+        body = command["body"][1]
+        workflow_id = command["workflow_id"]
+
+        def answer(
+            kind: str, run_id: str, result: Any = None, failure: Any = None
+        ) -> dict[str, Any]:
+            return reply(
+                body["reply_to"],
+                command["command_id"],
+                workflow_id,
+                run_id,
+                kind,
+                result=result,
+                failure=failure,
+            )
+
+        if state is None or (body["run_id"] and body["run_id"] != state["run_id"]):
+            return answer(
+                "not_found",
+                body["run_id"] or "",
+                failure=to_failure(
+                    WorkflowNotFoundError(f"no workflow with workflow_id={workflow_id!r}")
+                ),
+            )
+        run_id = state["run_id"]
+        try:
+            instance = self._instance(state, batch, state["last_activation"] + 1)
+            if instance.closed:  # replayed to its end: keep nothing in the cache
+                self._instances.pop(workflow_id, None)
+            value = instance.mailbox.query(
+                body["query_name"], body["args"], body["kwargs"], QueryContext(instance.ctx)
+            )
+            if inspect.isawaitable(value):
+                close = getattr(value, "close", None)
+                if close is not None:
+                    close()
+                raise TypeError(
+                    f"query {body['query_name']!r} returned an awaitable: query handlers are plain 'def'"
+                )
+            return answer(
+                "answer",
+                run_id,
+                result=to_payload(value, where=f"answer to query {body['query_name']!r}"),
+            )
+        except Exception as exc:  # the caller gets the error; the workflow is untouched
+            return answer("query_failed", run_id, failure=to_failure(exc))
 
     def _run_exists(self, workflow_id: str, run_id: str, batch: _Batch) -> bool:
         if (workflow_id, run_id) in batch.values:

@@ -18,7 +18,9 @@ from docket.retry import next_retry_delay_ms
 Body = tuple[str, dict[str, Any]]
 
 # Events the workflow code sees; the rest are bookkeeping the code never observes.
-RESOLUTIONS = frozenset({"WorkflowStarted", "StepCompleted", "StepFailed", "TimerFired"})
+RESOLUTIONS = frozenset(
+    {"WorkflowStarted", "StepCompleted", "StepFailed", "TimerFired", "SignalReceived"}
+)
 
 REJECT_DUPLICATE = "reject_duplicate"
 RETURN_EXISTING = "return_existing"
@@ -74,10 +76,12 @@ def decide(
     known_workflow: Callable[[str], bool],
     scheduled_step: Callable[[State, dict[str, Any]], dict[str, Any]],
     run_exists: Callable[[str], bool] = lambda run_id: False,
+    check_signal: Callable[[State, dict[str, Any]], str | None] = lambda state, body: None,
 ) -> Decision:
     """``scheduled_step(state, pending_step)`` returns the StepScheduled body of a pending step;
     ``run_exists(run_id)`` tells whether this workflow ever had that run (a run's id derives
-    from its start command, so this is how a re-delivered start of an old run is spotted)."""
+    from its start command, so this is how a re-delivered start of an old run is spotted);
+    ``check_signal(state, body)`` says why the workflow cannot take a signal, or None."""
     kind, body = command["body"]
     workflow_id = command["workflow_id"]
     if kind == "StartWorkflow":
@@ -98,6 +102,10 @@ def decide(
         if state["status"] != RUNNING:
             return Decision(replies=[closed_reply(state, body["reply_to"], command["command_id"])])
         return Decision([("WatcherAdded", {"reply_to": body["reply_to"]})], state["run_id"])
+    if kind == "SignalWorkflow":
+        return _signal(state, command, body, check_signal)
+    if kind == "QueryWorkflow":
+        return Decision()  # queries record nothing: the processor answers them from live code
     if state is None or state["run_id"] != body["run_id"] or state["status"] != RUNNING:
         return Decision()  # stale: that run is gone or closed
     run_id = state["run_id"]
@@ -179,6 +187,56 @@ def _start(
         )
     started = {k: body[k] for k in ("workflow_type", "args", "kwargs", "task_queue", "reply_to")}
     return Decision([("WorkflowStarted", started)], new_run_id)
+
+
+def _signal(
+    state: State | None,
+    command: dict[str, Any],
+    body: dict[str, Any],
+    check_signal: Callable[[State, dict[str, Any]], str | None],
+) -> Decision:
+    workflow_id = command["workflow_id"]
+    reply_to = body["reply_to"]
+
+    def refuse(kind: str, run_id: str, message: str) -> Decision:
+        if not reply_to:
+            return Decision()
+        return Decision(
+            replies=[
+                reply(
+                    reply_to,
+                    command["command_id"],
+                    workflow_id,
+                    run_id,
+                    kind,
+                    failure=_rejection(message),
+                )
+            ]
+        )
+
+    if state is None or (body["run_id"] and body["run_id"] != state["run_id"]):
+        return refuse(
+            "not_found",
+            body["run_id"] or "",
+            f"no workflow with workflow_id={workflow_id!r}"
+            + (f" and run {body['run_id']}" if body["run_id"] else ""),
+        )
+    if state["status"] != RUNNING:
+        return refuse(
+            "rejected",
+            state["run_id"],
+            f"workflow_id={workflow_id!r} is {state['status']}: it takes no more signals",
+        )
+    problem = check_signal(state, body)
+    if problem is not None:
+        return refuse("rejected", state["run_id"], problem)
+    event = {k: body[k] for k in ("signal_name", "args", "kwargs")}
+    replies = (
+        [reply(reply_to, command["command_id"], workflow_id, state["run_id"], "signaled")]
+        if reply_to
+        else []
+    )
+    return Decision([("SignalReceived", event)], state["run_id"], replies=replies)
 
 
 def _rejection(message: str) -> dict[str, Any]:

@@ -118,6 +118,7 @@ HANDLERS: dict[str, Callable[..., State]] = {
     "TimerStarted": _timer_started,
     "TimerFired": _timer_fired,
     "WatcherAdded": _watcher_added,
+    "SignalReceived": lambda state, event, body: state,  # the workflow code consumes it
     "WorkflowCompleted": _close(COMPLETED),
     "WorkflowFailed": _close(FAILED),
 }

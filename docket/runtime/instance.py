@@ -24,6 +24,7 @@ from docket.errors import SerializationError, WorkflowError
 from docket.retry import RetryPolicy
 from docket.runtime.location import user_location
 from docket.runtime.loop import DeterministicLoop
+from docket.runtime.messages import Mailbox
 
 _NO_RETRY = RetryPolicy(maximum_attempts=1).to_record()
 
@@ -65,6 +66,8 @@ class WorkflowInstance:
         self.local_calls: dict[int, Callable[[], Any]] = {}  # pending local steps, for retries
         self._main: asyncio.Task[Any] | None = None
         self._location_hint = ""
+        self.obj: Any = None  # the class workflow's instance, shared by its handlers
+        self.mailbox = Mailbox(self)
         self.closed = False
 
     # -- driving ------------------------------------------------------------------------------
@@ -96,7 +99,11 @@ class WorkflowInstance:
                 handle = self._timers.pop(body["seq"])
                 if not handle.cancelled():
                     self.loop._ready.append(handle)
+            elif kind == "SignalReceived":
+                self.mailbox.deliver(body["signal_name"], body["args"], body["kwargs"])
         self.loop.run_until_idle()
+        while self.mailbox.settle_conditions():  # a condition that now holds lets code go on
+            self.loop.run_until_idle()
         self._check_main()
         commands, self._commands = self._commands, []
         return commands
@@ -106,7 +113,8 @@ class WorkflowInstance:
         where = f"workflow {self.workflow_type!r}"
         target: Callable[..., Any]
         if definition.cls is not None:
-            target = getattr(definition.cls(), definition.fn.__name__)
+            self.obj = definition.cls()
+            target = getattr(self.obj, definition.fn.__name__)
             skip = 2
         else:
             target = definition.fn
@@ -120,7 +128,7 @@ class WorkflowInstance:
                 args, kwargs = decode_args(
                     definition.fn, body["args"], body["kwargs"], skip=skip, where=where
                 )
-                _bind_check(definition.fn, skip, args, kwargs, where)
+                bind_check(definition.fn, skip, args, kwargs, where)
                 coro = target(self.ctx, *args, **kwargs)
         except (SerializationError, TypeError) as exc:  # inputs that do not fit: the run fails
             coro = _raise(exc)
@@ -128,14 +136,19 @@ class WorkflowInstance:
 
     def _check_main(self) -> None:
         main = self._main
-        if main is None or self.closed or not main.done():
+        if main is None or self.closed:
+            return
+        failed_handler = self.mailbox.handler_failure
+        if failed_handler is None and not main.done():
             return
         self.closed = True
-        exc = (
-            main.exception()
-            if not main.cancelled()
-            else asyncio.CancelledError("workflow cancelled")
-        )
+        exc: BaseException | None
+        if failed_handler is not None:
+            exc = failed_handler
+        elif main.cancelled():
+            exc = asyncio.CancelledError("workflow cancelled")
+        else:
+            exc = main.exception()
         if exc is None:
             try:
                 result = to_payload(
@@ -267,7 +280,7 @@ async def _raise(exc: BaseException) -> Any:
     raise exc
 
 
-def _bind_check(
+def bind_check(
     fn: Callable[..., Any], skip: int, args: list[Any], kwargs: dict[str, Any], where: str
 ) -> None:
     """Arguments that do not match the signature fail the run with a clear message."""

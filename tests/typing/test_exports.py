@@ -3,9 +3,11 @@
 import docket
 
 EXPECTED = [
-    "App", "ApplicationError", "Client", "Engine", "HistoryEvent", "IdReusePolicy", "RetryPolicy",
+    "App", "ApplicationError", "Client", "Engine", "HistoryEvent", "IdReusePolicy", "QueryContext",
+    "RetryPolicy",
     "Settings", "Step", "StepContext", "StepError", "Workflow", "WorkflowContext", "WorkflowDescription",
-    "WorkflowFailedError", "WorkflowHandle", "__version__", "errors", "run", "step_context",
+    "WorkflowFailedError", "WorkflowHandle", "__version__", "errors", "query", "run", "signal",
+    "step_context",
 ]
 
 

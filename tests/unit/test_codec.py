@@ -71,6 +71,10 @@ COMMAND_BODIES: dict[str, dict[str, Any]] = {
     "HeartbeatStep": {"run_id": "r1", "seq": 3, "attempt": 1, "details": payload({"at": 7})},
     "FireTimer": {"run_id": "r1", "kind": "sleep", "seq": 4, "attempt": 0, "fire_at_us": 10**15},
     "WatchWorkflow": {"run_id": None, "reply_to": "client-2"},
+    "SignalWorkflow": {"run_id": None, "signal_name": "add", "args": [payload("x")], "kwargs": {},
+                       "reply_to": "client-2"},
+    "QueryWorkflow": {"run_id": "r", "query_name": "contents", "args": [], "kwargs": {"k": payload(1)},
+                      "reply_to": "client-2"},
 }
 
 EVENT_BODIES: dict[str, dict[str, Any]] = {
@@ -100,6 +104,7 @@ EVENT_BODIES: dict[str, dict[str, Any]] = {
     "TimerStarted": {"seq": 2, "fire_at_us": 99},
     "TimerFired": {"seq": 2},
     "WatcherAdded": {"reply_to": "client-3"},
+    "SignalReceived": {"signal_name": "add", "args": [payload("x")], "kwargs": {}},
     "WorkflowCompleted": {"result": payload({"total": 10})},
     "WorkflowFailed": {"failure": failure()},
 }

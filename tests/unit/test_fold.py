@@ -158,6 +158,7 @@ def test_every_event_type_folds_and_bumps_last_event_id() -> None:
     h.add("StepCompleted", {"seq": 1, "attempt": 2, "result": to_payload(1)}, activation=2)
     h.add("TimerFired", {"seq": 2}, activation=2)
     h.add("WatcherAdded", {"reply_to": "client-2"})
+    h.add("SignalReceived", {"signal_name": "go", "args": [], "kwargs": {}}, activation=2)
     h.add("StepFailed", {"seq": 3, "attempt": 1, "failure": failure()}, activation=3)
     h.add("WorkflowFailed", {"failure": failure()}, activation=3, ts_us=T0 + 20)
     kinds = {e["body"][0] for e in h.events} | {"WorkflowCompleted"}
@@ -238,6 +239,10 @@ def test_every_command_type_is_decided() -> None:
         "FireTimer": command("FireTimer", {"run_id": RUN, "kind": "sleep", "seq": 2, "attempt": 0,
                                            "fire_at_us": T0}),
         "WatchWorkflow": command("WatchWorkflow", {"run_id": None, "reply_to": "c"}),
+        "SignalWorkflow": command("SignalWorkflow", {"run_id": None, "signal_name": "s", "args": [],
+                                                     "kwargs": {}, "reply_to": "c"}),
+        "QueryWorkflow": command("QueryWorkflow", {"run_id": None, "query_name": "q", "args": [],
+                                                   "kwargs": {}, "reply_to": "c"}),
     }
     assert set(samples) == set(union_names("command"))
     for kind, cmd in samples.items():
@@ -530,3 +535,15 @@ def test_watch() -> None:
     assert (reply["kind"], reply["run_id"], reply["result"]) == ("completed", RUN, to_payload("done"))
     (reply,) = closed(FAILED).decide(watch).replies
     assert reply["kind"] == "failed" and reply["failure"] == failure()
+
+
+def test_signals() -> None:
+    signal = command("SignalWorkflow", {"run_id": None, "signal_name": "go", "args": [to_payload(1)],
+                                        "kwargs": {}, "reply_to": "client-6"}, "s-1")
+    (refused,) = History().decide(signal).replies
+    assert refused["kind"] == "not_found"
+    decision = running().decide(signal)
+    assert decision.events == [("SignalReceived", {"signal_name": "go", "args": [to_payload(1)], "kwargs": {}})]
+    assert [(r["kind"], r["request_id"]) for r in decision.replies] == [("signaled", "s-1")]
+    (closed_reply,) = closed().decide(signal).replies
+    assert closed_reply["kind"] == "rejected" and "takes no more signals" in closed_reply["failure"]["message"]

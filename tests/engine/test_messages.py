@@ -1,0 +1,131 @@
+"""Signals, queries and wait_until through the public API, on the real engine."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+import docket
+from docket.errors import ClientError, WorkflowNotFoundError
+
+app = docket.App("messages")
+
+
+@app.step
+async def record(item: str) -> str:
+    return item.upper()
+
+
+@app.workflow
+class Cart:
+    def __init__(self) -> None:
+        self.items: list[str] = []
+        self.checked_out = False
+
+    @docket.run
+    async def run(self, ctx: docket.WorkflowContext, owner: str) -> list[str]:
+        await ctx.wait_until(lambda: self.checked_out)
+        return [await ctx.step(record, item) for item in self.items]
+
+    @docket.signal
+    def add(self, ctx: docket.WorkflowContext, item: str) -> None:
+        self.items.append(item)
+
+    @docket.signal
+    async def checkout(self, ctx: docket.WorkflowContext) -> None:
+        self.checked_out = True
+
+    @docket.query
+    def contents(self, ctx: docket.QueryContext) -> list[str]:
+        return list(self.items)
+
+    @docket.query
+    def sneaky(self, ctx: docket.QueryContext) -> None:
+        ctx.sleep(1)
+
+
+@app.workflow
+async def approvals(ctx: docket.WorkflowContext, needed: int) -> list[str]:
+    approvers: list[str] = []
+    ctx.set_query_handler("approvers", lambda qctx: list(approvers))
+    while len(approvers) < needed:
+        approvers.append(await ctx.wait_for_signal("approve"))
+    return approvers
+
+
+@app.workflow
+async def deadline(ctx: docket.WorkflowContext) -> str:
+    try:
+        await ctx.wait_until(lambda: False, timeout=0.2)
+    except TimeoutError:
+        return "timed out"
+    return "impossible"
+
+
+@pytest.fixture(params=[None, 0], ids=["cached", "always-replay"])
+def cache_size(request: pytest.FixtureRequest) -> int | None:
+    return request.param  # type: ignore[no-any-return]
+
+
+async def test_signals_in_order_and_query_sees_them(tmp_path: Path, cache_size: int | None) -> None:
+    async with docket.Engine(app, data_dir=tmp_path, workflow_cache_size=cache_size) as engine:
+        handle = await engine.client.start(Cart, "ada", workflow_id="cart-1")
+        for item in ["apple", "bread", "cheese"]:
+            await handle.signal(Cart.add, item)
+        assert await handle.query(Cart.contents) == ["apple", "bread", "cheese"]
+        await handle.signal("checkout")
+        assert await handle.result(timeout=10) == ["APPLE", "BREAD", "CHEESE"]
+        history = [e for e in await handle.history() if e.type == "SignalReceived"]
+        assert [e.attributes["signal_name"] for e in history] == ["add", "add", "add", "checkout"]
+        # a closed workflow still answers, from its history
+        assert await handle.query("contents") == ["apple", "bread", "cheese"]
+
+
+async def test_signals_sent_at_once_are_delivered_once_each_in_order(tmp_path: Path) -> None:
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(Cart, "bob")
+        await asyncio.gather(*(handle.signal(Cart.add, f"item-{i}") for i in range(20)))
+        contents = await handle.query(Cart.contents)
+        assert sorted(contents) == sorted(f"item-{i}" for i in range(20)) and len(contents) == 20
+        recorded = [e.attributes["args"][0]["data"] for e in await handle.history() if e.type == "SignalReceived"]
+        assert [f'"{c}"'.encode() for c in contents] == recorded  # delivered in recorded order
+
+
+async def test_buffered_signals_for_function_workflows(tmp_path: Path, cache_size: int | None) -> None:
+    async with docket.Engine(app, data_dir=tmp_path, workflow_cache_size=cache_size) as engine:
+        handle = await engine.client.start(approvals, 2)
+        await handle.signal("approve", "alice")
+        assert await handle.query("approvers") == ["alice"]
+        await handle.signal("approve", "bob")
+        assert await handle.result(timeout=10) == ["alice", "bob"]
+
+
+async def test_wait_until_timeout_is_a_durable_timer(tmp_path: Path) -> None:
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(deadline)
+        assert await handle.result(timeout=10) == "timed out"
+        assert "TimerFired" in [e.type for e in await handle.history()]
+
+
+async def test_bad_signals_and_queries_are_refused_and_record_nothing(tmp_path: Path) -> None:
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        client = engine.client
+        handle = await client.start(Cart, "eve")
+        before = len(await handle.history())
+        with pytest.raises(ClientError, match="has no signal 'nope'"):
+            await handle.signal("nope")
+        with pytest.raises(ClientError, match="arguments do not match signal 'add'"):
+            await handle.signal(Cart.add, "a", "b")
+        with pytest.raises(ClientError, match="has no query 'nope'"):
+            await handle.query("nope")
+        with pytest.raises(ClientError, match="queries only read state"):
+            await handle.query(Cart.sneaky)
+        with pytest.raises(WorkflowNotFoundError):
+            await client.get_handle("missing").signal("add", "x")
+        assert len(await handle.history()) == before
+        await handle.signal(Cart.checkout)
+        await handle.result(timeout=10)
+        with pytest.raises(ClientError, match="is completed: it takes no more signals"):
+            await handle.signal(Cart.add, "late")
