@@ -23,7 +23,7 @@ import click
 
 from docket.app import App
 from docket.client import Client, IdReusePolicy
-from docket.config import Settings
+from docket.config import Settings, flag
 from docket.errors import ConfigurationError, DocketError, WorkflowFailedError
 
 T = TypeVar("T")
@@ -61,9 +61,7 @@ def _handle_errors(fn: Callable[..., T]) -> Callable[..., T]:
         try:
             return fn(*args, **kwargs)
         except DocketError as exc:
-            if os.environ.get("DOCKET_DEBUG") or click.get_current_context().find_root().params.get(
-                "debug"
-            ):
+            if flag("DOCKET_DEBUG") or click.get_current_context().find_root().params.get("debug"):
                 raise
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)

@@ -362,7 +362,13 @@ class Client:
                 if reply["kind"] in ("completed", "failed"):
                     return reply
                 self._watching.add(run_id)
-            return await self._wait(future, timeout, f"the result of workflow_id={workflow_id!r}")
+            try:
+                return await asyncio.wait_for(future, timeout)
+            except TimeoutError:
+                raise ReplyTimeoutError(
+                    f"workflow_id={workflow_id!r} has no result after {timeout} s: it is still "
+                    "running (see 'docket workflow describe'), or no engine is processing it"
+                ) from None
         finally:
             waiters = self._run_waiters.get(run_id, [])
             if future in waiters:

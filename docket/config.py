@@ -12,6 +12,20 @@ from docket.errors import ConfigurationError
 _NAMESPACE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+def flag(name: str) -> bool:
+    """A boolean DOCKET_* variable: 1/true/yes/on or 0/false/no/off (or unset)."""
+    value = os.environ.get(name, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigurationError(f"{name}={os.environ[name]!r} is not a yes/no value: use 1 or 0")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where the log and state live and how they are named.
@@ -66,7 +80,7 @@ class Settings:
                 ) from None
         if env.get("DOCKET_BOOTSTRAP_SERVERS"):
             values["bootstrap_servers"] = env["DOCKET_BOOTSTRAP_SERVERS"]
-        if env.get("DOCKET_ALWAYS_REPLAY", "") not in ("", "0", "false"):
+        if flag("DOCKET_ALWAYS_REPLAY"):
             values["always_replay"] = True
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "data_dir" in values:

@@ -13,7 +13,7 @@ DocketError                         base; every error Docket raises on purpose
 ├── ClientError                     outcomes seen by Client and handles
 │   ├── WorkflowNotFoundError
 │   ├── WorkflowAlreadyStartedError
-│   ├── WorkflowFailedError         .cause is the ExecutionFailure that ended the run
+│   ├── WorkflowFailedError         __cause__ is the ExecutionFailure that ended the run
 │   └── ReplyTimeoutError
 ├── ExecutionFailure                crosses the log as a Failure record
 │   ├── ApplicationError            raised by user code: message, type=, non_retryable=, details=
@@ -27,8 +27,6 @@ DocketError                         base; every error Docket raises on purpose
 
 Messages answer three questions: what happened, where (ids, offsets, paths), and what to do.
 
-`Suspend` (a `BaseException`) is internal control flow: `except Exception` in user code
-cannot swallow it.
 """
 
 from __future__ import annotations
@@ -178,7 +176,3 @@ class WorkflowError(DocketError):
 
 class ReadOnlyContextError(DocketError):
     """A query handler asked for a durable operation (step, sleep, ...): queries only read."""
-
-
-class Suspend(BaseException):  # noqa: N818 - control flow, not an error
-    """Internal: unwinds workflow code that was evicted; never catch it."""

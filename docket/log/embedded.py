@@ -16,6 +16,7 @@ over the sorted live members; a member works on a partition only while it holds 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import sqlite3
@@ -104,21 +105,36 @@ class EmbeddedLog:
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise LogError(f"cannot open the embedded log at {self.path}: {exc}") from exc
-        self.partitions = self._register_namespace(namespace, partitions)
+        self.partitions = self._register_namespace(namespace, partitions, create)
         self._generation = 0
         self._waiters: list[asyncio.Future[None]] = []
         self._version = -1
         self._ends: dict[tuple[str, int], int] = {}  # next offset per partition, for poll
 
-    def _register_namespace(self, namespace: str, partitions: int) -> int:
+    def _register_namespace(self, namespace: str, partitions: int, create: bool) -> int:
         with self._transaction():
             row = self._db.execute(
                 "SELECT partitions FROM namespaces WHERE namespace=?", (namespace,)
             ).fetchone()
             if row is None:
+                if not create:
+                    known = [n for (n,) in self._db.execute("SELECT namespace FROM namespaces")]
+                    raise ConfigurationError(
+                        f"namespace {namespace!r} does not exist in {self.path} (it has: "
+                        f"{', '.join(map(repr, known)) or 'none'}); check DOCKET_NAMESPACE, or start "
+                        "an engine with that namespace first"
+                    )
                 self._db.execute("INSERT INTO namespaces VALUES (?, ?)", (namespace, partitions))
                 return partitions
         existing = int(row[0])
+        if create and existing != partitions:
+            logging.getLogger("docket").warning(
+                "namespace %r already has %d partitions; ignoring the requested %d (the partition "
+                "count is fixed when a namespace is created)",
+                namespace,
+                existing,
+                partitions,
+            )
         return existing
 
     def _transaction(self) -> _Txn:

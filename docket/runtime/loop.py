@@ -122,3 +122,11 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
 
     def get_task_factory(self) -> None:
         return None
+
+    def run_in_executor(self, executor: Any, func: Any, *args: Any) -> Any:  # type: ignore[override]  # always refuses
+        from docket.errors import WorkflowError
+
+        raise WorkflowError(
+            f"workflow code cannot run {getattr(func, '__name__', func)!r} in a thread "
+            "(asyncio.to_thread / run_in_executor): threads are not replayable; do it in a step"
+        )

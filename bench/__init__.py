@@ -1,0 +1,16 @@
+"""Docket's benchmark harness: ``python -m bench WORKLOAD [options]`` from the repo root.
+
+Workloads mirror the peers' W1..W5 (``/work/shared/peers``) so ratios are comparable:
+
+- ``hello``   W1: a one-step workflow; throughput with 64 in flight, then p50/p99
+              start-to-result latency of sequential runs.
+- ``chain``   W2: ten sequential steps per workflow; steps/s with 32 in flight.
+- ``timers``  W3: many concurrent workflows each sleeping durably; fire lateness.
+- ``replay``  W5-like: record histories, then replay them against the code; events/s.
+- ``all``     every workload above, each in its own process (fresh RSS and warm-up).
+
+Every run prints exactly one JSON line (figures, peak RSS, versions, parameters) on stdout
+and never asserts: wrong results are counted in the line (``errors``) instead. Each run uses
+a fresh temporary data directory, removed afterwards, and only the public API
+(``docket.Engine``, ``engine.client``; ``docket.replay`` for replay).
+"""

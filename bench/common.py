@@ -1,0 +1,192 @@
+"""Shared plumbing: a fresh engine on a temporary data dir, percentiles, the JSON line."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import platform
+import resource
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as pkg_version
+from pathlib import Path
+from typing import Any, TypeVar
+
+import docket
+from bench.apps import app
+
+T = TypeVar("T")
+
+NAMESPACE = "bench"
+
+
+def pct(values: Iterable[float], p: float) -> float | None:
+    """Nearest-rank percentile (the peers' definition)."""
+    s = sorted(values)
+    if not s:
+        return None
+    k = max(0, math.ceil(p / 100.0 * len(s)) - 1)
+    return s[k]
+
+
+def r3(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
+
+
+def peak_rss_mb() -> float:
+    # Linux reports ru_maxrss in KiB (macOS in bytes).
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(rss / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
+def cpu_s() -> float:
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
+
+
+def loadavg() -> float | None:
+    """The 1-minute load average: on a 2-core machine anything near 2 means the figures
+    were measured next to other work (compare only within one quiet run)."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _version(name: str) -> str | None:
+    try:
+        return pkg_version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def git_state() -> dict[str, Any] | None:
+    """The commit of the Docket source measured, and whether docket/ or streams/ had
+    uncommitted changes (figures are only comparable on the same code)."""
+    root = Path(docket.__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "docket", "streams"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit or None, "dirty": bool(dirty)}
+
+
+def versions() -> dict[str, Any]:
+    return {
+        "docket": docket.__version__,
+        "git": git_state(),
+        "python": platform.python_version(),
+        "fastavro": _version("fastavro"),
+        "rocksdict": _version("rocksdict"),
+        "sqlite": sqlite3.sqlite_version,
+    }
+
+
+def emit(
+    workload: str, figures: dict[str, Any], params: dict[str, Any], t0: float, c0: float
+) -> dict[str, Any]:
+    line = {
+        "workload": workload,
+        "backend": "embedded",
+        **figures,
+        "peak_rss_mb": peak_rss_mb(),
+        "cpu_s": r3(cpu_s() - c0),
+        "bench_elapsed_s": r3(time.perf_counter() - t0),
+        "python": platform.python_version(),
+        "loadavg_1m_at_end": loadavg(),
+        "versions": versions(),
+        "params": params,
+    }
+    print(json.dumps(line), flush=True)
+    return line
+
+
+@contextlib.contextmanager
+def temp_data_dir(args: Any) -> Iterator[Path]:
+    """A new temporary data directory, removed afterwards (unless ``--keep``)."""
+    root = Path(args.data_root) if args.data_root else None
+    if root is not None:
+        root.mkdir(parents=True, exist_ok=True)
+    data_dir = Path(tempfile.mkdtemp(prefix="docket-bench-", dir=root))
+    try:
+        yield data_dir
+    finally:
+        if args.keep:
+            print(f"# kept data dir {data_dir}", file=sys.stderr)
+        else:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def make_engine(args: Any, data_dir: Path) -> docket.Engine:
+    eng = docket.Engine(
+        app,
+        data_dir=data_dir,
+        namespace=NAMESPACE,
+        partitions=args.partitions,
+        max_concurrency=args.worker_concurrency,
+        workflow_cache_size=args.cache_size,
+    )
+    args.effective_partitions = eng.settings.partitions  # what the engine really uses
+    return eng
+
+
+@contextlib.asynccontextmanager
+async def engine(args: Any) -> AsyncIterator[docket.Engine]:
+    """A fresh engine on a new temporary data directory, removed afterwards."""
+    with temp_data_dir(args) as data_dir:
+        async with make_engine(args, data_dir) as eng:
+            yield eng
+
+
+async def bounded(
+    concurrency: int, items: Iterable[T], fn: Callable[[T], Awaitable[Any]]
+) -> list[Any]:
+    """Run ``fn`` over ``items`` with at most ``concurrency`` in flight; results in order.
+
+    Errors are returned in place of results (a benchmark counts them, it does not stop)."""
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(item: T) -> Any:
+        async with sem:
+            try:
+                return await fn(item)
+            except Exception as exc:  # counted by the caller
+                return exc
+
+    return await asyncio.gather(*(one(i) for i in items))
+
+
+def engine_params(args: Any) -> dict[str, Any]:
+    return {
+        "partitions": getattr(args, "effective_partitions", args.partitions),
+        "worker_concurrency": args.worker_concurrency,
+        "cache_size": 10_000 if args.cache_size is None else args.cache_size,
+    }
+
+
+def quiet_logs() -> None:
+    logging.basicConfig(
+        level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
