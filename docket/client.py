@@ -21,7 +21,7 @@ from docket.codec.failure import from_failure
 from docket.codec.payload import encode_args, from_payload
 from docket.codec.records import COMMANDS, REPLIES
 from docket.config import Settings
-from docket.definitions import DEFAULT_QUEUE, Workflow
+from docket.definitions import Workflow
 from docket.errors import (
     ClientError,
     ReplyTimeoutError,
@@ -179,7 +179,7 @@ class Client:
         if isinstance(workflow, Workflow):
             name, hint, queue = workflow.name, workflow.return_hint, workflow.task_queue
         elif isinstance(workflow, str):
-            name, hint, queue = workflow, None, DEFAULT_QUEUE
+            name, hint, queue = workflow, None, ""  # the engine's app decides
         else:
             raise ClientError(
                 f"start() needs a registered workflow or a workflow name, got {workflow!r}"

@@ -290,6 +290,7 @@ class ExecutionProcessor:
                 run_exists=lambda run_id: self._run_exists(workflow_id, run_id, batch),
                 scheduled_step=lambda s, step: self._scheduled(s, step, batch),
                 check_signal=self._check_signal,
+                default_queue=self._default_queue,
             )
             if decision.events and decision.events[0][0] == "WorkflowStarted":
                 self._instances.pop(workflow_id, None)
@@ -631,6 +632,10 @@ class ExecutionProcessor:
             return True
         part = self.partitions[partition_of(workflow_id, self.log.partitions)]
         return next(part.store.history(workflow_id, run_id), None) is not None
+
+    def _default_queue(self, workflow_type: str) -> str:
+        definition = self.app.find_workflow(workflow_type)
+        return definition.task_queue if definition is not None else self.app.task_queue
 
     def _known(self, workflow_type: str) -> bool:
         return self.app.find_workflow(workflow_type) is not None

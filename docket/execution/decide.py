@@ -77,6 +77,7 @@ def decide(
     scheduled_step: Callable[[State, dict[str, Any]], dict[str, Any]],
     run_exists: Callable[[str], bool] = lambda run_id: False,
     check_signal: Callable[[State, dict[str, Any]], str | None] = lambda state, body: None,
+    default_queue: Callable[[str], str] = lambda workflow_type: "default",
 ) -> Decision:
     """``scheduled_step(state, pending_step)`` returns the StepScheduled body of a pending step;
     ``run_exists(run_id)`` tells whether this workflow ever had that run (a run's id derives
@@ -85,7 +86,7 @@ def decide(
     kind, body = command["body"]
     workflow_id = command["workflow_id"]
     if kind == "StartWorkflow":
-        return _start(state, command, body, known_workflow, run_exists)
+        return _start(state, command, body, known_workflow, run_exists, default_queue)
     if kind == "WatchWorkflow":
         if state is None or (body["run_id"] and body["run_id"] != state["run_id"]):
             return Decision(
@@ -145,6 +146,7 @@ def _start(
     body: dict[str, Any],
     known_workflow: Callable[[str], bool],
     run_exists: Callable[[str], bool],
+    default_queue: Callable[[str], str],
 ) -> Decision:
     workflow_id = command["workflow_id"]
     request_id = command["command_id"]
@@ -186,6 +188,8 @@ def _start(
             ),
         )
     started = {k: body[k] for k in ("workflow_type", "args", "kwargs", "task_queue", "reply_to")}
+    if not started["task_queue"]:  # started by name: the workflow's own queue
+        started["task_queue"] = default_queue(body["workflow_type"])
     return Decision([("WorkflowStarted", started)], new_run_id)
 
 

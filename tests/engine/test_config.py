@@ -68,3 +68,31 @@ async def test_worker_concurrency_limit(tmp_path: Path) -> None:
     async with docket.Engine(app, data_dir=tmp_path, max_concurrency=2) as engine:
         await (await engine.client.start(fan, 8)).result(timeout=20)
     assert peak == 2
+
+
+queued = docket.App("queued", task_queue="q1")
+
+
+@queued.step
+def ping() -> str:
+    return "pong"
+
+
+@queued.workflow
+async def pinger(ctx: docket.WorkflowContext) -> str:
+    return await ctx.step(ping)
+
+
+async def test_start_by_name_uses_the_apps_task_queue(tmp_path: Path) -> None:
+    async with docket.Engine(queued, data_dir=tmp_path) as engine:
+        assert await (await engine.client.start("pinger")).result(timeout=10) == "pong"
+        assert (await engine.client.list())[0].task_queue == "q1"
+
+
+async def test_unknown_namespace_is_a_clear_error(tmp_path: Path) -> None:
+    async with docket.Engine(queued, data_dir=tmp_path, namespace="real"):
+        pass
+    with pytest.raises(ConfigurationError, match="namespace 'typo' does not exist"):
+        docket.Client.connect(data_dir=tmp_path, namespace="typo")
+    client = docket.Client.connect(data_dir=tmp_path, namespace="real")
+    await client.close()
