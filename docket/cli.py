@@ -313,6 +313,51 @@ def result(ctx: click.Context, workflow_id: str, timeout: float | None, as_json:
     _print({"workflow_id": workflow_id, "result": value} if as_json else value, as_json)
 
 
+@workflow.command(name="signal")
+@click.argument("workflow_id")
+@click.argument("signal_name")
+@click.option("--args", "args_json", help="Positional arguments as a JSON array.")
+@click.option("--kwargs", "kwargs_json", help="Keyword arguments as a JSON object.")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for the ack.")
+@click.pass_context
+@_handle_errors
+def signal_(ctx: click.Context, workflow_id: str, signal_name: str, args_json: str | None,
+            kwargs_json: str | None, timeout: float) -> None:
+    """Send SIGNAL_NAME to a running workflow; returns once it is recorded."""
+    args = _json_arg(args_json, "--args", list)
+    kwargs = _json_arg(kwargs_json, "--kwargs", dict)
+
+    async def go(client: Client) -> None:
+        client.reply_timeout = timeout
+        await client.get_handle(workflow_id).signal(signal_name, *args, **kwargs)
+
+    _run(_with_client(_settings(ctx), go))
+    click.echo(f"signal {signal_name!r} recorded for {workflow_id}")
+
+
+@workflow.command(name="query")
+@click.argument("workflow_id")
+@click.argument("query_name")
+@click.option("--args", "args_json", help="Positional arguments as a JSON array.")
+@click.option("--kwargs", "kwargs_json", help="Keyword arguments as a JSON object.")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_handle_errors
+def query_(ctx: click.Context, workflow_id: str, query_name: str, args_json: str | None,
+           kwargs_json: str | None, timeout: float, as_json: bool) -> None:
+    """Ask a workflow a query and print the answer (nothing is recorded)."""
+    args = _json_arg(args_json, "--args", list)
+    kwargs = _json_arg(kwargs_json, "--kwargs", dict)
+
+    async def go(client: Client) -> Any:
+        client.reply_timeout = timeout
+        return await client.get_handle(workflow_id).query(query_name, *args, **kwargs)
+
+    answer = _run(_with_client(_settings(ctx), go))
+    click.echo(json.dumps(answer, default=str) if as_json or not isinstance(answer, str) else answer)
+
+
 @workflow.command(name="list")
 @click.option("--status", type=click.Choice(["running", "completed", "failed"]))
 @click.option("--type", "workflow_type", help="Only this workflow type.")

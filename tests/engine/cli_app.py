@@ -27,3 +27,27 @@ async def greet(ctx: docket.WorkflowContext, name: str) -> str:
 async def wait_and_shout(ctx: docket.WorkflowContext, seconds: float) -> str:
     await ctx.step(slow, seconds)
     return await ctx.step(shout, "done")
+
+
+@app.workflow
+class Counter:
+    def __init__(self) -> None:
+        self.count = 0
+        self.done = False
+
+    @docket.run
+    async def run(self, ctx: docket.WorkflowContext) -> int:
+        await ctx.wait_until(lambda: self.done)
+        return self.count
+
+    @docket.signal
+    def add(self, ctx: docket.WorkflowContext, amount: int) -> None:
+        self.count += amount
+
+    @docket.signal
+    def finish(self, ctx: docket.WorkflowContext) -> None:
+        self.done = True
+
+    @docket.query
+    def value(self, ctx: docket.QueryContext) -> int:
+        return self.count

@@ -73,6 +73,18 @@ def test_start_wait_describe_history_list_replay(tmp_path: Path, engine: subproc
     assert replayed.returncode == 0 and "1 of 1 histories replayed cleanly" in replayed.stdout
 
 
+def test_signal_and_query_from_the_command_line(tmp_path: Path, engine: subprocess.Popen[str]) -> None:
+    assert docket_cli(tmp_path, "workflow", "start", "Counter", "--id", "c-1").returncode == 0
+    for amount in ("2", "3"):
+        sent = docket_cli(tmp_path, "workflow", "signal", "c-1", "add", "--args", f"[{amount}]")
+        assert sent.returncode == 0, sent.stderr
+    assert docket_cli(tmp_path, "workflow", "query", "c-1", "value").stdout.strip() == "5"
+    refused = docket_cli(tmp_path, "workflow", "signal", "c-1", "nope")
+    assert refused.returncode == 1 and "has no signal 'nope'" in refused.stderr
+    assert docket_cli(tmp_path, "workflow", "signal", "c-1", "finish").returncode == 0
+    assert docket_cli(tmp_path, "workflow", "result", "c-1", "--timeout", "10").stdout.strip() == "5"
+
+
 def test_sigterm_finishes_running_step_and_loses_nothing(tmp_path: Path, engine: subprocess.Popen[str]) -> None:
     started = docket_cli(tmp_path, "workflow", "start", "wait_and_shout", "--args", "[1.0]", "--id", "w-1")
     assert started.returncode == 0, started.stderr
