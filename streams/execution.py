@@ -75,7 +75,7 @@ class _Batch:
         self.states: dict[str, State] = {}
         self.events: dict[int, list[tuple[str, str, int, bytes]]] = defaultdict(list)
         self.recorded: dict[tuple[str, str, int], dict[str, Any]] = {}
-        self.values: dict[tuple[str, str], list[bytes]] = defaultdict(list)  # this batch's, per run
+        self.runs: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)  # this batch's events
 
 
 class ExecutionProcessor:
@@ -353,7 +353,7 @@ class ExecutionProcessor:
         batch.events[partition].append((workflow_id, run_id, event_id, value))
         batch.out.history(workflow_id, value)
         batch.recorded[(workflow_id, run_id, event_id)] = event
-        batch.values[(workflow_id, run_id)].append(value)
+        batch.runs[(workflow_id, run_id)].append(event)
         batch.out.for_event(state, event, lambda s, step: self._scheduled(s, step, batch))
         return state, event
 
@@ -532,9 +532,9 @@ class ExecutionProcessor:
             self.app.find_step,
         )
         # a run's first activation has no earlier history: skip the store scan
-        stored = self._history_values(state) if activation > 1 else []
-        values = stored + batch.values.get((workflow_id, run_id), [])
-        earlier = [e for e in map(EVENTS.decode, values) if e["activation"] != activation]
+        stored = [EVENTS.decode(v) for v in self._history_values(state)] if activation > 1 else []
+        events = stored + batch.runs.get((workflow_id, run_id), [])  # this batch's: already dicts
+        earlier = [e for e in events if e["activation"] != activation]
         replay(instance, earlier)
         return instance
 
@@ -628,7 +628,7 @@ class ExecutionProcessor:
             return answer("query_failed", run_id, failure=to_failure(exc))
 
     def _run_exists(self, workflow_id: str, run_id: str, batch: _Batch) -> bool:
-        if (workflow_id, run_id) in batch.values:
+        if (workflow_id, run_id) in batch.runs:
             return True
         part = self.partitions[partition_of(workflow_id, self.log.partitions)]
         return next(part.store.history(workflow_id, run_id), None) is not None

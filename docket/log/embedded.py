@@ -30,6 +30,7 @@ from docket.log.base import Commits, LogRecord, OutRecord
 
 SESSION_TIMEOUT_US = 6_000_000
 POLL_INTERVAL = 0.005
+VERSION_CHECK_S = 0.002
 _HOST = socket.gethostname()
 
 _SCHEMA = """
@@ -109,6 +110,7 @@ class EmbeddedLog:
         self._generation = 0
         self._waiters: list[asyncio.Future[None]] = []
         self._version = -1
+        self._version_checked_at = -1.0
         self._ends: dict[tuple[str, int], int] = {}  # next offset per partition, for poll
 
     def _register_namespace(self, namespace: str, partitions: int, create: bool) -> int:
@@ -241,6 +243,13 @@ class EmbeddedLog:
         return int(row[0]) if row else 0
 
     def change_token(self) -> object:
+        # Other processes' commits show in data_version; asking costs a statement, and every
+        # poller asks every round, so ask at most every VERSION_CHECK_S (this process's own
+        # appends are tracked exactly by the generation counter).
+        now = time.monotonic()
+        if now - self._version_checked_at < VERSION_CHECK_S:
+            return (self._generation, self._version)
+        self._version_checked_at = now
         version = self._db.execute("PRAGMA data_version").fetchone()[0]
         if version != self._version:  # another process committed: forget what poll knew
             self._version = version
