@@ -14,6 +14,7 @@ from docket.engine import Engine
 from docket.errors import ApplicationError, StepError, WorkflowFailedError
 from docket.reader import HistoryEvent, WorkflowDescription
 from docket.retry import RetryPolicy
+from docket.saga import Saga
 from docket.worker import StepContext, step_context
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "IdReusePolicy",
     "QueryContext",
     "RetryPolicy",
+    "Saga",
     "Settings",
     "Step",
     "StepContext",

@@ -4,7 +4,7 @@ import docket
 
 EXPECTED = [
     "App", "ApplicationError", "Client", "Engine", "HistoryEvent", "IdReusePolicy", "QueryContext",
-    "RetryPolicy",
+    "RetryPolicy", "Saga",
     "Settings", "Step", "StepContext", "StepError", "Workflow", "WorkflowContext", "WorkflowDescription",
     "WorkflowFailedError", "WorkflowHandle", "__version__", "errors", "query", "run", "signal",
     "step_context",

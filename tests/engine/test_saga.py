@@ -1,0 +1,50 @@
+"""docket.Saga: compensations run newest first, failures of compensations never hide the cause."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+import docket
+
+app = docket.App("saga-tests")
+done: list[str] = []
+ONCE = docket.RetryPolicy(initial_interval=timedelta(milliseconds=10), maximum_attempts=1)
+
+
+@app.step
+def act(name: str) -> None:
+    done.append(name)
+
+
+@app.step(retry=ONCE)
+def broken(name: str) -> None:
+    raise RuntimeError(f"{name} broke")
+
+
+@app.workflow
+async def three_then_fail(ctx: docket.WorkflowContext, parallel: bool) -> None:
+    async with docket.Saga(ctx, parallel=parallel) as saga:
+        for name in ("a", "b", "c"):
+            await ctx.step(act, name)
+            saga.compensate(broken if name == "b" else act, f"undo-{name}")
+        await ctx.step(broken, "d")
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+async def test_compensations_run_in_reverse_and_keep_the_cause(tmp_path: Path, parallel: bool) -> None:
+    done.clear()
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(three_then_fail, parallel)
+        with pytest.raises(docket.WorkflowFailedError) as failed:
+            await handle.result(timeout=20)
+    cause = failed.value.__cause__
+    assert isinstance(cause, docket.StepError) and "d broke" in str(cause)
+    undone = [name for name in done if name.startswith("undo")]
+    assert sorted(undone) == ["undo-a", "undo-c"]
+    if not parallel:
+        assert undone == ["undo-c", "undo-a"]
+    scheduled = [e.attributes["args"] for e in await handle.history() if e.type == "StepScheduled"]
+    assert [a[0]["data"] for a in scheduled[-3:]] == [b'"undo-c"', b'"undo-b"', b'"undo-a"']
