@@ -318,11 +318,19 @@ def result(ctx: click.Context, workflow_id: str, timeout: float | None, as_json:
 @click.argument("signal_name")
 @click.option("--args", "args_json", help="Positional arguments as a JSON array.")
 @click.option("--kwargs", "kwargs_json", help="Keyword arguments as a JSON object.")
-@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for the ack.")
+@click.option(
+    "--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for the ack."
+)
 @click.pass_context
 @_handle_errors
-def signal_(ctx: click.Context, workflow_id: str, signal_name: str, args_json: str | None,
-            kwargs_json: str | None, timeout: float) -> None:
+def signal_(
+    ctx: click.Context,
+    workflow_id: str,
+    signal_name: str,
+    args_json: str | None,
+    kwargs_json: str | None,
+    timeout: float,
+) -> None:
     """Send SIGNAL_NAME to a running workflow; returns once it is recorded."""
     args = _json_arg(args_json, "--args", list)
     kwargs = _json_arg(kwargs_json, "--kwargs", dict)
@@ -344,8 +352,15 @@ def signal_(ctx: click.Context, workflow_id: str, signal_name: str, args_json: s
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @_handle_errors
-def query_(ctx: click.Context, workflow_id: str, query_name: str, args_json: str | None,
-           kwargs_json: str | None, timeout: float, as_json: bool) -> None:
+def query_(
+    ctx: click.Context,
+    workflow_id: str,
+    query_name: str,
+    args_json: str | None,
+    kwargs_json: str | None,
+    timeout: float,
+    as_json: bool,
+) -> None:
     """Ask a workflow a query and print the answer (nothing is recorded)."""
     args = _json_arg(args_json, "--args", list)
     kwargs = _json_arg(kwargs_json, "--kwargs", dict)
@@ -355,7 +370,9 @@ def query_(ctx: click.Context, workflow_id: str, query_name: str, args_json: str
         return await client.get_handle(workflow_id).query(query_name, *args, **kwargs)
 
     answer = _run(_with_client(_settings(ctx), go))
-    click.echo(json.dumps(answer, default=str) if as_json or not isinstance(answer, str) else answer)
+    click.echo(
+        json.dumps(answer, default=str) if as_json or not isinstance(answer, str) else answer
+    )
 
 
 @workflow.command(name="list")

@@ -46,6 +46,7 @@ class IdReusePolicy(StrEnum):
     ALLOW_AFTER_CLOSE = "allow_after_close"  # a new run once the previous one has closed (default)
     REJECT_DUPLICATE = "reject_duplicate"  # never reuse an ID, even after close
     RETURN_EXISTING = "return_existing"  # hand back the existing run instead of failing
+    USE_RUNNING = "use_running"  # hand back a running run; else start a new one
 
 
 class WorkflowHandle(Generic[R]):
@@ -167,8 +168,14 @@ class Client:
         """Start a workflow (a registered workflow, or its name) and return its handle.
 
         Reserved keyword arguments (the rest go to the workflow): ``workflow_id`` (default: a
-        new UUID), ``id_reuse_policy`` (an `IdReusePolicy`), ``task_queue``.
+        new UUID), ``id_reuse_policy`` (an `IdReusePolicy`), ``task_queue``, and
+        ``start_signal`` / ``start_signal_args`` for signal-with-start: the signal goes to the
+        running run of ``workflow_id`` if there is one, else to a run started for it (the
+        policy defaults to ``USE_RUNNING`` then); start and signal are appended together and
+        processed in that order.
         """
+        if "start_signal" in kwargs and "id_reuse_policy" not in kwargs:
+            kwargs["id_reuse_policy"] = IdReusePolicy.USE_RUNNING
         workflow_id = kwargs.pop("workflow_id", None) or str(uuid.uuid4())
         raw_policy = kwargs.pop("id_reuse_policy", IdReusePolicy.ALLOW_AFTER_CLOSE)
         try:
@@ -186,6 +193,8 @@ class Client:
             )
         queue = kwargs.pop("task_queue", None) or queue
         _check_workflow_id(workflow_id)
+        start_signal = kwargs.pop("start_signal", None)
+        start_signal_args = tuple(kwargs.pop("start_signal_args", ()))
         arg_payloads, kwarg_payloads = encode_args(tuple(args), kwargs, where=f"workflow {name!r}")
         command_id = uuid.uuid4().hex
         body = {
@@ -196,7 +205,12 @@ class Client:
             "id_reuse_policy": policy.value,
             "reply_to": self.client_id,
         }
-        reply = await self._request(workflow_id, command_id, ("StartWorkflow", body))
+        if start_signal is not None:
+            reply = await self._signal_with_start(
+                workflow, workflow_id, command_id, body, start_signal, start_signal_args
+            )
+        else:
+            reply = await self._request(workflow_id, command_id, ("StartWorkflow", body))
         kind = reply["kind"]
         if kind == "started":
             self._watching.add(reply["run_id"])
@@ -241,6 +255,55 @@ class Client:
         return sorted(found, key=lambda d: (d.started_at, d.workflow_id))
 
     # -- plumbing -------------------------------------------------------------------------------
+
+    async def _signal_with_start(
+        self,
+        workflow: Any,
+        workflow_id: str,
+        command_id: str,
+        start: dict[str, Any],
+        signal: Any,
+        args: tuple[Any, ...],
+    ) -> dict[str, Any]:
+        name = _handler_name(signal, "__docket_signal__")
+        if (
+            isinstance(workflow, Workflow)
+            and workflow.cls is not None
+            and name not in workflow.signals
+        ):
+            raise ClientError(
+                f"workflow {workflow.name!r} has no signal {name!r}; nothing was started"
+            )
+        arg_payloads, kwarg_payloads = encode_args(args, {}, where=f"signal {name!r}")
+        signal_id = uuid.uuid4().hex
+        signal_body = {
+            "run_id": None,
+            "signal_name": name,
+            "args": arg_payloads,
+            "kwargs": kwarg_payloads,
+            "reply_to": self.client_id,
+        }
+        self._ensure_listener()
+        loop = asyncio.get_running_loop()
+        started: asyncio.Future[dict[str, Any]] = loop.create_future()
+        signaled: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self._waiters[command_id], self._waiters[signal_id] = started, signaled
+        what = f"workflow_id={workflow_id!r}"
+        try:  # one append: the start is processed first, then the signal, on one partition
+            await self._writer.append(
+                [
+                    self._record(workflow_id, command_id, ("StartWorkflow", start)),
+                    self._record(workflow_id, signal_id, ("SignalWorkflow", signal_body)),
+                ]
+            )
+            reply = await self._wait(started, self.reply_timeout, what)
+            if reply["kind"] in ("started", "existing"):
+                signal_reply = await self._wait(signaled, self.reply_timeout, what)
+                self._raise_refusal(signal_reply, workflow_id, f"signal {name!r}")
+            return reply
+        finally:
+            self._waiters.pop(command_id, None)
+            self._waiters.pop(signal_id, None)
 
     async def _signal(
         self,
@@ -311,19 +374,23 @@ class Client:
     async def _send(
         self, workflow_id: str, command_id: str, body: tuple[str, dict[str, Any]]
     ) -> None:
+        await self._writer.append([self._record(workflow_id, command_id, body)])
+
+    def _record(
+        self, workflow_id: str, command_id: str, body: tuple[str, dict[str, Any]]
+    ) -> OutRecord:
         command = {
             "command_id": command_id,
             "workflow_id": workflow_id,
             "ts_us": time.time_ns() // 1000,
             "body": body,
         }
-        record = OutRecord(
+        return OutRecord(
             self._topics.commands,
             partition_of(workflow_id, self._log.partitions),
             workflow_id,
             COMMANDS.encode(command),
         )
-        await self._writer.append([record])
 
     async def _wait(
         self, future: Awaitable[dict[str, Any]], timeout: float | None, what: str

@@ -25,7 +25,8 @@ RESOLUTIONS = frozenset(
 REJECT_DUPLICATE = "reject_duplicate"
 RETURN_EXISTING = "return_existing"
 ALLOW_AFTER_CLOSE = "allow_after_close"
-ID_REUSE_POLICIES = (REJECT_DUPLICATE, RETURN_EXISTING, ALLOW_AFTER_CLOSE)
+USE_RUNNING = "use_running"
+ID_REUSE_POLICIES = (REJECT_DUPLICATE, RETURN_EXISTING, ALLOW_AFTER_CLOSE, USE_RUNNING)
 
 
 @dataclass
@@ -174,7 +175,7 @@ def _start(
         )
     if state is not None:
         running = state["status"] == RUNNING
-        if policy == RETURN_EXISTING:
+        if policy == RETURN_EXISTING or (policy == USE_RUNNING and running):
             return answer("existing", state["run_id"])
         if running or policy == REJECT_DUPLICATE:
             return answer("already_started", state["run_id"])

@@ -129,3 +129,23 @@ async def test_bad_signals_and_queries_are_refused_and_record_nothing(tmp_path: 
         await handle.result(timeout=10)
         with pytest.raises(ClientError, match="is completed: it takes no more signals"):
             await handle.signal(Cart.add, "late")
+
+
+async def test_signal_with_start(tmp_path: Path) -> None:
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        client = engine.client
+        first = await client.start(Cart, "zoe", workflow_id="cart-sws", start_signal=Cart.add,
+                                   start_signal_args=["apple"])
+        again = await client.start(Cart, "zoe", workflow_id="cart-sws", start_signal="add",
+                                   start_signal_args=["pear"])
+        assert again.run_id == first.run_id  # the running run got the second signal
+        assert await first.query(Cart.contents) == ["apple", "pear"]
+        await first.signal(Cart.checkout)
+        assert await first.result(timeout=10) == ["APPLE", "PEAR"]
+        later = await client.start(Cart, "zoe", workflow_id="cart-sws", start_signal=Cart.add,
+                                   start_signal_args=["plum"])
+        assert later.run_id != first.run_id  # closed: a new run, which got the signal
+        assert await later.query(Cart.contents) == ["plum"]
+        with pytest.raises(ClientError, match="has no signal 'nope'; nothing was started"):
+            await client.start(Cart, "zoe", workflow_id="cart-none", start_signal="nope")
+        assert [d.workflow_id for d in await client.list()] == ["cart-sws"]
