@@ -124,7 +124,9 @@ class Worker:
         )
         self._partitions: dict[tuple[str, int], _Partition] = {}
         self._groups = {
-            q: PartitionGroup(log_, f"worker.{q}", member, self._assigner(q), self._revoker(q))
+            q: PartitionGroup(
+                log_, topics.group(f"worker.{q}"), member, self._assigner(q), self._revoker(q)
+            )
             for q in self.queues
         }
         self._running = 0
@@ -136,7 +138,9 @@ class Worker:
 
     def _assigner(self, queue: str) -> Any:
         async def assign(partition: int) -> None:
-            offset = self.log.committed(f"worker.{queue}", self.topics.tasks(queue), partition)
+            offset = self.log.committed(
+                self.topics.group(f"worker.{queue}"), self.topics.tasks(queue), partition
+            )
             self._partitions[(queue, partition)] = _Partition(offset)
 
         return assign
@@ -219,7 +223,7 @@ class Worker:
             return False
         records, self._outbox = self._outbox, []
         commits = {
-            (f"worker.{q}", self.topics.tasks(q), p): part.committable()
+            (self.topics.group(f"worker.{q}"), self.topics.tasks(q), p): part.committable()
             for (q, p), part in self._partitions.items()
         }
         try:

@@ -33,14 +33,14 @@ from docket.codec.payload import decode_args, from_payload, to_payload
 from docket.codec.records import COMMANDS, EVENTS, STATES
 from docket.context import QueryContext
 from docket.errors import (
-    LogError,
     NondeterminismError,
     PartitionFencedError,
     SerializationError,
+    WorkflowError,
     WorkflowNotFoundError,
 )
 from docket.execution.decide import RESOLUTIONS, Decision, decide, reply
-from docket.execution.fold import RUNNING, State, apply
+from docket.execution.fold import RUNNING, State, apply, clone
 from docket.execution.ids import idempotency_key
 from docket.faults import fault
 from docket.log.base import Log
@@ -49,33 +49,15 @@ from docket.log.topics import Topics
 from docket.runtime.instance import Command, WorkflowInstance, bind_check
 from docket.runtime.matching import replay
 from docket.state.store import PartitionStore, StoreBatch
+from docket.streams.batch import Batch, PartitionCursor, StopExecution
 from docket.streams.host import PartitionGroup
-from docket.streams.outputs import Outputs
 from docket.worker import StepContext, current_step
 
 log = logging.getLogger("docket")
 
-GROUP = "processor"
+ROLE = "processor"
 MAX_BATCH = 2000
 IDLE_WAIT_S = 0.05
-
-
-class _Partition:
-    def __init__(self, store: PartitionStore, offset: int, history_end: int) -> None:
-        self.store = store
-        self.offset = offset  # next command offset to read
-        self.history_end = history_end  # next history offset; only this owner appends there
-
-
-class _Batch:
-    """What one poll batch accumulates before it is made durable."""
-
-    def __init__(self) -> None:
-        self.out = Outputs()
-        self.states: dict[str, State] = {}
-        self.events: dict[int, list[tuple[str, str, int, bytes]]] = defaultdict(list)
-        self.recorded: dict[tuple[str, str, int], dict[str, Any]] = {}
-        self.runs: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)  # this batch's events
 
 
 class ExecutionProcessor:
@@ -95,12 +77,15 @@ class ExecutionProcessor:
         self.topics = topics
         self.state_dir = state_dir
         self.clock = clock
-        self.partitions: dict[int, _Partition] = {}
-        self.group = PartitionGroup(log_, GROUP, member, self._assign, self._revoke)
+        self.partitions: dict[int, PartitionCursor] = {}
+        self.group_name = topics.group(ROLE)
+        self.group = PartitionGroup(log_, self.group_name, member, self._assign, self._revoke)
         self.cache_size = cache_size
         self._instances: OrderedDict[str, WorkflowInstance] = OrderedDict()
         self._states: OrderedDict[str, State] = OrderedDict()
-        self.blocked: dict[str, str] = {}  # workflow_id -> why it stopped (nondeterminism)
+        self.blocked: dict[str, str] = {}  # workflow_id -> why it stopped, in this process's life
+        self._resume: set[str] = set()  # stopped executions to retry (once) after a restart
+        self._stopped: set[str] = set()  # executions whose state holds deferred commands
         self._stopping = False
 
     # -- ownership ------------------------------------------------------------------------------
@@ -108,8 +93,18 @@ class ExecutionProcessor:
     async def _assign(self, partition: int) -> None:
         store = PartitionStore.open(self.state_dir / f"p{partition}", partition)
         history_end = self._restore(store, partition)
-        offset = self.log.committed(GROUP, self.topics.commands, partition)
-        self.partitions[partition] = _Partition(store, offset, history_end)
+        offset = self.log.committed(self.group_name, self.topics.commands, partition)
+        self.partitions[partition] = PartitionCursor(store, offset, history_end)
+        stopped = store.stopped_ids()
+        self._stopped.update(stopped)
+        self._resume.update(stopped)  # try each once with the code this process runs
+        if stopped:
+            log.warning(
+                "partition %d: %d stopped executions will be retried: %s",
+                partition,
+                len(stopped),
+                ", ".join(stopped[:5]) + (" ..." if len(stopped) > 5 else ""),
+            )
 
     def _restore(self, store: PartitionStore, partition: int) -> int:
         """Fold history from the store's checkpoint to the end of the log; return the end."""
@@ -137,6 +132,7 @@ class ExecutionProcessor:
             for wid, state in states.items():
                 if state is not None:
                     batch.put_execution(wid, STATES.encode(state))
+                    batch.mark_stopped(wid, bool(state["deferred"]))
             offset = records[-1].offset + 1
             batch.commit(offset)
         if folded:
@@ -148,9 +144,11 @@ class ExecutionProcessor:
         if part is not None:
             part.store.close()
         n = self.log.partitions
-        for cache in (self._instances, self._states):
+        for cache in (self._instances, self._states, self.blocked):
             for wid in [w for w in cache if partition_of(w, n) == partition]:
                 del cache[wid]
+        for ids in (self._stopped, self._resume):
+            ids.difference_update({w for w in ids if partition_of(w, n) == partition})
 
     def close(self) -> None:
         self.group.leave()
@@ -184,7 +182,7 @@ class ExecutionProcessor:
             records = self.log.poll(commands_topic, partition, part.offset, MAX_BATCH)
             if not records:
                 continue
-            commits[(GROUP, commands_topic, partition)] = records[-1].offset + 1
+            commits[(self.group_name, commands_topic, partition)] = records[-1].offset + 1
             for record in records:
                 try:
                     inputs.append((partition, record.offset, COMMANDS.decode(record.value)))
@@ -196,10 +194,13 @@ class ExecutionProcessor:
                         record.offset,
                         exc,
                     )
-        if not commits:
+        resumes = [
+            w for w in self._resume if partition_of(w, self.log.partitions) in self.partitions
+        ]
+        if not commits and not resumes:
             return False
         now_us = self.clock.now_us()
-        batch = _Batch()
+        batch = Batch()
         by_workflow: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for partition, offset, command in inputs:
             if partition_of(command["workflow_id"], self.log.partitions) != partition:
@@ -215,12 +216,105 @@ class ExecutionProcessor:
                 )
                 continue
             by_workflow[command["workflow_id"]].append(command)
+        for workflow_id in resumes:
+            by_workflow.setdefault(workflow_id, [])
         for workflow_id, commands in by_workflow.items():
-            await self._process(workflow_id, commands, now_us, batch)
+            self._resume.discard(workflow_id)
+            await self._process_isolated(workflow_id, commands, now_us, batch)
         self._commit(batch, commits)
         return True
 
-    def _commit(self, batch: _Batch, commits: dict[tuple[str, str, int], int]) -> None:
+    async def _process_isolated(
+        self, workflow_id: str, commands: list[dict[str, Any]], now_us: int, batch: Batch
+    ) -> None:
+        """Process one workflow's commands apart from the batch, and merge only on success."""
+        cached = self._state(workflow_id, batch)
+        before = clone(cached) if cached is not None else None
+        if workflow_id in self.blocked:  # stopped earlier in this process's life
+            self._defer(workflow_id, before, commands, self.blocked[workflow_id], now_us, batch)
+            return
+        own = Batch()
+        state = clone(before) if before is not None else None
+        if state is not None and state["deferred"]:  # resume what waited for fixed code
+            deferred = [COMMANDS.decode(raw) for raw in state["deferred"]]
+            state, _ = self._record(
+                state,
+                workflow_id,
+                state["run_id"],
+                "DeferredResumed",
+                {"count": len(deferred)},
+                0,
+                now_us,
+                "",
+                own,
+            )
+            own.states[workflow_id] = state
+            commands = deferred + commands
+            log.info("workflow_id=%s: resuming %d deferred commands", workflow_id, len(deferred))
+        try:
+            await self._process(workflow_id, commands, now_us, own)
+        except StopExecution as stop:
+            self._defer(
+                workflow_id,
+                before,
+                commands[len(before["deferred"]) if before else 0 :],
+                stop.reason,
+                now_us,
+                batch,
+            )
+            return
+        batch.merge(own)
+
+    def _defer(
+        self,
+        workflow_id: str,
+        state: State | None,
+        commands: list[dict[str, Any]],
+        reason: str,
+        now_us: int,
+        batch: Batch,
+    ) -> None:
+        """Keep a stopped execution's commands in its history, unprocessed; refuse requests."""
+        kept = []
+        for command in commands:
+            kind, body = command["body"]
+            reply_to = body.get("reply_to")
+            if kind in ("SignalWorkflow", "QueryWorkflow", "StartWorkflow", "WatchWorkflow"):
+                if reply_to:
+                    batch.out.reply(
+                        reply(
+                            reply_to,
+                            command["command_id"],
+                            workflow_id,
+                            state["run_id"] if state else "",
+                            "query_failed" if kind == "QueryWorkflow" else "rejected",
+                            failure=to_failure(
+                                WorkflowError(
+                                    f"workflow_id={workflow_id!r} is stopped and takes no requests until it "
+                                    f"runs again with fixed code: {reason}"
+                                )
+                            ),
+                        )
+                    )
+                continue
+            kept.append(COMMANDS.encode(command))
+        if state is None or state["status"] != RUNNING or not kept:
+            return
+        state, _ = self._record(
+            state,
+            workflow_id,
+            state["run_id"],
+            "CommandsDeferred",
+            {"reason": reason, "commands": kept},
+            0,
+            now_us,
+            "",
+            batch,
+        )
+        batch.states[workflow_id] = state
+        self._cache_state(workflow_id, state)
+
+    def _commit(self, batch: Batch, commits: dict[tuple[str, str, int], int]) -> None:
         fault("before_append")
         records = batch.out.records(self.topics, self.log.partitions)
         self.log.append(records, commits, owner=self.group.member)
@@ -230,20 +324,26 @@ class ExecutionProcessor:
             part = self.partitions[partition]
             stores[partition] = part.store.batch()
             part.history_end += len(batch.events.get(partition, ()))
-            part.offset = commits.get((GROUP, self.topics.commands, partition), part.offset)
+            part.offset = commits.get(
+                (self.group_name, self.topics.commands, partition), part.offset
+            )
         n = self.log.partitions
         for partition, events in batch.events.items():
             for wid, run_id, event_id, value in events:
                 stores[partition].put_event(wid, run_id, event_id, value)
         for wid, state in batch.states.items():
-            stores[partition_of(wid, n)].put_execution(wid, STATES.encode(state))
+            store_batch = stores[partition_of(wid, n)]
+            store_batch.put_execution(wid, STATES.encode(state))
+            if bool(state["deferred"]) != (wid in self._stopped):
+                store_batch.mark_stopped(wid, bool(state["deferred"]))
+                (self._stopped.add if state["deferred"] else self._stopped.discard)(wid)
         for partition, store_batch in stores.items():
             store_batch.commit(self.partitions[partition].history_end)
         fault("after_writebatch")
 
     # -- one workflow -----------------------------------------------------------------------------
 
-    def _state(self, workflow_id: str, batch: _Batch) -> State | None:
+    def _state(self, workflow_id: str, batch: Batch) -> State | None:
         state = batch.states.get(workflow_id) or self._states.get(workflow_id)
         if state is None:
             part = self.partitions[partition_of(workflow_id, self.log.partitions)]
@@ -252,9 +352,12 @@ class ExecutionProcessor:
         return state
 
     async def _process(
-        self, workflow_id: str, commands: list[dict[str, Any]], now_us: int, batch: _Batch
+        self, workflow_id: str, commands: list[dict[str, Any]], now_us: int, batch: Batch
     ) -> None:
-        state = self._state(workflow_id, batch)
+        state = batch.states.get(workflow_id)
+        if state is None:
+            loaded = self._state(workflow_id, batch)
+            state = clone(loaded) if loaded is not None else None
         activation = (state["last_activation"] if state else 0) + 1
         resolutions: list[dict[str, Any]] = []
         local_retries: list[dict[str, Any]] = []
@@ -319,7 +422,7 @@ class ExecutionProcessor:
             batch.states[workflow_id] = state
             self._cache_state(workflow_id, state)
 
-    def _emit_decision_outputs(self, decision: Decision, workflow_id: str, batch: _Batch) -> None:
+    def _emit_decision_outputs(self, decision: Decision, workflow_id: str, batch: Batch) -> None:
         for answer in decision.replies:
             batch.out.reply(answer)
         for timer in decision.timers:
@@ -335,7 +438,7 @@ class ExecutionProcessor:
         activation: int,
         now_us: int,
         command_id: str,
-        batch: _Batch,
+        batch: Batch,
     ) -> tuple[State, dict[str, Any]]:
         event_id = (state["last_event_id"] if state else 0) + 1
         event = {
@@ -363,15 +466,14 @@ class ExecutionProcessor:
         resolutions: list[dict[str, Any]],
         activation: int,
         now_us: int,
-        batch: _Batch,
+        batch: Batch,
     ) -> tuple[State, list[dict[str, Any]]]:
         workflow_id = state["workflow_id"]
         try:
             instance = self._instance(state, batch, activation)
             commands = instance.activate(resolutions, now_us)
         except Exception as exc:  # one execution's fault must not stop the partition
-            self._stop_execution(workflow_id, exc)
-            return state, []
+            raise self._stop_execution(workflow_id, exc) from exc
         run_id = state["run_id"]
         local: list[Command] = []
         for command in commands:
@@ -411,7 +513,7 @@ class ExecutionProcessor:
         attempt: int,
         activation: int,
         now_us: int,
-        batch: _Batch,
+        batch: Batch,
     ) -> tuple[State, list[dict[str, Any]]]:
         """Run a local step attempt inline and decide its outcome like a worker's report."""
         seq = scheduled["seq"]
@@ -482,13 +584,12 @@ class ExecutionProcessor:
         return state, resolutions
 
     async def _retry_local(
-        self, state: State, retry: dict[str, Any], activation: int, now_us: int, batch: _Batch
+        self, state: State, retry: dict[str, Any], activation: int, now_us: int, batch: Batch
     ) -> tuple[State, list[dict[str, Any]]]:
         try:
             instance = self._instance(state, batch, activation)
         except Exception as exc:  # one execution's fault must not stop the partition
-            self._stop_execution(state["workflow_id"], exc)
-            return state, []
+            raise self._stop_execution(state["workflow_id"], exc) from exc
         self._instances[state["workflow_id"]] = instance
         call = instance.local_calls[retry["seq"]]
         scheduled = self._scheduled(state, state["steps"][str(retry["seq"])], batch)
@@ -496,23 +597,26 @@ class ExecutionProcessor:
             state, scheduled, call, retry["attempt"], activation, now_us, batch
         )
 
-    def _stop_execution(self, workflow_id: str, exc: Exception) -> None:
-        """Stop one execution where it is: what came in stays recorded, nothing the code asked
-        for is; it resumes when a later command arrives for it after the code is fixed."""
+    def _stop_execution(self, workflow_id: str, exc: Exception) -> StopExecution:
+        """Stop one execution where it is: nothing of this batch is recorded for it, and its
+        commands wait (CommandsDeferred) until a processor with fixed code resumes them."""
         self._instances.pop(workflow_id, None)
+        self._states.pop(workflow_id, None)
         if isinstance(exc, NondeterminismError):
-            self.blocked[workflow_id] = str(exc)
+            reason = str(exc)
             log.error("%s", exc)
         else:
-            self.blocked[workflow_id] = f"{type(exc).__name__}: {exc}"
+            reason = f"{type(exc).__name__}: {exc}"
             log.error(
-                "workflow_id=%s stopped: activating its code failed inside Docket; its history "
-                "is intact and it resumes on its next command",
+                "workflow_id=%s stopped: running its code failed inside Docket; its commands "
+                "wait until the engine restarts with fixed code",
                 workflow_id,
                 exc_info=exc,
             )
+        self.blocked[workflow_id] = reason
+        return StopExecution(reason)
 
-    def _instance(self, state: State, batch: _Batch, activation: int) -> WorkflowInstance:
+    def _instance(self, state: State, batch: Batch, activation: int) -> WorkflowInstance:
         workflow_id, run_id = state["workflow_id"], state["run_id"]
         instance = self._instances.get(workflow_id)
         if instance is not None and instance.run_id == run_id:
@@ -544,7 +648,7 @@ class ExecutionProcessor:
         stored = list(part.store.history(workflow_id, run_id))
         return stored
 
-    def _scheduled(self, state: State, step: dict[str, Any], batch: _Batch) -> dict[str, Any]:
+    def _scheduled(self, state: State, step: dict[str, Any], batch: Batch) -> dict[str, Any]:
         """The StepScheduled body of a pending step (from this batch, or from the store)."""
         key = (state["workflow_id"], state["run_id"], step["scheduled_event_id"])
         event = batch.recorded.get(key)
@@ -577,7 +681,7 @@ class ExecutionProcessor:
         return None
 
     def _answer_query(
-        self, state: State | None, command: dict[str, Any], batch: _Batch
+        self, state: State | None, command: dict[str, Any], batch: Batch
     ) -> dict[str, Any]:
         """Run a query handler on the live (or replayed) workflow; nothing is recorded."""
         body = command["body"][1]
@@ -627,7 +731,7 @@ class ExecutionProcessor:
         except Exception as exc:  # the caller gets the error; the workflow is untouched
             return answer("query_failed", run_id, failure=to_failure(exc))
 
-    def _run_exists(self, workflow_id: str, run_id: str, batch: _Batch) -> bool:
+    def _run_exists(self, workflow_id: str, run_id: str, batch: Batch) -> bool:
         if (workflow_id, run_id) in batch.runs:
             return True
         part = self.partitions[partition_of(workflow_id, self.log.partitions)]
@@ -671,4 +775,4 @@ def _already_folded(state: State | None, event: dict[str, Any]) -> bool:
     return bool(state["run_id"] != event["run_id"] or event["event_id"] <= state["last_event_id"])
 
 
-__all__ = ["ExecutionProcessor", "GROUP", "LogError"]
+__all__ = ["ROLE", "ExecutionProcessor"]

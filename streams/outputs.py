@@ -43,6 +43,12 @@ class Outputs:
         ]
         return out
 
+    def extend(self, other: Outputs) -> None:
+        self._history += other._history
+        self._tasks += other._tasks
+        self._timers += other._timers
+        self._replies += other._replies
+
     def history(self, workflow_id: str, value: bytes) -> None:
         self._history.append((workflow_id, value))
 

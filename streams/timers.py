@@ -32,7 +32,7 @@ from docket.streams.host import PartitionGroup
 
 log = logging.getLogger("docket")
 
-GROUP = "timers"
+ROLE = "timers"
 SCAN_INTERVAL_S = 0.05
 MAX_FIRE = 5000
 _BE = struct.Struct(">Q")
@@ -68,7 +68,7 @@ class TimerService:
         self.clock = clock
         self.stores: dict[int, _TimerStore] = {}
         self.offsets: dict[int, int] = {}
-        self.group = PartitionGroup(log_, GROUP, member, self._assign, self._revoke)
+        self.group = PartitionGroup(log_, topics.group(ROLE), member, self._assign, self._revoke)
         self.wake = asyncio.Event()
         self.fired = 0
 

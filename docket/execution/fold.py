@@ -31,6 +31,8 @@ def _started(state: State | None, event: Event, body: dict[str, Any]) -> State:
         "steps": {},
         "timers": {},
         "watchers": [reply_to] if reply_to else [],
+        "deferred": [],
+        "stopped_reason": None,
         "result": None,
         "failure": None,
     }
@@ -94,6 +96,18 @@ def _watcher_added(state: State, event: Event, body: dict[str, Any]) -> State:
     return state
 
 
+def _deferred(state: State, event: Event, body: dict[str, Any]) -> State:
+    state["deferred"] = [*state["deferred"], *body["commands"]]
+    state["stopped_reason"] = body["reason"]
+    return state
+
+
+def _resumed(state: State, event: Event, body: dict[str, Any]) -> State:
+    state["deferred"] = state["deferred"][body["count"] :]
+    state["stopped_reason"] = None
+    return state
+
+
 def _close(status: str) -> Callable[[State, Event, dict[str, Any]], State]:
     def close(state: State, event: Event, body: dict[str, Any]) -> State:
         state["status"] = status
@@ -119,9 +133,22 @@ HANDLERS: dict[str, Callable[..., State]] = {
     "TimerFired": _timer_fired,
     "WatcherAdded": _watcher_added,
     "SignalReceived": lambda state, event, body: state,  # the workflow code consumes it
+    "CommandsDeferred": _deferred,
+    "DeferredResumed": _resumed,
     "WorkflowCompleted": _close(COMPLETED),
     "WorkflowFailed": _close(FAILED),
 }
+
+
+def clone(state: State) -> State:
+    """A copy that folding can change without touching the original (cheaper than deepcopy:
+    only the containers fold mutates are copied)."""
+    copy = dict(state)
+    copy["steps"] = {seq: dict(step) for seq, step in state["steps"].items()}
+    copy["timers"] = dict(state["timers"])
+    copy["watchers"] = list(state["watchers"])
+    copy["deferred"] = list(state["deferred"])
+    return copy
 
 
 def apply(state: State | None, event: Event) -> State:

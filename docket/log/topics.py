@@ -30,3 +30,8 @@ class Topics:
 
     def tasks(self, queue: str) -> str:
         return self._name(f"tasks.{queue}")
+
+    def group(self, role: str) -> str:
+        """A consumer group name: namespaced, so apps sharing a data directory or a Kafka
+        cluster under different namespaces never share partitions."""
+        return self._name(role)

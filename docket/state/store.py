@@ -4,6 +4,7 @@ Column families:
     executions  workflow_id -> encoded ExecutionState of its latest run
     history     workflow_id \\0 run_id \\0 event_id (8 bytes, big-endian) -> encoded Event
     meta        checkpoint (next history offset to fold) and format version
+    stopped     workflow_id -> b"": executions with deferred commands (to resume on start)
 
 Every poll batch is one WriteBatch that includes the checkpoint, so the store is always a
 consistent prefix of the history topic and recovery is "fold history from the checkpoint".
@@ -20,7 +21,7 @@ from rocksdict import AccessType, Options, Rdict, WriteBatch
 from docket.errors import StateStoreCorruptedError, StateStoreError, StateStoreLockedError
 
 FORMAT_VERSION = b"1"
-_CFS = ("executions", "history", "meta")
+_CFS = ("executions", "history", "meta", "stopped")
 _CHECKPOINT = b"history_offset"
 _FORMAT = b"format"
 _BE = struct.Struct(">Q")
@@ -48,6 +49,8 @@ class PartitionStore:
         self._h_executions = db.get_column_family_handle("executions")
         self._h_history = db.get_column_family_handle("history")
         self._h_meta = db.get_column_family_handle("meta")
+        self._stopped = db.get_column_family("stopped")
+        self._h_stopped = db.get_column_family_handle("stopped")
 
     @classmethod
     def open(cls, path: Path, partition: int) -> PartitionStore:
@@ -84,6 +87,9 @@ class PartitionStore:
         value: bytes | None = self._executions.get(workflow_id.encode())
         return value
 
+    def stopped_ids(self) -> list[str]:
+        return [bytes(key).decode() for key in self._stopped.keys()]  # type: ignore[arg-type]
+
     def executions(self) -> Iterator[bytes]:
         yield from self._executions.values()
 
@@ -114,6 +120,12 @@ class StoreBatch:
 
     def put_execution(self, workflow_id: str, state: bytes) -> None:
         self._wb.put(workflow_id.encode(), state, self._store._h_executions)
+
+    def mark_stopped(self, workflow_id: str, stopped: bool) -> None:
+        if stopped:
+            self._wb.put(workflow_id.encode(), b"", self._store._h_stopped)
+        else:
+            self._wb.delete(workflow_id.encode(), self._store._h_stopped)
 
     def put_event(self, workflow_id: str, run_id: str, event_id: int, event: bytes) -> None:
         self._wb.put(history_key(workflow_id, run_id, event_id), event, self._store._h_history)

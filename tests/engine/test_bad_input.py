@@ -153,7 +153,7 @@ async def test_garbage_commands_are_skipped_and_later_commands_processed(
         log.append([OutRecord(TOPICS.commands, p, workflow_id, g) for g in garbage])
         handle = await engine.client.start(hello, "after", workflow_id=workflow_id)
         assert await handle.result(timeout=10) == "Hello, after!"
-        await until(lambda: log.committed("processor", TOPICS.commands, p) >= len(garbage) + 1)
+        await until(lambda: log.committed(TOPICS.group("processor"), TOPICS.commands, p) >= len(garbage) + 1)
         assert [e.type for e in await handle.history()] == [
             "WorkflowStarted", "StepScheduled", "StepCompleted", "WorkflowCompleted"]
     messages = errors_logged(caplog, "skipping undecodable record")
@@ -203,7 +203,7 @@ async def test_command_on_the_wrong_partition_is_skipped(
     async with docket.Engine(app, data_dir=tmp_path, partitions=PARTITIONS) as engine:
         log = engine_log(engine)
         log.append([OutRecord(TOPICS.commands, wrong, workflow_id, command)])
-        await until(lambda: log.committed("processor", TOPICS.commands, wrong) >= 1)
+        await until(lambda: log.committed(TOPICS.group("processor"), TOPICS.commands, wrong) >= 1)
         assert end_offsets(log, TOPICS.history) == [0] * PARTITIONS
         assert await engine.client.list() == []
         (message,) = errors_logged(caplog, "skipping command misplaced-start")
@@ -232,7 +232,7 @@ async def test_commands_for_unknown_runs_change_nothing(tmp_path: Path) -> None:
         log.append([OutRecord(TOPICS.commands, p, workflow_id, COMMANDS.encode(
             {"command_id": f"stale-{i}", "workflow_id": workflow_id, "ts_us": 0, "body": body}))
             for i, body in enumerate(stale)])
-        await until(lambda: log.committed("processor", TOPICS.commands, p) >= len(stale))
+        await until(lambda: log.committed(TOPICS.group("processor"), TOPICS.commands, p) >= len(stale))
         assert end_offsets(log, TOPICS.history) == [0] * PARTITIONS
         assert end_offsets(log, TOPICS.replies) == [0] * PARTITIONS
         assert await (await engine.client.start(hello, "still fine")).result(timeout=10) == "Hello, still fine!"

@@ -105,6 +105,8 @@ EVENT_BODIES: dict[str, dict[str, Any]] = {
     "TimerFired": {"seq": 2},
     "WatcherAdded": {"reply_to": "client-3"},
     "SignalReceived": {"signal_name": "add", "args": [payload("x")], "kwargs": {}},
+    "CommandsDeferred": {"reason": "NondeterminismError: ...", "commands": [b"\xc3\x01raw"]},
+    "DeferredResumed": {"count": 1},
     "WorkflowCompleted": {"result": payload({"total": 10})},
     "WorkflowFailed": {"failure": failure()},
 }
@@ -134,6 +136,8 @@ STATE = {
     },
     "timers": {"2": 99},
     "watchers": ["client-1", "client-2"],
+    "deferred": [],
+    "stopped_reason": None,
     "result": None,
     "failure": failure(),
 }

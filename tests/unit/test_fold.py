@@ -159,6 +159,10 @@ def test_every_event_type_folds_and_bumps_last_event_id() -> None:
     h.add("TimerFired", {"seq": 2}, activation=2)
     h.add("WatcherAdded", {"reply_to": "client-2"})
     h.add("SignalReceived", {"signal_name": "go", "args": [], "kwargs": {}}, activation=2)
+    h.add("CommandsDeferred", {"reason": "broken", "commands": [b"cmd"]})
+    assert h.state is not None and h.state["deferred"] == [b"cmd"]
+    h.add("DeferredResumed", {"count": 1})
+    assert h.state["deferred"] == [] and h.state["stopped_reason"] is None
     h.add("StepFailed", {"seq": 3, "attempt": 1, "failure": failure()}, activation=3)
     h.add("WorkflowFailed", {"failure": failure()}, activation=3, ts_us=T0 + 20)
     kinds = {e["body"][0] for e in h.events} | {"WorkflowCompleted"}

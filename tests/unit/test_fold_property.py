@@ -40,7 +40,7 @@ from docket.log.base import OutRecord
 from docket.log.embedded import EmbeddedLog, member_id
 from docket.log.partitioner import partition as partition_of
 from docket.log.topics import Topics
-from docket.streams.execution import GROUP, ExecutionProcessor
+from docket.streams.execution import ROLE, ExecutionProcessor
 
 PARTITIONS = 1  # the fold is per workflow; one partition keeps each example cheap (RocksDB opens)
 TOPICS = Topics("prop")
@@ -421,7 +421,7 @@ class ProcessorMachine(RuleBasedStateMachine):
         log = self.live.log
         for p, part in self.live.processor.partitions.items():
             assert part.store.checkpoint() == log.end_offset(TOPICS.history, p) == part.history_end
-            assert log.committed(GROUP, TOPICS.commands, p) == part.offset
+            assert log.committed(TOPICS.group(ROLE), TOPICS.commands, p) == part.offset
 
     # -- at the end: rebuild and re-process -------------------------------------------------------------
 

@@ -1,0 +1,75 @@
+"""An execution whose code no longer matches its history stops, keeps what arrives, and
+resumes when an engine runs fixed code; nothing is lost and the history stays replayable."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+import docket
+from docket.replay import replay_history
+
+
+def make_app(broken: bool) -> tuple[docket.App, docket.Workflow[..., str]]:
+    app = docket.App("resume")
+
+    @app.step
+    async def first() -> str:
+        return "first"
+
+    @app.step
+    async def second() -> str:
+        return "second"
+
+    @app.workflow
+    async def flow(ctx: docket.WorkflowContext) -> str:
+        if broken:  # a replay-unsafe edit: another step where history has `first`
+            await ctx.step(second)
+        a = await ctx.step(first)
+        await ctx.sleep(0.3)
+        return a + "+" + await ctx.step(second)
+
+    return app, flow
+
+
+async def until(predicate: object, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():  # type: ignore[operator]
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+async def test_stopped_execution_defers_commands_and_resumes_with_fixed_code(tmp_path: Path) -> None:
+    good, flow = make_app(broken=False)
+    async with docket.Engine(good, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(flow, workflow_id="resume-1")
+
+        async def sleeping() -> bool:
+            return "TimerStarted" in [e.type for e in await handle.history()]
+
+        await until(sleeping)
+
+    bad, _ = make_app(broken=True)
+    async with docket.Engine(bad, data_dir=tmp_path) as engine:
+        handle = engine.client.get_handle("resume-1")
+
+        async def deferred() -> bool:
+            return "CommandsDeferred" in [e.type for e in await handle.history()]
+
+        await until(deferred)  # the timer fired; replay failed; the FireTimer command waits
+        stopped = [e for e in await handle.history() if e.type == "CommandsDeferred"][0]
+        assert "asked for step 'second' at seq 1" in stopped.attributes["reason"]
+        with pytest.raises(docket.errors.ClientError, match="is stopped and takes no requests"):
+            await handle.signal("anything")
+        assert (await handle.describe()).status == "running"
+
+    async with docket.Engine(good, data_dir=tmp_path) as engine:
+        handle = engine.client.get_handle("resume-1")
+        assert await handle.result(timeout=10) == "first+second"
+        kinds = [e.type for e in await handle.history()]
+        assert kinds.count("TimerFired") == 1 and kinds.index("DeferredResumed") < kinds.index("TimerFired")
+        events = engine.client._reader.history("resume-1")
+    assert replay_history(good, events).ok
