@@ -343,6 +343,21 @@ def signal_(
     click.echo(f"signal {signal_name!r} recorded for {workflow_id}")
 
 
+@workflow.command()
+@click.argument("workflow_id")
+@click.option("--reason", default="", help="Why; recorded in history.")
+@click.pass_context
+@_handle_errors
+def terminate(ctx: click.Context, workflow_id: str, reason: str) -> None:
+    """Stop a running workflow at once (no cleanup runs)."""
+
+    async def go(client: Client) -> None:
+        await client.get_handle(workflow_id).terminate(reason)
+
+    _run(_with_client(_settings(ctx), go))
+    click.echo(f"terminated {workflow_id}")
+
+
 @workflow.command(name="query")
 @click.argument("workflow_id")
 @click.argument("query_name")
@@ -376,7 +391,7 @@ def query_(
 
 
 @workflow.command(name="list")
-@click.option("--status", type=click.Choice(["running", "completed", "failed"]))
+@click.option("--status", type=click.Choice(["running", "completed", "failed", "terminated"]))
 @click.option("--type", "workflow_type", help="Only this workflow type.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context

@@ -97,6 +97,15 @@ class WorkflowHandle(Generic[R]):
         hint = _return_hint(query)
         return from_payload(reply["result"], hint, where=f"answer to query {name!r}")
 
+    async def terminate(self, reason: str = "") -> None:
+        """Stop the run at once: no cleanup code runs, pending steps' results are ignored,
+        and ``result()`` raises WorkflowFailedError. Recorded in history with ``reason``."""
+        body = {"run_id": self.run_id, "reason": reason, "reply_to": self._client.client_id}
+        reply = await self._client._request(
+            self.workflow_id, uuid.uuid4().hex, ("TerminateWorkflow", body)
+        )
+        self._client._raise_refusal(reply, self.workflow_id, "terminate")
+
     async def describe(self) -> WorkflowDescription:
         return self._client._reader.describe(self.workflow_id)
 
@@ -426,7 +435,7 @@ class Client:
                 )
                 if reply["kind"] == "not_found":
                     raise WorkflowNotFoundError(f"no run {run_id} of workflow_id={workflow_id!r}")
-                if reply["kind"] in ("completed", "failed"):
+                if reply["kind"] in ("completed", "failed", "terminated"):
                     return reply
                 self._watching.add(run_id)
             try:
@@ -465,7 +474,7 @@ class Client:
         waiter = self._waiters.get(reply["request_id"])
         if waiter is not None and not waiter.done():
             waiter.set_result(reply)
-        if reply["kind"] in ("completed", "failed"):
+        if reply["kind"] in ("completed", "failed", "terminated"):
             run_id = reply["run_id"]
             self._watching.discard(run_id)
             self._outcomes[run_id] = reply

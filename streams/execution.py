@@ -231,8 +231,12 @@ class ExecutionProcessor:
         cached = self._state(workflow_id, batch)
         before = clone(cached) if cached is not None else None
         if workflow_id in self.blocked:  # stopped earlier in this process's life
-            self._defer(workflow_id, before, commands, self.blocked[workflow_id], now_us, batch)
-            return
+            terminations = [c for c in commands if c["body"][0] == "TerminateWorkflow"]
+            if not terminations:
+                self._defer(workflow_id, before, commands, self.blocked[workflow_id], now_us, batch)
+                return
+            commands = terminations  # a stopped run can still be terminated (nothing else runs)
+            self.blocked.pop(workflow_id)
         own = Batch()
         state = clone(before) if before is not None else None
         if state is not None and state["deferred"]:  # resume what waited for fixed code
@@ -395,6 +399,9 @@ class ExecutionProcessor:
                 check_signal=self._check_signal,
                 default_queue=self._default_queue,
             )
+            if decision.events and decision.events[0][0] == "WorkflowTerminated":
+                self._instances.pop(workflow_id, None)
+                self.blocked.pop(workflow_id, None)
             if decision.events and decision.events[0][0] == "WorkflowStarted":
                 self._instances.pop(workflow_id, None)
                 self.blocked.pop(workflow_id, None)

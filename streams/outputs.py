@@ -172,6 +172,6 @@ class Outputs:
                     "watching",
                 )
             )
-        elif kind in ("WorkflowCompleted", "WorkflowFailed"):
+        elif kind in ("WorkflowCompleted", "WorkflowFailed", "WorkflowTerminated"):
             for watcher in state["watchers"]:
                 self.reply(closed_reply(state, watcher, f"result:{state['run_id']}"))

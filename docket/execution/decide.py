@@ -106,6 +106,8 @@ def decide(
         return Decision([("WatcherAdded", {"reply_to": body["reply_to"]})], state["run_id"])
     if kind == "SignalWorkflow":
         return _signal(state, command, body, check_signal)
+    if kind == "TerminateWorkflow":
+        return _terminate(state, command, body)
     if kind == "QueryWorkflow":
         return Decision()  # queries record nothing: the processor answers them from live code
     if state is None or state["run_id"] != body["run_id"] or state["status"] != RUNNING:
@@ -192,6 +194,36 @@ def _start(
     if not started["task_queue"]:  # started by name: the workflow's own queue
         started["task_queue"] = default_queue(body["workflow_type"])
     return Decision([("WorkflowStarted", started)], new_run_id)
+
+
+def _terminate(state: State | None, command: dict[str, Any], body: dict[str, Any]) -> Decision:
+    workflow_id, reply_to = command["workflow_id"], body["reply_to"]
+
+    def answer(kind: str, run_id: str, message: str | None = None) -> list[dict[str, Any]]:
+        if not reply_to:
+            return []
+        failure = _rejection(message) if message else None
+        return [reply(reply_to, command["command_id"], workflow_id, run_id, kind, failure=failure)]
+
+    if state is None or (body["run_id"] and body["run_id"] != state["run_id"]):
+        return Decision(
+            replies=answer(
+                "not_found", body["run_id"] or "", f"no workflow with workflow_id={workflow_id!r}"
+            )
+        )
+    if state["status"] != RUNNING:
+        return Decision(
+            replies=answer(
+                "rejected",
+                state["run_id"],
+                f"workflow_id={workflow_id!r} is already {state['status']}",
+            )
+        )
+    return Decision(
+        [("WorkflowTerminated", {"reason": body["reason"]})],
+        state["run_id"],
+        replies=answer("terminate_accepted", state["run_id"]),
+    )
 
 
 def _signal(

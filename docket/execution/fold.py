@@ -13,7 +13,7 @@ from typing import Any
 State = dict[str, Any]
 Event = dict[str, Any]
 
-RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
+RUNNING, COMPLETED, FAILED, TERMINATED = "running", "completed", "failed", "terminated"
 
 
 def _started(state: State | None, event: Event, body: dict[str, Any]) -> State:
@@ -108,6 +108,22 @@ def _resumed(state: State, event: Event, body: dict[str, Any]) -> State:
     return state
 
 
+def _terminated(state: State, event: Event, body: dict[str, Any]) -> State:
+    failure = {
+        "type": "WorkflowTerminated",
+        "message": f"terminated: {body['reason']}",
+        "stack": "",
+        "non_retryable": True,
+        "details": None,
+        "kind": "terminated",
+        "cause": None,
+    }
+    state = _close(TERMINATED)(state, event, {"failure": failure})
+    state["deferred"] = []
+    state["stopped_reason"] = None
+    return state
+
+
 def _close(status: str) -> Callable[[State, Event, dict[str, Any]], State]:
     def close(state: State, event: Event, body: dict[str, Any]) -> State:
         state["status"] = status
@@ -135,6 +151,7 @@ HANDLERS: dict[str, Callable[..., State]] = {
     "SignalReceived": lambda state, event, body: state,  # the workflow code consumes it
     "CommandsDeferred": _deferred,
     "DeferredResumed": _resumed,
+    "WorkflowTerminated": _terminated,
     "WorkflowCompleted": _close(COMPLETED),
     "WorkflowFailed": _close(FAILED),
 }

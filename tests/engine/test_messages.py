@@ -149,3 +149,19 @@ async def test_signal_with_start(tmp_path: Path) -> None:
         with pytest.raises(ClientError, match="has no signal 'nope'; nothing was started"):
             await client.start(Cart, "zoe", workflow_id="cart-none", start_signal="nope")
         assert [d.workflow_id for d in await client.list()] == ["cart-sws"]
+
+
+async def test_terminate(tmp_path: Path) -> None:
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(Cart, "tom")
+        await handle.signal(Cart.add, "x")
+        await handle.terminate("changed my mind")
+        with pytest.raises(docket.WorkflowFailedError, match="terminated: changed my mind"):
+            await handle.result(timeout=10)
+        assert (await handle.describe()).status == "terminated"
+        assert (await handle.history())[-1].type == "WorkflowTerminated"
+        with pytest.raises(ClientError, match="is already terminated"):
+            await handle.terminate()
+        with pytest.raises(ClientError, match="takes no more signals"):
+            await handle.signal(Cart.add, "y")
+        assert [d.status for d in await engine.client.list(status="terminated")] == ["terminated"]

@@ -73,3 +73,27 @@ async def test_stopped_execution_defers_commands_and_resumes_with_fixed_code(tmp
         assert kinds.count("TimerFired") == 1 and kinds.index("DeferredResumed") < kinds.index("TimerFired")
         events = engine.client._reader.history("resume-1")
     assert replay_history(good, events).ok
+
+
+async def test_a_stopped_execution_can_be_terminated(tmp_path: Path) -> None:
+    good, flow = make_app(broken=False)
+    async with docket.Engine(good, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(flow, workflow_id="resume-2")
+
+        async def sleeping() -> bool:
+            return "TimerStarted" in [e.type for e in await handle.history()]
+
+        await until(sleeping)
+    bad, _ = make_app(broken=True)
+    async with docket.Engine(bad, data_dir=tmp_path) as engine:
+        handle = engine.client.get_handle("resume-2")
+
+        async def deferred() -> bool:
+            return "CommandsDeferred" in [e.type for e in await handle.history()]
+
+        await until(deferred)
+        await handle.terminate("cannot be fixed")
+        assert (await handle.describe()).status == "terminated"
+    async with docket.Engine(good, data_dir=tmp_path) as engine:  # nothing is left to resume
+        history = await engine.client.get_handle("resume-2").history()
+        assert history[-1].type == "WorkflowTerminated" and "DeferredResumed" not in [e.type for e in history]

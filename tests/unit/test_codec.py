@@ -71,6 +71,7 @@ COMMAND_BODIES: dict[str, dict[str, Any]] = {
     "HeartbeatStep": {"run_id": "r1", "seq": 3, "attempt": 1, "details": payload({"at": 7})},
     "FireTimer": {"run_id": "r1", "kind": "sleep", "seq": 4, "attempt": 0, "fire_at_us": 10**15},
     "WatchWorkflow": {"run_id": None, "reply_to": "client-2"},
+    "TerminateWorkflow": {"run_id": None, "reason": "enough", "reply_to": "client-2"},
     "SignalWorkflow": {"run_id": None, "signal_name": "add", "args": [payload("x")], "kwargs": {},
                        "reply_to": "client-2"},
     "QueryWorkflow": {"run_id": "r", "query_name": "contents", "args": [], "kwargs": {"k": payload(1)},
@@ -107,6 +108,7 @@ EVENT_BODIES: dict[str, dict[str, Any]] = {
     "SignalReceived": {"signal_name": "add", "args": [payload("x")], "kwargs": {}},
     "CommandsDeferred": {"reason": "NondeterminismError: ...", "commands": [b"\xc3\x01raw"]},
     "DeferredResumed": {"count": 1},
+    "WorkflowTerminated": {"reason": "enough"},
     "WorkflowCompleted": {"result": payload({"total": 10})},
     "WorkflowFailed": {"failure": failure()},
 }
