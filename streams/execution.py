@@ -237,9 +237,10 @@ class ExecutionProcessor:
                 return
             commands = terminations  # a stopped run can still be terminated (nothing else runs)
             self.blocked.pop(workflow_id)
+        terminating = any(c["body"][0] == "TerminateWorkflow" for c in commands)
         own = Batch()
         state = clone(before) if before is not None else None
-        if state is not None and state["deferred"]:  # resume what waited for fixed code
+        if state is not None and state["deferred"] and not terminating:  # resume what waited
             deferred = [COMMANDS.decode(raw) for raw in state["deferred"]]
             state, _ = self._record(
                 state,
