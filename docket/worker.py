@@ -183,6 +183,15 @@ class Worker:
             await asyncio.wait(set(self._tasks))
         self._flush()
 
+    def idle(self) -> bool:
+        """No step running, nothing to report, and every owned task partition read to its end."""
+        if self._running or self._outbox:
+            return False
+        return all(
+            part.next_read >= self.log.end_offset(self.topics.tasks(queue), partition)
+            for (queue, partition), part in self._partitions.items()
+        )
+
     def close(self) -> None:
         for group in self._groups.values():
             group.leave()
