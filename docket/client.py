@@ -85,15 +85,22 @@ class WorkflowHandle(Generic[R]):
         recorded before it. Raises WorkflowNotFoundError, or ClientError when the workflow is
         closed, has no such signal, or the arguments do not fit its handler.
         """
-        await self._client._signal(
-            self.workflow_id, self.run_id, _handler_name(signal, "__docket_signal__"), args, kwargs
+        await self._client._message(
+            "signal",
+            self.workflow_id,
+            self.run_id,
+            _handler_name(signal, "__docket_signal__"),
+            args,
+            kwargs,
         )
 
     async def query(self, query: Any, *args: Any, **kwargs: Any) -> Any:
         """Ask a query (a ``@docket.query`` method, or its name) and return the answer. It
         sees every signal recorded before it; closed workflows answer from their history."""
         name = _handler_name(query, "__docket_query__")
-        reply = await self._client._query(self.workflow_id, self.run_id, name, args, kwargs)
+        reply = await self._client._message(
+            "query", self.workflow_id, self.run_id, name, args, kwargs
+        )
         hint = _return_hint(query)
         return from_payload(reply["result"], hint, where=f"answer to query {name!r}")
 
@@ -314,43 +321,28 @@ class Client:
             self._waiters.pop(command_id, None)
             self._waiters.pop(signal_id, None)
 
-    async def _signal(
+    async def _message(
         self,
-        workflow_id: str,
-        run_id: str | None,
-        name: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> None:
-        arg_payloads, kwarg_payloads = encode_args(args, kwargs, where=f"signal {name!r}")
-        body = {
-            "run_id": run_id,
-            "signal_name": name,
-            "args": arg_payloads,
-            "kwargs": kwarg_payloads,
-            "reply_to": self.client_id,
-        }
-        reply = await self._request(workflow_id, uuid.uuid4().hex, ("SignalWorkflow", body))
-        self._raise_refusal(reply, workflow_id, f"signal {name!r}")
-
-    async def _query(
-        self,
+        kind: str,
         workflow_id: str,
         run_id: str | None,
         name: str,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> dict[str, Any]:
-        arg_payloads, kwarg_payloads = encode_args(args, kwargs, where=f"query {name!r}")
+        """Send a signal or a query (``kind``) and return the reply, raising on refusal."""
+        what = f"{kind} {name!r}"
+        arg_payloads, kwarg_payloads = encode_args(args, kwargs, where=what)
         body = {
             "run_id": run_id,
-            "query_name": name,
+            f"{kind}_name": name,
             "args": arg_payloads,
             "kwargs": kwarg_payloads,
             "reply_to": self.client_id,
         }
-        reply = await self._request(workflow_id, uuid.uuid4().hex, ("QueryWorkflow", body))
-        self._raise_refusal(reply, workflow_id, f"query {name!r}")
+        command = "SignalWorkflow" if kind == "signal" else "QueryWorkflow"
+        reply = await self._request(workflow_id, uuid.uuid4().hex, (command, body))
+        self._raise_refusal(reply, workflow_id, what)
         return reply
 
     @staticmethod

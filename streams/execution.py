@@ -158,9 +158,7 @@ class ExecutionProcessor:
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         while not stop.is_set():
-            if loop.time() >= self.group.next_sync:
-                await self.group.sync()
-                self.group.next_sync = loop.time() + 1.0
+            await self.group.sync_if_due(loop.time())
             token = self.log.change_token()
             try:
                 worked = await self.poll_once()

@@ -46,6 +46,12 @@ class PartitionGroup:
             self.owned.add(partition)
             log.info("%s: %s took partition %d", self.group, self.member, partition)
 
+    async def sync_if_due(self, now: float) -> None:
+        """`sync` at most every SYNC_INTERVAL_S (``now`` is the event loop's time)."""
+        if now >= self.next_sync:
+            await self.sync()
+            self.next_sync = now + SYNC_INTERVAL_S
+
     def _revoke(self, partition: int) -> None:
         self._on_revoke(partition)
         self.owned.discard(partition)

@@ -89,9 +89,7 @@ class TimerService:
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         while not stop.is_set():
-            if loop.time() >= self.group.next_sync:
-                await self.group.sync()
-                self.group.next_sync = loop.time() + 1.0
+            await self.group.sync_if_due(loop.time())
             token = self.log.change_token()
             indexed = self.index_once()
             fired = self.fire_due()
