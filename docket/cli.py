@@ -348,6 +348,21 @@ def signal_(
 @click.option("--reason", default="", help="Why; recorded in history.")
 @click.pass_context
 @_handle_errors
+def cancel(ctx: click.Context, workflow_id: str, reason: str) -> None:
+    """Ask a running workflow to stop; its code may clean up first."""
+
+    async def go(client: Client) -> None:
+        await client.get_handle(workflow_id).cancel(reason)
+
+    _run(_with_client(_settings(ctx), go))
+    click.echo(f"cancellation requested for {workflow_id}")
+
+
+@workflow.command()
+@click.argument("workflow_id")
+@click.option("--reason", default="", help="Why; recorded in history.")
+@click.pass_context
+@_handle_errors
 def terminate(ctx: click.Context, workflow_id: str, reason: str) -> None:
     """Stop a running workflow at once (no cleanup runs)."""
 
@@ -391,7 +406,9 @@ def query_(
 
 
 @workflow.command(name="list")
-@click.option("--status", type=click.Choice(["running", "completed", "failed", "terminated"]))
+@click.option(
+    "--status", type=click.Choice(["running", "completed", "failed", "terminated", "cancelled"])
+)
 @click.option("--type", "workflow_type", help="Only this workflow type.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context

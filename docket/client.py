@@ -104,6 +104,16 @@ class WorkflowHandle(Generic[R]):
         hint = _return_hint(query)
         return from_payload(reply["result"], hint, where=f"answer to query {name!r}")
 
+    async def cancel(self, reason: str = "") -> None:
+        """Ask the run to stop: its code sees ``asyncio.CancelledError`` at its next await
+        and may clean up (steps awaited after catching it still run). If it lets the error
+        escape, ``result()`` raises WorkflowFailedError caused by CancelledError."""
+        body = {"run_id": self.run_id, "reason": reason, "reply_to": self._client.client_id}
+        reply = await self._client._request(
+            self.workflow_id, uuid.uuid4().hex, ("CancelWorkflow", body)
+        )
+        self._client._raise_refusal(reply, self.workflow_id, "cancel")
+
     async def terminate(self, reason: str = "") -> None:
         """Stop the run at once: no cleanup code runs, pending steps' results are ignored,
         and ``result()`` raises WorkflowFailedError. Recorded in history with ``reason``."""
@@ -427,7 +437,7 @@ class Client:
                 )
                 if reply["kind"] == "not_found":
                     raise WorkflowNotFoundError(f"no run {run_id} of workflow_id={workflow_id!r}")
-                if reply["kind"] in ("completed", "failed", "terminated"):
+                if reply["kind"] in ("completed", "failed", "terminated", "cancelled"):
                     return reply
                 self._watching.add(run_id)
             try:
@@ -466,7 +476,7 @@ class Client:
         waiter = self._waiters.get(reply["request_id"])
         if waiter is not None and not waiter.done():
             waiter.set_result(reply)
-        if reply["kind"] in ("completed", "failed", "terminated"):
+        if reply["kind"] in ("completed", "failed", "terminated", "cancelled"):
             run_id = reply["run_id"]
             self._watching.discard(run_id)
             self._outcomes[run_id] = reply

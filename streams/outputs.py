@@ -172,6 +172,11 @@ class Outputs:
                     "watching",
                 )
             )
-        elif kind in ("WorkflowCompleted", "WorkflowFailed", "WorkflowTerminated"):
+        elif kind in (
+            "WorkflowCompleted",
+            "WorkflowFailed",
+            "WorkflowTerminated",
+            "WorkflowCancelled",
+        ):
             for watcher in state["watchers"]:
                 self.reply(closed_reply(state, watcher, f"result:{state['run_id']}"))

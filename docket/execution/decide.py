@@ -19,7 +19,14 @@ Body = tuple[str, dict[str, Any]]
 
 # Events the workflow code sees; the rest are bookkeeping the code never observes.
 RESOLUTIONS = frozenset(
-    {"WorkflowStarted", "StepCompleted", "StepFailed", "TimerFired", "SignalReceived"}
+    {
+        "WorkflowStarted",
+        "StepCompleted",
+        "StepFailed",
+        "TimerFired",
+        "SignalReceived",
+        "CancelRequested",
+    }
 )
 
 REJECT_DUPLICATE = "reject_duplicate"
@@ -106,7 +113,7 @@ def decide(
         return Decision([("WatcherAdded", {"reply_to": body["reply_to"]})], state["run_id"])
     if kind == "SignalWorkflow":
         return _signal(state, command, body, check_signal)
-    if kind == "TerminateWorkflow":
+    if kind in ("TerminateWorkflow", "CancelWorkflow"):
         return _terminate(state, command, body)
     if kind == "QueryWorkflow":
         return Decision()  # queries record nothing: the processor answers them from live code
@@ -218,6 +225,14 @@ def _terminate(state: State | None, command: dict[str, Any], body: dict[str, Any
                 state["run_id"],
                 f"workflow_id={workflow_id!r} is already {state['status']}",
             )
+        )
+    if command["body"][0] == "CancelWorkflow":
+        if state["cancel_requested"]:  # asked before: the code is already cleaning up
+            return Decision(replies=answer("cancel_accepted", state["run_id"]))
+        return Decision(
+            [("CancelRequested", {"reason": body["reason"]})],
+            state["run_id"],
+            replies=answer("cancel_accepted", state["run_id"]),
         )
     return Decision(
         [("WorkflowTerminated", {"reason": body["reason"]})],

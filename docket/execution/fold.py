@@ -13,7 +13,8 @@ from typing import Any
 State = dict[str, Any]
 Event = dict[str, Any]
 
-RUNNING, COMPLETED, FAILED, TERMINATED = "running", "completed", "failed", "terminated"
+RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
+TERMINATED, CANCELLED = "terminated", "cancelled"
 
 
 def _started(state: State | None, event: Event, body: dict[str, Any]) -> State:
@@ -33,6 +34,7 @@ def _started(state: State | None, event: Event, body: dict[str, Any]) -> State:
         "watchers": [reply_to] if reply_to else [],
         "deferred": [],
         "stopped_reason": None,
+        "cancel_requested": False,
         "result": None,
         "failure": None,
     }
@@ -108,6 +110,11 @@ def _resumed(state: State, event: Event, body: dict[str, Any]) -> State:
     return state
 
 
+def _cancel_requested(state: State, event: Event, body: dict[str, Any]) -> State:
+    state["cancel_requested"] = True
+    return state
+
+
 def _terminated(state: State, event: Event, body: dict[str, Any]) -> State:
     failure = {
         "type": "WorkflowTerminated",
@@ -152,6 +159,8 @@ HANDLERS: dict[str, Callable[..., State]] = {
     "CommandsDeferred": _deferred,
     "DeferredResumed": _resumed,
     "WorkflowTerminated": _terminated,
+    "CancelRequested": _cancel_requested,
+    "WorkflowCancelled": _close(CANCELLED),
     "WorkflowCompleted": _close(COMPLETED),
     "WorkflowFailed": _close(FAILED),
 }

@@ -20,7 +20,7 @@ from docket.codec.failure import from_failure, to_failure
 from docket.codec.payload import decode_args, encode_args, from_payload, to_payload
 from docket.context import WorkflowContext
 from docket.definitions import Step, Workflow
-from docket.errors import SerializationError, WorkflowError
+from docket.errors import CancelledError, SerializationError, WorkflowError
 from docket.retry import RetryPolicy
 from docket.runtime.location import user_location
 from docket.runtime.loop import DeterministicLoop
@@ -67,6 +67,7 @@ class WorkflowInstance:
         self._main: asyncio.Task[Any] | None = None
         self._location_hint = ""
         self.obj: Any = None  # the class workflow's instance, shared by its handlers
+        self.cancel_reason = ""
         self.mailbox = Mailbox(self)
         self.closed = False
 
@@ -101,6 +102,10 @@ class WorkflowInstance:
                     self.loop._ready.append(handle)
             elif kind == "SignalReceived":
                 self.mailbox.deliver(body["signal_name"], body["args"], body["kwargs"])
+            elif kind == "CancelRequested":
+                self.cancel_reason = body["reason"] or "cancel requested"
+                if self._main is not None and not self._main.done():
+                    self._main.cancel(self.cancel_reason)
         self.loop.run_until_idle()
         while self.mailbox.settle_conditions():  # a condition that now holds lets code go on
             self.loop.run_until_idle()
@@ -146,7 +151,12 @@ class WorkflowInstance:
         if failed_handler is not None:
             exc = failed_handler
         elif main.cancelled():
-            exc = asyncio.CancelledError("workflow cancelled")
+            reason = self.cancel_reason or "the workflow's main task was cancelled"
+            failure = to_failure(CancelledError(f"cancelled: {reason}"))
+            self._commands.append(
+                Command("WorkflowCancelled", {"failure": failure}, self._returns_at())
+            )
+            return
         else:
             exc = main.exception()
         if exc is None:

@@ -15,7 +15,9 @@ from docket.errors import NondeterminismError
 from docket.execution.decide import RESOLUTIONS
 from docket.runtime.instance import Command, WorkflowInstance
 
-COMMAND_EVENTS = frozenset({"StepScheduled", "TimerStarted", "WorkflowCompleted", "WorkflowFailed"})
+COMMAND_EVENTS = frozenset(
+    {"StepScheduled", "TimerStarted", "WorkflowCompleted", "WorkflowFailed", "WorkflowCancelled"}
+)
 
 
 def _describe(kind: str, body: dict[str, Any]) -> str:
@@ -23,7 +25,11 @@ def _describe(kind: str, body: dict[str, Any]) -> str:
         return f"step {body['step_name']!r} at seq {body['seq']}"
     if kind == "TimerStarted":
         return f"a timer at seq {body['seq']}"
-    return "the workflow to complete" if kind == "WorkflowCompleted" else "the workflow to fail"
+    return {
+        "WorkflowCompleted": "the workflow to complete",
+        "WorkflowFailed": "the workflow to fail",
+        "WorkflowCancelled": "the workflow to end cancelled",
+    }[kind]
 
 
 def _args(body: dict[str, Any]) -> str:

@@ -165,3 +165,31 @@ async def test_terminate(tmp_path: Path) -> None:
         with pytest.raises(ClientError, match="takes no more signals"):
             await handle.signal(Cart.add, "y")
         assert [d.status for d in await engine.client.list(status="terminated")] == ["terminated"]
+
+
+@app.workflow
+async def stubborn(ctx: docket.WorkflowContext) -> str:
+    try:
+        await ctx.wait_until(lambda: False)
+    except asyncio.CancelledError:
+        await ctx.sleep(0.3)  # cleanup takes a while; cancelling again changes nothing
+        return "cleaned up and finished anyway"
+    return "impossible"
+
+
+async def test_cancel(tmp_path: Path, cache_size: int | None) -> None:
+    async with docket.Engine(app, data_dir=tmp_path, workflow_cache_size=cache_size) as engine:
+        handle = await engine.client.start(Cart, "carl")
+        await handle.cancel("not needed")
+        with pytest.raises(docket.WorkflowFailedError, match="cancelled: not needed"):
+            await handle.result(timeout=10)
+        kinds = [e.type for e in await handle.history()]
+        assert kinds.count("CancelRequested") == 1 and kinds[-1] == "WorkflowCancelled"
+        assert (await handle.describe()).status == "cancelled"
+        with pytest.raises(ClientError, match="is already cancelled"):
+            await handle.cancel()
+        caught = await engine.client.start(stubborn)
+        await caught.cancel()
+        await caught.cancel("asked again while it cleans up: recorded once")
+        assert await caught.result(timeout=10) == "cleaned up and finished anyway"
+        assert [e.type for e in await caught.history()].count("CancelRequested") == 1

@@ -72,6 +72,7 @@ COMMAND_BODIES: dict[str, dict[str, Any]] = {
     "FireTimer": {"run_id": "r1", "kind": "sleep", "seq": 4, "attempt": 0, "fire_at_us": 10**15},
     "WatchWorkflow": {"run_id": None, "reply_to": "client-2"},
     "TerminateWorkflow": {"run_id": None, "reason": "enough", "reply_to": "client-2"},
+    "CancelWorkflow": {"run_id": "r", "reason": "stop", "reply_to": None},
     "SignalWorkflow": {"run_id": None, "signal_name": "add", "args": [payload("x")], "kwargs": {},
                        "reply_to": "client-2"},
     "QueryWorkflow": {"run_id": "r", "query_name": "contents", "args": [], "kwargs": {"k": payload(1)},
@@ -109,6 +110,8 @@ EVENT_BODIES: dict[str, dict[str, Any]] = {
     "CommandsDeferred": {"reason": "NondeterminismError: ...", "commands": [b"\xc3\x01raw"]},
     "DeferredResumed": {"count": 1},
     "WorkflowTerminated": {"reason": "enough"},
+    "CancelRequested": {"reason": "stop"},
+    "WorkflowCancelled": {"failure": failure()},
     "WorkflowCompleted": {"result": payload({"total": 10})},
     "WorkflowFailed": {"failure": failure()},
 }
@@ -140,6 +143,7 @@ STATE = {
     "watchers": ["client-1", "client-2"],
     "deferred": [],
     "stopped_reason": None,
+    "cancel_requested": False,
     "result": None,
     "failure": failure(),
 }

@@ -162,10 +162,13 @@ def test_every_event_type_folds_and_bumps_last_event_id() -> None:
     h.add("CommandsDeferred", {"reason": "broken", "commands": [b"cmd"]})
     assert h.state is not None and h.state["deferred"] == [b"cmd"]
     h.add("DeferredResumed", {"count": 1})
+    h.add("CancelRequested", {"reason": "stop"}, activation=2)
+    assert h.state["cancel_requested"] is True
     assert h.state["deferred"] == [] and h.state["stopped_reason"] is None
     h.add("StepFailed", {"seq": 3, "attempt": 1, "failure": failure()}, activation=3)
     h.add("WorkflowFailed", {"failure": failure()}, activation=3, ts_us=T0 + 20)
-    kinds = {e["body"][0] for e in h.events} | {"WorkflowCompleted", "WorkflowTerminated"}
+    kinds = {e["body"][0] for e in h.events} | {"WorkflowCompleted", "WorkflowTerminated",
+                                                "WorkflowCancelled"}
     assert kinds == set(union_names("event"))
     assert [e["event_id"] for e in h.events] == list(range(1, len(h.events) + 1))
     state = h.state
@@ -248,6 +251,7 @@ def test_every_command_type_is_decided() -> None:
         "QueryWorkflow": command("QueryWorkflow", {"run_id": None, "query_name": "q", "args": [],
                                                    "kwargs": {}, "reply_to": "c"}),
         "TerminateWorkflow": command("TerminateWorkflow", {"run_id": None, "reason": "r", "reply_to": "c"}),
+        "CancelWorkflow": command("CancelWorkflow", {"run_id": None, "reason": "r", "reply_to": "c"}),
     }
     assert set(samples) == set(union_names("command"))
     for kind, cmd in samples.items():
