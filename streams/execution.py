@@ -226,8 +226,7 @@ class ExecutionProcessor:
         self, workflow_id: str, commands: list[dict[str, Any]], now_us: int, batch: Batch
     ) -> None:
         """Process one workflow's commands apart from the batch, and merge only on success."""
-        cached = self._state(workflow_id, batch)
-        before = clone(cached) if cached is not None else None
+        before = self._state(workflow_id, batch)  # not changed below: work happens on a clone
         if workflow_id in self.blocked:  # stopped earlier in this process's life
             terminations = [c for c in commands if c["body"][0] == "TerminateWorkflow"]
             if not terminations:
@@ -238,6 +237,8 @@ class ExecutionProcessor:
         terminating = any(c["body"][0] == "TerminateWorkflow" for c in commands)
         own = Batch()
         state = clone(before) if before is not None else None
+        if state is not None:
+            own.states[workflow_id] = state  # _process works on this clone
         if state is not None and state["deferred"] and not terminating:  # resume what waited
             deferred = [COMMANDS.decode(raw) for raw in state["deferred"]]
             state, _ = self._record(
