@@ -31,7 +31,9 @@ def withdraw_compensation(account: str, amount: int) -> None:
 @app.step(retry=NO_RETRY)
 def deposit(account: str, amount: int) -> None:
     if account == "closed-account":
-        raise docket.ApplicationError(f"{account} is closed", type="AccountClosed", non_retryable=True)
+        raise docket.ApplicationError(
+            f"{account} is closed", type="AccountClosed", non_retryable=True
+        )
     ledger.append(f"deposit {amount} to {account}")
 
 
@@ -58,7 +60,9 @@ async def main() -> None:
         assert ledger == ["withdraw 100 from alice", "deposit 100 to bob"]
 
         ledger.clear()
-        bad = await engine.client.start(transfer, "alice", "closed-account", 50, workflow_id="transfer-bad")
+        bad = await engine.client.start(
+            transfer, "alice", "closed-account", 50, workflow_id="transfer-bad"
+        )
         try:
             await bad.result()
             raise AssertionError("the transfer should have failed")
@@ -66,7 +70,10 @@ async def main() -> None:
             step_error = failed.__cause__
             print(f"Failed as expected: {step_error}")
             assert isinstance(step_error, docket.StepError)
-            assert step_error.__cause__ is not None and step_error.__cause__.type_name == "AccountClosed"
+            assert (
+                step_error.__cause__ is not None
+                and step_error.__cause__.type_name == "AccountClosed"
+            )
         print(f"Ledger: {ledger}")
         assert ledger == ["withdraw 50 from alice", "refund 50 to alice"]
 

@@ -55,6 +55,16 @@ class Outputs:
     def reply(self, record: dict[str, Any]) -> None:
         self._replies.append((record["reply_to"], REPLIES.encode(record)))
 
+    def cancel_timer(self, workflow_id: str, timer_id_: str, fire_at_us: int) -> None:
+        request = {
+            "timer_id": timer_id_,
+            "workflow_id": workflow_id,
+            "fire_at_us": fire_at_us,
+            "command": b"",
+            "cancel": True,
+        }
+        self._timers.append((workflow_id, TIMERS.encode(request)))
+
     def timer(self, workflow_id: str, timer: dict[str, Any]) -> None:
         """``timer``: timer_id, fire_at_us, kind, seq, attempt (and the run's id via workflow)."""
         fire = {
@@ -77,6 +87,7 @@ class Outputs:
             "workflow_id": workflow_id,
             "fire_at_us": timer["fire_at_us"],
             "command": COMMANDS.encode(fire),
+            "cancel": False,
         }
         self._timers.append((workflow_id, TIMERS.encode(request)))
 
@@ -160,6 +171,11 @@ class Outputs:
                 )
         elif kind == "StepAttemptFailed":
             self._step_timer(state, "retry", body["seq"], body["attempt"], body["retry_at_us"])
+        elif kind == "TimerCancelled":
+            wid, run_id = state["workflow_id"], state["run_id"]
+            self.cancel_timer(
+                wid, timer_id(wid, run_id, "sleep", body["seq"], 0), body["fire_at_us"]
+            )
         elif kind == "TimerStarted":
             self._step_timer(state, "sleep", body["seq"], 0, body["fire_at_us"])
         elif kind == "WatcherAdded":

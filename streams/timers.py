@@ -135,7 +135,10 @@ class TimerService:
                     )
                     continue
                 key = _BE.pack(request["fire_at_us"]) + request["timer_id"].encode()
-                batch.put(key, request["command"], store.h_due)
+                if request["cancel"]:  # no-op if it fired already
+                    batch.delete(key, store.h_due)
+                else:
+                    batch.put(key, request["command"], store.h_due)
             self.offsets[partition] = records[-1].offset + 1
             batch.put(_CHECKPOINT, str(self.offsets[partition]).encode(), store.h_meta)
             store.db.write(batch)

@@ -154,6 +154,7 @@ HANDLERS: dict[str, Callable[..., State]] = {
     "StepFailed": _step_closed,
     "TimerStarted": _timer_started,
     "TimerFired": _timer_fired,
+    "TimerCancelled": _timer_fired,  # either way the timer is no longer pending
     "WatcherAdded": _watcher_added,
     "SignalReceived": lambda state, event, body: state,  # the workflow code consumes it
     "CommandsDeferred": _deferred,

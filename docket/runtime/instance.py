@@ -39,6 +39,19 @@ class Command:
     local_call: Callable[[], Any] | None = None  # for local steps and side effects
 
 
+class _TimerBridge:
+    """What the deterministic loop calls when code starts or cancels an asyncio timer."""
+
+    def __init__(self, instance: WorkflowInstance) -> None:
+        self._instance = instance
+
+    def __call__(self, when: float, handle: asyncio.TimerHandle) -> None:
+        self._instance._start_timer(when, handle)
+
+    def cancelled(self, handle: asyncio.TimerHandle) -> None:
+        self._instance._cancel_timer(handle)
+
+
 class WorkflowInstance:
     def __init__(
         self,
@@ -56,12 +69,13 @@ class WorkflowInstance:
         self.task_queue = task_queue
         self.find_step = find_step
         # typeshed marks I/O methods abstract; workflow code must not do I/O, so they stay unimplemented
-        self.loop = DeterministicLoop(self._start_timer)  # type: ignore[abstract]
+        self.loop = DeterministicLoop(_TimerBridge(self))  # type: ignore[abstract]
         self.ctx = WorkflowContext(self)
         self.replaying = False
         self._seq = 0
         self._steps: dict[int, tuple[asyncio.Future[Any], Any]] = {}
         self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._timer_seqs: dict[int, int] = {}  # id(handle) -> seq, while pending
         self._commands: list[Command] = []
         self.local_calls: dict[int, Callable[[], Any]] = {}  # pending local steps, for retries
         self._main: asyncio.Task[Any] | None = None
@@ -98,6 +112,7 @@ class WorkflowInstance:
                     future.set_exception(from_failure(body["failure"]))
             elif kind == "TimerFired":
                 handle = self._timers.pop(body["seq"])
+                self._timer_seqs.pop(id(handle), None)
                 if not handle.cancelled():
                     self.loop._ready.append(handle)
             elif kind == "SignalReceived":
@@ -279,11 +294,19 @@ class WorkflowInstance:
     def _start_timer(self, when: float, handle: asyncio.TimerHandle) -> None:
         seq = self._next_seq()
         self._timers[seq] = handle
+        self._timer_seqs[id(handle)] = seq
         fire_at_us = int(round(when * 1e6))
         location, self._location_hint = self._location_hint or user_location(), ""
         self._commands.append(
             Command("TimerStarted", {"seq": seq, "fire_at_us": fire_at_us}, location)
         )
+
+    def _cancel_timer(self, handle: asyncio.TimerHandle) -> None:
+        seq = self._timer_seqs.pop(id(handle), None)
+        if seq is None or self._timers.pop(seq, None) is None:
+            return  # fired already, or never durable
+        body = {"seq": seq, "fire_at_us": int(round(handle.when() * 1e6))}
+        self._commands.append(Command("TimerCancelled", body, user_location()))
 
 
 async def _raise(exc: BaseException) -> Any:

@@ -20,6 +20,8 @@ from typing import Any, Protocol
 class TimerFactory(Protocol):
     def __call__(self, when: float, handle: asyncio.TimerHandle) -> None: ...
 
+    def cancelled(self, handle: asyncio.TimerHandle) -> None: ...
+
 
 class DeterministicLoop(asyncio.AbstractEventLoop):
     def __init__(self, timer_factory: TimerFactory) -> None:
@@ -85,7 +87,7 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
         return handle
 
     def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
-        pass  # the durable timer still fires; its cancelled handle is then skipped
+        self._timer_factory.cancelled(handle)
 
     def create_future(self) -> asyncio.Future[Any]:
         return asyncio.Future(loop=self)

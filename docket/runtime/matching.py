@@ -16,7 +16,14 @@ from docket.execution.decide import RESOLUTIONS
 from docket.runtime.instance import Command, WorkflowInstance
 
 COMMAND_EVENTS = frozenset(
-    {"StepScheduled", "TimerStarted", "WorkflowCompleted", "WorkflowFailed", "WorkflowCancelled"}
+    {
+        "StepScheduled",
+        "TimerStarted",
+        "TimerCancelled",
+        "WorkflowCompleted",
+        "WorkflowFailed",
+        "WorkflowCancelled",
+    }
 )
 
 
@@ -25,6 +32,8 @@ def _describe(kind: str, body: dict[str, Any]) -> str:
         return f"step {body['step_name']!r} at seq {body['seq']}"
     if kind == "TimerStarted":
         return f"a timer at seq {body['seq']}"
+    if kind == "TimerCancelled":
+        return f"cancelling the timer at seq {body['seq']}"
     return {
         "WorkflowCompleted": "the workflow to complete",
         "WorkflowFailed": "the workflow to fail",
@@ -52,7 +61,7 @@ def _same(command: Command, kind: str, body: dict[str, Any]) -> bool:
             and command.body["args"] == body["args"]
             and command.body["kwargs"] == body["kwargs"]
         )
-    if kind == "TimerStarted":
+    if kind in ("TimerStarted", "TimerCancelled"):
         return bool(command.body["seq"] == body["seq"])
     return True
 

@@ -73,3 +73,27 @@ def test_manual_clock_never_goes_back() -> None:
     clock.advance(timedelta(seconds=5))
     clock.set_us(1)
     assert clock.now_us() == 105_000_000
+
+
+@app.workflow
+async def early(ctx: docket.WorkflowContext) -> str:
+    await ctx.wait_until(lambda: True, timeout=timedelta(days=365))  # met at once: no timer
+    try:
+        async with asyncio.timeout(3600):  # a timeout not reached: its timer is cancelled
+            await ctx.step(send_email, 0)
+    except TimeoutError:
+        return "timed out"
+    return "done"
+
+
+async def test_cancelled_timers_leave_the_timer_service() -> None:
+    async with WorkflowEnvironment(app, skip_time=False) as env:
+        handle = await env.client.start(early)
+        assert await handle.result(timeout=10) == "done"
+        kinds = [e.type for e in await handle.history()]
+        assert kinds.count("TimerStarted") == 1 and kinds.count("TimerCancelled") == 1
+        for _ in range(100):  # the cancel record reaches the timer service's index
+            if env._next_due_us() is None:
+                break
+            await asyncio.sleep(0.01)
+        assert env._next_due_us() is None, "the cancelled timer is gone from the due index"

@@ -110,6 +110,7 @@ EVENT_BODIES: dict[str, dict[str, Any]] = {
     "CommandsDeferred": {"reason": "NondeterminismError: ...", "commands": [b"\xc3\x01raw"]},
     "DeferredResumed": {"count": 1},
     "WorkflowTerminated": {"reason": "enough"},
+    "TimerCancelled": {"seq": 2, "fire_at_us": 10**15},
     "CancelRequested": {"reason": "stop"},
     "WorkflowCancelled": {"failure": failure()},
     "WorkflowCompleted": {"result": payload({"total": 10})},
@@ -189,7 +190,7 @@ def test_task_timer_reply_state_round_trip() -> None:
             "heartbeat_details": payload({"page": 3})}
     fire = COMMANDS.encode({"command_id": "timer:x", "workflow_id": "w", "ts_us": 3,
                             "body": ("FireTimer", COMMAND_BODIES["FireTimer"])})
-    timer = {"timer_id": "w/r/sleep/4/0", "workflow_id": "w", "fire_at_us": 3, "command": fire}
+    timer = {"timer_id": "w/r/sleep/4/0", "workflow_id": "w", "fire_at_us": 3, "command": fire, "cancel": False}
     reply = {"reply_to": "c", "request_id": "req", "workflow_id": "w", "run_id": "r",
              "kind": "failed", "result": None, "failure": failure(cause=failure("why"))}
     for codec, record in ((TASKS, task), (TIMERS, timer), (REPLIES, reply), (STATES, STATE)):

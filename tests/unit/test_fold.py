@@ -157,6 +157,9 @@ def test_every_event_type_folds_and_bumps_last_event_id() -> None:
     h.add("StepRetried", {"seq": 1, "attempt": 2}, ts_us=T0 + 9)
     h.add("StepCompleted", {"seq": 1, "attempt": 2, "result": to_payload(1)}, activation=2)
     h.add("TimerFired", {"seq": 2}, activation=2)
+    h.add("TimerStarted", {"seq": 9, "fire_at_us": T0 + 50}, activation=2)
+    h.add("TimerCancelled", {"seq": 9, "fire_at_us": T0 + 50}, activation=2)
+    assert "9" not in h.state["timers"]
     h.add("WatcherAdded", {"reply_to": "client-2"})
     h.add("SignalReceived", {"signal_name": "go", "args": [], "kwargs": {}}, activation=2)
     h.add("CommandsDeferred", {"reason": "broken", "commands": [b"cmd"]})
