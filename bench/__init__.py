@@ -7,6 +7,10 @@ Workloads mirror the peers' W1..W5 (``/work/shared/peers``) so ratios are compar
 - ``chain``   W2: ten sequential steps per workflow; steps/s with 32 in flight.
 - ``timers``  W3: many concurrent workflows each sleeping durably; fire lateness.
 - ``replay``  W5-like: record histories, then replay them against the code; events/s.
+- ``signals`` W4: 2000 signals into one execution, sequential then 64 in flight; signals/s
+              and the time until a query sees them all.
+- ``query``   p50/p99 of sequential queries to a running workflow, then queries/s with 64
+              in flight.
 - ``all``     every workload above, each in its own process (fresh RSS and warm-up).
 
 Every run prints exactly one JSON line (figures, peak RSS, versions, parameters) on stdout

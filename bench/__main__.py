@@ -11,7 +11,7 @@ from typing import Any
 
 from bench.common import cpu_s, emit, quiet_logs
 
-WORKLOADS = ("hello", "chain", "timers", "replay")
+WORKLOADS = ("hello", "chain", "timers", "replay", "signals", "query")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -24,18 +24,25 @@ def parser() -> argparse.ArgumentParser:
         "--n",
         type=int,
         default=None,
-        help="workflows (default: hello 2000, chain 300, timers 500, replay 200)",
+        help="workflows (default: hello 2000, chain 300, timers 500, replay 200); "
+        "signals: signals per phase (2000); query: queries with --concurrency in flight (2000)",
     )
     p.add_argument(
         "--concurrency",
         type=int,
         default=None,
-        help="workflows in flight (default: hello 64, chain/replay 32; timers: 64 starts)",
+        help="workflows in flight (default: hello 64, chain/replay 32; timers: 64 starts; "
+        "signals: 64 signal calls; query: 64 queries)",
     )
     p.add_argument(
-        "--latency-n", type=int, default=200, help="hello: sequential runs timed for latency"
+        "--latency-n",
+        type=int,
+        default=None,
+        help="sequential calls timed for latency (hello: 200 runs; query: 500 queries)",
     )
-    p.add_argument("--steps", type=int, default=10, help="chain/replay: steps per workflow")
+    p.add_argument(
+        "--steps", type=int, default=10, help="chain/replay: steps per workflow; query: steps run"
+    )
     p.add_argument("--sleep", type=float, default=2.0, help="timers: seconds each workflow sleeps")
     p.add_argument(
         "--rounds", type=int, default=10, help="replay: replay rounds (best and median reported)"
@@ -75,8 +82,12 @@ async def _run(workload: str, args: argparse.Namespace) -> tuple[dict[str, Any],
         from bench import chain as mod
     elif workload == "timers":
         from bench import timers as mod
-    else:
+    elif workload == "replay":
         from bench import replay as mod
+    elif workload == "signals":
+        from bench import signals as mod
+    else:
+        from bench import query as mod
     return await mod.run(args)
 
 

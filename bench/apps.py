@@ -51,3 +51,57 @@ async def sleeper(ctx: docket.WorkflowContext, seconds: float) -> list[float]:
     woke = ctx.now().timestamp()
     observed = await ctx.side_effect(time.time)
     return [due, woke, observed]
+
+
+@app.workflow
+class SignalSink:
+    """W4 signals: one execution that takes ``add`` signals until ``close``, then returns
+    what arrived (in arrival order, so the bench can check exactly-once and, when sent one
+    at a time, the order). It stays open until told, so the count is read from the live
+    instance, not by replaying a closed run's history."""
+
+    def __init__(self) -> None:
+        self.items: list[int] = []
+        self.closed = False
+
+    @docket.run
+    async def run(self, ctx: docket.WorkflowContext) -> list[int]:
+        await ctx.wait_until(lambda: self.closed)
+        return self.items
+
+    @docket.signal
+    def add(self, ctx: docket.WorkflowContext, item: int) -> None:
+        self.items.append(item)
+
+    @docket.signal
+    def close(self, ctx: docket.WorkflowContext) -> None:
+        self.closed = True
+
+    @docket.query
+    def count(self, ctx: docket.QueryContext) -> int:
+        return len(self.items)
+
+
+@app.workflow
+class Progress:
+    """Query target: runs ``steps`` steps (so the execution has a real history and a live
+    instance), then stays open until ``finish``; ``progress`` reads how far it got."""
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.finished = False
+
+    @docket.run
+    async def run(self, ctx: docket.WorkflowContext, steps: int) -> int:
+        for _ in range(steps):
+            self.done = await ctx.step(inc, self.done)
+        await ctx.wait_until(lambda: self.finished)
+        return self.done
+
+    @docket.signal
+    def finish(self, ctx: docket.WorkflowContext) -> None:
+        self.finished = True
+
+    @docket.query
+    def progress(self, ctx: docket.QueryContext) -> int:
+        return self.done

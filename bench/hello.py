@@ -18,7 +18,7 @@ WARMUP = 5
 
 
 async def run(args: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    n, conc, m = args.n or 2000, args.concurrency or 64, args.latency_n
+    n, conc, m = args.n or 2000, args.concurrency or 64, args.latency_n or 200
     errors = 0
     async with engine(args) as eng:
         client = eng.client
