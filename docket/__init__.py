@@ -6,10 +6,10 @@ The public surface is small on purpose; everything else lives in its submodule.
 from docket import errors
 from docket._version import __version__
 from docket.app import App
-from docket.client import Client, IdReusePolicy, WorkflowHandle
+from docket.client import Client, IdReusePolicy, UpdateHandle, WorkflowHandle
 from docket.config import Settings
 from docket.context import QueryContext, WorkflowContext
-from docket.definitions import Step, Workflow, query, run, signal
+from docket.definitions import Step, Workflow, query, run, signal, update
 from docket.engine import Engine
 from docket.errors import ApplicationError, StepError, WorkflowFailedError
 from docket.reader import HistoryEvent, WorkflowDescription
@@ -31,6 +31,7 @@ __all__ = [
     "Step",
     "StepContext",
     "StepError",
+    "UpdateHandle",
     "Workflow",
     "WorkflowContext",
     "WorkflowDescription",
@@ -42,4 +43,5 @@ __all__ = [
     "run",
     "signal",
     "step_context",
+    "update",
 ]

@@ -24,7 +24,7 @@ import click
 from docket.app import App
 from docket.client import Client, IdReusePolicy
 from docket.config import Settings, flag
-from docket.errors import ConfigurationError, DocketError, WorkflowFailedError
+from docket.errors import ConfigurationError, DocketError, UpdateFailedError, WorkflowFailedError
 
 T = TypeVar("T")
 
@@ -403,6 +403,49 @@ def query_(
     click.echo(
         json.dumps(answer, default=str) if as_json or not isinstance(answer, str) else answer
     )
+
+
+@workflow.command(name="update")
+@click.argument("workflow_id")
+@click.argument("update_name")
+@click.option("--args", "args_json", help="Positional arguments as a JSON array.")
+@click.option("--kwargs", "kwargs_json", help="Keyword arguments as a JSON object.")
+@click.option("--update-id", help="Makes a retry safe: the same ID is applied once.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=None,
+    help="Seconds to wait for the outcome (default: no limit).",
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_handle_errors
+def update_(
+    ctx: click.Context,
+    workflow_id: str,
+    update_name: str,
+    args_json: str | None,
+    kwargs_json: str | None,
+    update_id: str | None,
+    timeout: float | None,
+    as_json: bool,
+) -> None:
+    """Send UPDATE_NAME to a running workflow and print what its handler returns (exit 1 if
+    the handler raised; a rejected update records nothing)."""
+    args = _json_arg(args_json, "--args", list)
+    kwargs = _json_arg(kwargs_json, "--kwargs", dict)
+
+    async def go(client: Client) -> Any:
+        handle = client.get_handle(workflow_id)
+        update = await handle.start_update(update_name, *args, update_id=update_id, **kwargs)
+        return await update.result(timeout=timeout)
+
+    try:
+        value = _run(_with_client(_settings(ctx), go))
+    except UpdateFailedError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(value, default=str) if as_json or not isinstance(value, str) else value)
 
 
 @workflow.command(name="list")

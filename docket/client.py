@@ -13,6 +13,7 @@ import typing
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar, overload
@@ -25,6 +26,7 @@ from docket.definitions import Workflow
 from docket.errors import (
     ClientError,
     ReplyTimeoutError,
+    UpdateFailedError,
     WorkflowAlreadyStartedError,
     WorkflowFailedError,
     WorkflowNotFoundError,
@@ -38,6 +40,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _MAX_OUTCOMES = 100_000
+_RUN_ENDS = ("completed", "failed", "terminated", "cancelled", "continued_as_new")
 
 
 class IdReusePolicy(StrEnum):
@@ -104,6 +107,36 @@ class WorkflowHandle(Generic[R]):
         hint = _return_hint(query)
         return from_payload(reply["result"], hint, where=f"answer to query {name!r}")
 
+    async def execute_update(
+        self, update: Any, *args: Any, update_id: str | None = None, **kwargs: Any
+    ) -> Any:
+        """Send an update (a ``@docket.update`` method, or its name) and return what its
+        handler returns. Raises ClientError when it is rejected (no such update, arguments
+        that do not fit, its validator raised, the run is closed: nothing is recorded then),
+        UpdateFailedError when its handler raised. ``update_id`` (default: a new UUID)
+        makes retries safe: the same ID is applied once, and a retry gets the same outcome."""
+        handle = await self.start_update(update, *args, update_id=update_id, **kwargs)
+        return await handle.result()
+
+    async def start_update(
+        self, update: Any, *args: Any, update_id: str | None = None, **kwargs: Any
+    ) -> UpdateHandle:
+        """Send an update and return once it is accepted (validated and recorded); await
+        ``result()`` on the returned handle for the handler's outcome."""
+        name = _handler_name(update, "__docket_update__")
+        update_id = update_id or uuid.uuid4().hex
+        body = self._client._update_body(self.run_id, name, update_id, args, kwargs)
+        outcome = self._client._expect_outcome(update_id)
+        command_id = uuid.uuid4().hex
+        try:
+            reply = await self._client._request(
+                self.workflow_id, command_id, ("UpdateWorkflow", body)
+            )
+        except BaseException:
+            self._client._waiters.pop(f"update:{update_id}", None)
+            raise
+        return self._client._accepted(self, name, update_id, reply, outcome, update)
+
     async def cancel(self, reason: str = "") -> None:
         """Ask the run to stop: its code sees ``asyncio.CancelledError`` at its next await
         and may clean up (steps awaited after catching it still run). If it lets the error
@@ -137,6 +170,62 @@ class WorkflowHandle(Generic[R]):
         from docket.replay import export_history
 
         export_history(self._client._reader.history(self.workflow_id, self.run_id), path)
+
+
+@dataclass(frozen=True)
+class _Start:
+    """A StartWorkflow command ready to send, and what its reply needs to become a handle."""
+
+    workflow_id: str
+    command_id: str
+    body: tuple[str, dict[str, Any]]
+    name: str
+    hint: Any
+    policy: IdReusePolicy
+
+
+class UpdateHandle:
+    """An accepted update: ``await result()`` for what its handler returned."""
+
+    def __init__(
+        self,
+        workflow: WorkflowHandle[Any],
+        name: str,
+        update_id: str,
+        outcome: asyncio.Future[dict[str, Any]],
+        result_hint: Any,
+    ) -> None:
+        self.workflow = workflow
+        self.name = name
+        self.update_id = update_id
+        self._outcome = outcome
+        self._hint = result_hint
+
+    def __repr__(self) -> str:
+        return (
+            f"UpdateHandle(workflow_id={self.workflow.workflow_id!r}, update_id={self.update_id!r})"
+        )
+
+    async def result(self, *, timeout: float | None = None) -> Any:
+        """Wait for the handler to finish; return its value or raise UpdateFailedError."""
+        workflow_id = self.workflow.workflow_id
+        try:
+            reply = await asyncio.wait_for(asyncio.shield(self._outcome), timeout)
+        except TimeoutError:
+            raise ReplyTimeoutError(
+                f"update {self.name!r} ({self.update_id}) of workflow_id={workflow_id!r} has "
+                f"not finished after {timeout} s; it is still running"
+            ) from None
+        if reply["kind"] == "update_completed":
+            return from_payload(
+                reply["result"], self._hint, where=f"result of update {self.name!r}"
+            )
+        cause = from_failure(reply["failure"])
+        raise UpdateFailedError(
+            f"update {self.name!r} ({self.update_id}) of workflow_id={workflow_id!r} failed: {cause}",
+            workflow_id=workflow_id,
+            update_id=self.update_id,
+        ) from cause
 
 
 class Client:
@@ -188,7 +277,9 @@ class Client:
     ) -> WorkflowHandle[R]: ...
 
     @overload
-    async def start(self, workflow: str, *args: Any, **kwargs: Any) -> WorkflowHandle[Any]: ...
+    async def start(
+        self, workflow: str | type, *args: Any, **kwargs: Any
+    ) -> WorkflowHandle[Any]: ...  # a class workflow: type checkers ignore class decorators
 
     async def start(self, workflow: Any, *args: Any, **kwargs: Any) -> WorkflowHandle[Any]:
         """Start a workflow (a registered workflow, or its name) and return its handle.
@@ -200,60 +291,69 @@ class Client:
         policy defaults to ``USE_RUNNING`` then); start and signal are appended together and
         processed in that order.
         """
-        if "start_signal" in kwargs and "id_reuse_policy" not in kwargs:
-            kwargs["id_reuse_policy"] = IdReusePolicy.USE_RUNNING
-        workflow_id = kwargs.pop("workflow_id", None) or str(uuid.uuid4())
-        raw_policy = kwargs.pop("id_reuse_policy", IdReusePolicy.ALLOW_AFTER_CLOSE)
-        try:
-            policy = IdReusePolicy(raw_policy)
-        except ValueError:
-            choices = ", ".join(p.value for p in IdReusePolicy)
-            raise ClientError(f"id_reuse_policy {raw_policy!r} is not one of: {choices}") from None
-        if isinstance(workflow, Workflow):
-            name, hint, queue = workflow.name, workflow.return_hint, workflow.task_queue
-        elif isinstance(workflow, str):
-            name, hint, queue = workflow, None, ""  # the engine's app decides
-        else:
-            raise ClientError(
-                f"start() needs a registered workflow or a workflow name, got {workflow!r}"
-            )
-        queue = kwargs.pop("task_queue", None) or queue
-        _check_workflow_id(workflow_id)
         start_signal = kwargs.pop("start_signal", None)
         start_signal_args = tuple(kwargs.pop("start_signal_args", ()))
-        arg_payloads, kwarg_payloads = encode_args(tuple(args), kwargs, where=f"workflow {name!r}")
-        command_id = uuid.uuid4().hex
-        body = {
-            "workflow_type": name,
+        if start_signal is not None:
+            kwargs.setdefault("id_reuse_policy", IdReusePolicy.USE_RUNNING)
+        start = self._start_command(workflow, args, kwargs)
+        if start_signal is None:
+            reply = await self._request(start.workflow_id, start.command_id, start.body)
+            return self._started(start, reply)
+        name = _handler_name(start_signal, "__docket_signal__")
+        if (
+            isinstance(workflow, Workflow)
+            and workflow.cls is not None
+            and name not in workflow.signals
+        ):
+            raise ClientError(
+                f"workflow {workflow.name!r} has no signal {name!r}; nothing was started"
+            )
+        arg_payloads, kwarg_payloads = encode_args(start_signal_args, {}, where=f"signal {name!r}")
+        signal_body = {
+            "run_id": None,
+            "signal_name": name,
             "args": arg_payloads,
             "kwargs": kwarg_payloads,
-            "task_queue": queue,
-            "id_reuse_policy": policy.value,
             "reply_to": self.client_id,
         }
-        if start_signal is not None:
-            reply = await self._signal_with_start(
-                workflow, workflow_id, command_id, body, start_signal, start_signal_args
-            )
-        else:
-            reply = await self._request(workflow_id, command_id, ("StartWorkflow", body))
-        kind = reply["kind"]
-        if kind == "started":
-            self._watching.add(reply["run_id"])
-        elif kind == "already_started":
-            raise WorkflowAlreadyStartedError(
-                f"workflow_id={workflow_id!r} already has run {reply['run_id']} and the ID-reuse policy "
-                f"{policy.value!r} forbids another; pick another ID, wait for it to close, or use "
-                "IdReusePolicy.RETURN_EXISTING",
-                workflow_id=workflow_id,
-                run_id=reply["run_id"],
-            )
-        elif kind == "rejected":
+        handle, signal_reply = await self._with_start(start, ("SignalWorkflow", signal_body))
+        self._raise_refusal(signal_reply, start.workflow_id, f"signal {name!r}")
+        return handle
+
+    async def update_with_start(
+        self,
+        workflow: Any,
+        *args: Any,
+        update: Any,
+        update_args: tuple[Any, ...] = (),
+        update_id: str | None = None,
+        **kwargs: Any,
+    ) -> UpdateHandle:
+        """Update-with-start: send ``update`` to the running run of ``workflow_id``, starting
+        one first if there is none (``id_reuse_policy`` defaults to ``USE_RUNNING``). Returns
+        once the update is accepted: ``await result()`` for its value (often long before the
+        workflow ends: "early return"), and ``.workflow`` is the run's handle. Other keyword
+        arguments are those of `start`."""
+        kwargs.setdefault("id_reuse_policy", IdReusePolicy.USE_RUNNING)
+        name = _handler_name(update, "__docket_update__")
+        if (
+            isinstance(workflow, Workflow)
+            and workflow.cls is not None
+            and name not in workflow.updates
+        ):
             raise ClientError(
-                f"start of {name!r} as workflow_id={workflow_id!r} was rejected: "
-                f"{reply['failure']['message']}"
+                f"workflow {workflow.name!r} has no update {name!r}; nothing was started"
             )
-        return WorkflowHandle(self, workflow_id, reply["run_id"], hint)
+        start = self._start_command(workflow, args, kwargs)
+        update_id = update_id or uuid.uuid4().hex
+        body = self._update_body(None, name, update_id, update_args, {})
+        outcome = self._expect_outcome(update_id)
+        try:
+            handle, update_reply = await self._with_start(start, ("UpdateWorkflow", body))
+        except BaseException:
+            self._waiters.pop(f"update:{update_id}", None)
+            raise
+        return self._accepted(handle, name, update_id, update_reply, outcome, update)
 
     def get_handle(
         self, workflow_id: str, run_id: str | None = None, *, result_type: Any = None
@@ -282,54 +382,130 @@ class Client:
 
     # -- plumbing -------------------------------------------------------------------------------
 
-    async def _signal_with_start(
-        self,
-        workflow: Any,
-        workflow_id: str,
-        command_id: str,
-        start: dict[str, Any],
-        signal: Any,
-        args: tuple[Any, ...],
-    ) -> dict[str, Any]:
-        name = _handler_name(signal, "__docket_signal__")
-        if (
-            isinstance(workflow, Workflow)
-            and workflow.cls is not None
-            and name not in workflow.signals
-        ):
+    def _start_command(
+        self, workflow: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> _Start:
+        workflow_id = kwargs.pop("workflow_id", None) or str(uuid.uuid4())
+        raw_policy = kwargs.pop("id_reuse_policy", IdReusePolicy.ALLOW_AFTER_CLOSE)
+        try:
+            policy = IdReusePolicy(raw_policy)
+        except ValueError:
+            choices = ", ".join(p.value for p in IdReusePolicy)
+            raise ClientError(f"id_reuse_policy {raw_policy!r} is not one of: {choices}") from None
+        if isinstance(workflow, Workflow):
+            name, hint, queue = workflow.name, workflow.return_hint, workflow.task_queue
+        elif isinstance(workflow, str):
+            name, hint, queue = workflow, None, ""  # the engine's app decides
+        else:
             raise ClientError(
-                f"workflow {workflow.name!r} has no signal {name!r}; nothing was started"
+                f"start() needs a registered workflow or a workflow name, got {workflow!r}"
             )
-        arg_payloads, kwarg_payloads = encode_args(args, {}, where=f"signal {name!r}")
-        signal_id = uuid.uuid4().hex
-        signal_body = {
-            "run_id": None,
-            "signal_name": name,
+        queue = kwargs.pop("task_queue", None) or queue
+        _check_workflow_id(workflow_id)
+        arg_payloads, kwarg_payloads = encode_args(tuple(args), kwargs, where=f"workflow {name!r}")
+        body = {
+            "workflow_type": name,
+            "args": arg_payloads,
+            "kwargs": kwarg_payloads,
+            "task_queue": queue,
+            "id_reuse_policy": policy.value,
+            "reply_to": self.client_id,
+        }
+        return _Start(workflow_id, uuid.uuid4().hex, ("StartWorkflow", body), name, hint, policy)
+
+    def _started(self, start: _Start, reply: dict[str, Any]) -> WorkflowHandle[Any]:
+        """The handle for a start's reply, or the error it means."""
+        kind, workflow_id = reply["kind"], start.workflow_id
+        if kind == "started":
+            self._watching.add(reply["run_id"])
+        elif kind == "already_started":
+            raise WorkflowAlreadyStartedError(
+                f"workflow_id={workflow_id!r} already has run {reply['run_id']} and the ID-reuse policy "
+                f"{start.policy.value!r} forbids another; pick another ID, wait for it to close, or use "
+                "IdReusePolicy.RETURN_EXISTING",
+                workflow_id=workflow_id,
+                run_id=reply["run_id"],
+            )
+        elif kind == "rejected":
+            raise ClientError(
+                f"start of {start.name!r} as workflow_id={workflow_id!r} was rejected: "
+                f"{reply['failure']['message']}"
+            )
+        return WorkflowHandle(self, workflow_id, reply["run_id"], start.hint)
+
+    async def _with_start(
+        self, start: _Start, then: tuple[str, dict[str, Any]]
+    ) -> tuple[WorkflowHandle[Any], dict[str, Any]]:
+        """Append a start and a second command together: one partition, processed in that
+        order. Returns the run's handle and the second command's reply."""
+        self._ensure_listener()
+        loop = asyncio.get_running_loop()
+        then_id = uuid.uuid4().hex
+        started: asyncio.Future[dict[str, Any]] = loop.create_future()
+        answered: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self._waiters[start.command_id], self._waiters[then_id] = started, answered
+        what = f"workflow_id={start.workflow_id!r}"
+        try:
+            await self._writer.append(
+                [
+                    self._record(start.workflow_id, start.command_id, start.body),
+                    self._record(start.workflow_id, then_id, then),
+                ]
+            )
+            handle = self._started(start, await self._wait(started, self.reply_timeout, what))
+            return handle, await self._wait(answered, self.reply_timeout, what)
+        finally:
+            self._waiters.pop(start.command_id, None)
+            self._waiters.pop(then_id, None)
+
+    def _update_body(
+        self,
+        run_id: str | None,
+        name: str,
+        update_id: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> dict[str, Any]:
+        arg_payloads, kwarg_payloads = encode_args(args, kwargs, where=f"update {name!r}")
+        return {
+            "run_id": run_id,
+            "update_id": update_id,
+            "update_name": name,
             "args": arg_payloads,
             "kwargs": kwarg_payloads,
             "reply_to": self.client_id,
         }
+
+    def _expect_outcome(self, update_id: str) -> asyncio.Future[dict[str, Any]]:
+        """Listen for an update's outcome before sending it: it may come with the acceptance."""
         self._ensure_listener()
-        loop = asyncio.get_running_loop()
-        started: asyncio.Future[dict[str, Any]] = loop.create_future()
-        signaled: asyncio.Future[dict[str, Any]] = loop.create_future()
-        self._waiters[command_id], self._waiters[signal_id] = started, signaled
-        what = f"workflow_id={workflow_id!r}"
-        try:  # one append: the start is processed first, then the signal, on one partition
-            await self._writer.append(
-                [
-                    self._record(workflow_id, command_id, ("StartWorkflow", start)),
-                    self._record(workflow_id, signal_id, ("SignalWorkflow", signal_body)),
-                ]
-            )
-            reply = await self._wait(started, self.reply_timeout, what)
-            if reply["kind"] in ("started", "existing"):
-                signal_reply = await self._wait(signaled, self.reply_timeout, what)
-                self._raise_refusal(signal_reply, workflow_id, f"signal {name!r}")
-            return reply
-        finally:
-            self._waiters.pop(command_id, None)
-            self._waiters.pop(signal_id, None)
+        key = f"update:{update_id}"
+        future = self._waiters.get(key)
+        if future is None or future.done():
+            future = self._waiters[key] = asyncio.get_running_loop().create_future()
+        return future
+
+    def _accepted(
+        self,
+        handle: WorkflowHandle[Any],
+        name: str,
+        update_id: str,
+        reply: dict[str, Any],
+        outcome: asyncio.Future[dict[str, Any]],
+        update: Any,
+    ) -> UpdateHandle:
+        """The handle of an accepted update, or the refusal raised."""
+        if reply["kind"] in ("update_completed", "update_failed"):  # a retry of a finished one
+            self._waiters.pop(f"update:{update_id}", None)
+            if not outcome.done():
+                outcome.set_result(reply)
+        elif reply["kind"] != "update_accepted":
+            self._waiters.pop(f"update:{update_id}", None)
+            self._raise_refusal(reply, handle.workflow_id, f"update {name!r}")
+            raise ClientError(f"unexpected reply {reply['kind']!r} to update {name!r}")
+        if handle.run_id is None:
+            handle = WorkflowHandle(self, handle.workflow_id, reply["run_id"], handle._hint)
+        return UpdateHandle(handle, name, update_id, outcome, _return_hint(update))
 
     async def _message(
         self,
@@ -417,11 +593,24 @@ class Client:
     async def _outcome(
         self, workflow_id: str, run_id: str | None, timeout: float | None
     ) -> dict[str, Any]:
+        """How the run ends, following continue-as-new to the end of the chain."""
         if run_id is None:
             state = self._reader.state(workflow_id)
             if state is None:
                 raise WorkflowNotFoundError(f"no workflow with workflow_id={workflow_id!r}")
             run_id = state["run_id"]
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - loop.time())
+            reply = await self._run_outcome(workflow_id, run_id, left, timeout)
+            if reply["kind"] != "continued_as_new":
+                return reply
+            run_id = reply["run_id"]
+
+    async def _run_outcome(
+        self, workflow_id: str, run_id: str, left: float | None, timeout: float | None
+    ) -> dict[str, Any]:
         done = self._outcomes.get(run_id)
         if done is not None:
             return done
@@ -437,11 +626,11 @@ class Client:
                 )
                 if reply["kind"] == "not_found":
                     raise WorkflowNotFoundError(f"no run {run_id} of workflow_id={workflow_id!r}")
-                if reply["kind"] in ("completed", "failed", "terminated", "cancelled"):
+                if reply["kind"] in _RUN_ENDS:
                     return reply
                 self._watching.add(run_id)
             try:
-                return await asyncio.wait_for(future, timeout)
+                return await asyncio.wait_for(future, left)
             except TimeoutError:
                 raise ReplyTimeoutError(
                     f"workflow_id={workflow_id!r} has no result after {timeout} s: it is still "
@@ -473,11 +662,20 @@ class Client:
                 self._dispatch(REPLIES.decode(record.value))
 
     def _dispatch(self, reply: dict[str, Any]) -> None:
-        waiter = self._waiters.get(reply["request_id"])
+        request_id = reply["request_id"]
+        waiter = (
+            self._waiters.pop(request_id, None)  # an update's outcome: its handle holds the future
+            if request_id.startswith("update:")
+            else self._waiters.get(request_id)
+        )
         if waiter is not None and not waiter.done():
             waiter.set_result(reply)
-        if reply["kind"] in ("completed", "failed", "terminated", "cancelled"):
+        continued = reply["kind"] == "continued_as_new"
+        if reply["kind"] in _RUN_ENDS and (not continued or request_id.startswith("result:")):
             run_id = reply["run_id"]
+            if continued:  # about the old run (its run_id is the new one's)
+                run_id = request_id.removeprefix("result:")
+                self._watching.add(reply["run_id"])  # this client's watch carried over
             self._watching.discard(run_id)
             self._outcomes[run_id] = reply
             while len(self._outcomes) > _MAX_OUTCOMES:
@@ -502,7 +700,7 @@ def _handler_name(handler: Any, marker: str) -> str:
         return handler
     name = getattr(handler, marker, None)
     if name is None:
-        kind = "signal" if "signal" in marker else "query"
+        kind = marker.strip("_").removeprefix("docket_")
         raise ClientError(
             f"{handler!r} is not a @docket.{kind} handler; pass the handler or its name"
         )

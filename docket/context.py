@@ -10,7 +10,7 @@ import random as _random
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar, overload
 
 from docket.definitions import Step
 from docket.errors import ReadOnlyContextError
@@ -21,6 +21,16 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+class ContinueAsNew(BaseException):  # noqa: N818 - control flow, like StopIteration
+    """Raised by `WorkflowContext.continue_as_new`; not an Exception, so that an
+    ``except Exception`` in workflow code does not swallow it."""
+
+    def __init__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        super().__init__("continue as new")
+        self.args_ = args
+        self.kwargs = kwargs
 
 
 class WorkflowContext:
@@ -111,10 +121,38 @@ class WorkflowContext:
         a signal without arguments, its argument, or a tuple of its arguments."""
         return await self._instance.mailbox.wait_for_signal(name)
 
+    def continue_as_new(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """End this run and start a fresh one of the same workflow, under the same workflow
+        ID, with these arguments and an empty history: the way to keep a long-lived
+        workflow's history (and replay time) bounded. It raises, so nothing after it runs.
+
+        Signals recorded but not yet consumed by ``wait_for_signal`` are handed to the new
+        run; commands that arrive during the switch go to the new run. Handles and
+        ``result()`` follow the chain. Update handlers still running are cut off: wait for
+        ``ctx.all_handlers_finished()`` first."""
+        raise ContinueAsNew(args, kwargs)
+
     def set_query_handler(self, name: str, handler: Callable[..., Any]) -> None:
         """Answer query ``name`` with ``handler(query_ctx, *args)`` (function workflows; class
         workflows use ``@docket.query`` methods)."""
         self._instance.mailbox.query_handlers[name] = handler
+
+    def set_update_handler(
+        self,
+        name: str,
+        handler: Callable[..., Any],
+        *,
+        validator: Callable[..., Any] | None = None,
+    ) -> None:
+        """Take update ``name`` with ``handler(ctx, *args)`` (function workflows; class
+        workflows use ``@docket.update`` methods). ``validator(query_ctx, *args)`` runs first,
+        on live state, and rejects the update by raising: a rejected update records nothing."""
+        self._instance.mailbox.update_handlers[name] = (handler, validator)
+
+    def all_handlers_finished(self) -> bool:
+        """True when no signal or update handler is still running. Wait for it before
+        returning, so that no handler is cut off: ``await ctx.wait_until(ctx.all_handlers_finished)``."""
+        return self._instance.mailbox.running_handlers == 0
 
     # -- deterministic helpers ---------------------------------------------------------------
 
@@ -154,6 +192,7 @@ class QueryContext:
             "side_effect",
             "wait_until",
             "wait_for_signal",
+            "continue_as_new",
             "random",
             "uuid4",
         ):

@@ -89,6 +89,7 @@ class Workflow(Generic[P, R]):
     task_queue: str = DEFAULT_QUEUE
     signals: dict[str, Callable[..., Any]] = dataclasses.field(default_factory=dict)
     queries: dict[str, Callable[..., Any]] = dataclasses.field(default_factory=dict)
+    updates: dict[str, Callable[..., Any]] = dataclasses.field(default_factory=dict)
 
     @cached_property
     def return_hint(self) -> Any:
@@ -137,6 +138,37 @@ def query(fn: F | None = None, *, name: str | None = None) -> Any:
         return f
 
     return mark(fn) if fn is not None else mark
+
+
+def update(fn: F | None = None, *, name: str | None = None) -> Any:
+    """Mark a method of a class-based workflow as an update handler: ``(self, ctx, *args)``,
+    ``async def`` (it may await steps, timers and ``ctx.wait_until``) or plain ``def``. Its
+    return value goes back to the caller; if it raises, the update fails and the workflow
+    goes on. Add a validator with ``@<handler>.validator``: a plain ``def (self, ctx,
+    *args)`` that raises to reject the update before anything is recorded."""
+
+    def mark(f: F) -> F:
+        f.__docket_update__ = name or f.__name__  # type: ignore[attr-defined]
+
+        def validator(check: Callable[..., Any]) -> Callable[..., Any]:
+            if inspect.iscoroutinefunction(check):
+                raise DefinitionError(
+                    f"validator {check.__qualname__} must be a plain 'def': validators only "
+                    "read state, and run before the update is recorded"
+                )
+            f.__docket_validator__ = check  # type: ignore[attr-defined]
+            return check
+
+        f.validator = validator  # type: ignore[attr-defined]
+        return f
+
+    return mark(fn) if fn is not None else mark
+
+
+def validator_of(handler: Callable[..., Any]) -> Callable[..., Any] | None:
+    """The validator registered with ``@<handler>.validator``, if any."""
+    found: Callable[..., Any] | None = getattr(handler, "__docket_validator__", None)
+    return found
 
 
 def _handlers(cls: type, marker: str) -> dict[str, Callable[..., Any]]:
@@ -205,6 +237,7 @@ def make_workflow(
         handlers = {
             "signals": _handlers(cls, "__docket_signal__"),
             "queries": _handlers(cls, "__docket_query__"),
+            "updates": _handlers(cls, "__docket_update__"),
         }
     return Workflow(
         **handlers,

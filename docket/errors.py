@@ -96,6 +96,16 @@ class WorkflowFailedError(ClientError):
         self.run_id = run_id
 
 
+class UpdateFailedError(ClientError):
+    """The update's handler raised, or the run closed before it finished; ``__cause__`` is
+    the failure. The workflow itself goes on (unless it was the one that closed)."""
+
+    def __init__(self, message: str, *, workflow_id: str, update_id: str) -> None:
+        super().__init__(message)
+        self.workflow_id = workflow_id
+        self.update_id = update_id
+
+
 class ReplyTimeoutError(ClientError):
     """No reply arrived in time; usually no engine is running for this data directory."""
 

@@ -44,13 +44,14 @@ class WorkflowDescription:
     workflow_id: str
     run_id: str
     workflow_type: str
-    status: str  # running | completed | failed
+    status: str  # running | completed | failed | terminated | cancelled | continued_as_new
     started_at: datetime
     closed_at: datetime | None
     task_queue: str
     history_length: int
     pending_steps: list[PendingStep] = field(default_factory=list)
     pending_timers: list[PendingTimer] = field(default_factory=list)
+    run_chain: list[str] = field(default_factory=list)  # earlier runs (continue-as-new), oldest first
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -62,6 +63,7 @@ class WorkflowDescription:
             "closed_at": self.closed_at.isoformat() if self.closed_at else None,
             "task_queue": self.task_queue,
             "history_length": self.history_length,
+            "run_chain": list(self.run_chain),
             "pending_steps": [
                 {
                     "seq": s.seq,
@@ -120,6 +122,7 @@ def describe_state(state: dict[str, Any]) -> WorkflowDescription:
         closed_at=_time(state["closed_us"]),
         task_queue=state["task_queue"],
         history_length=state["last_event_id"],
+        run_chain=list(state["run_chain"]),
         pending_steps=[
             PendingStep(s["seq"], s["step_name"], s["attempt"], s["local"], _time(s["retry_at_us"]))
             for s in sorted(state["steps"].values(), key=lambda s: s["seq"])

@@ -22,7 +22,13 @@ from docket.app import App
 from docket.codec.failure import to_failure
 from docket.codec.payload import decode_args, from_payload, to_payload
 from docket.codec.records import COMMANDS, TASKS
-from docket.errors import ApplicationError, PartitionFencedError, SerializationError, WorkflowError
+from docket.errors import (
+    ApplicationError,
+    CancelledError,
+    PartitionFencedError,
+    SerializationError,
+    WorkflowError,
+)
 from docket.faults import fault
 from docket.log.base import Log, OutRecord
 from docket.log.partitioner import partition as partition_of
@@ -53,6 +59,8 @@ class StepContext:
     _latest: Any = field(repr=False, default=None)
     _unsent: bool = field(repr=False, default=False)
     _flush_scheduled: bool = field(repr=False, default=False)
+    cancel_requested: bool = field(repr=False, default=False)
+    _task: asyncio.Task[Any] | None = field(repr=False, default=None)
 
     def heartbeat(self, details: Any = None) -> None:
         """Report progress, and ``details`` the next attempt can resume from.
@@ -62,9 +70,15 @@ class StepContext:
         it freely; the latest details are never dropped: they go out when the throttle
         interval ends, or before the attempt's failure is reported. Safe from threads.
         Local steps have no heartbeat timeout: there it only records the latest details.
+        Raises `docket.errors.CancelledError` once the workflow has cancelled this step (async
+        steps are also cancelled at their current await).
         """
         self._latest = details
         self._unsent = True
+        if self.cancel_requested:
+            raise CancelledError(
+                f"step {self.step_name!r} (seq {self.seq}) was cancelled by its workflow"
+            )
         if self._send is None:
             return
         interval = (self._heartbeat_ms / 2000) if self._heartbeat_ms else 1.0
@@ -133,6 +147,7 @@ class Worker:
         self._outbox: list[OutRecord] = []
         self._done = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._running_steps: dict[tuple[str, str, int, int], StepContext] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.completed = 0
 
@@ -219,6 +234,9 @@ class Worker:
                         exc,
                     )
                     continue
+                if task["cancel"]:
+                    self._cancel(task)
+                    continue
                 part.in_flight.add(record.offset)
                 self._running += 1
                 t = asyncio.ensure_future(self._run_task(queue, partition, record.offset, task))
@@ -263,6 +281,9 @@ class Worker:
             self._call_later,
             task["heartbeat_ms"],
         )
+        key = (task["workflow_id"], task["run_id"], task["seq"], task["attempt"])
+        self._running_steps[key] = ctx
+        ctx._task = asyncio.current_task()
         try:
             result = await self._call(task, ctx)
             body: dict[str, Any] = {
@@ -270,10 +291,21 @@ class Worker:
                 "result": to_payload(result, where=f"result of step {task['step_name']!r}"),
             }
             kind = "CompleteStep"
+        except asyncio.CancelledError:
+            if not ctx.cancel_requested:
+                raise  # not ours (shutdown): let it propagate
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            cancelled = CancelledError(f"step {task['step_name']!r} was cancelled by its workflow")
+            body = {**base, "failure": to_failure(cancelled)}
+            kind = "FailStep"
         except Exception as exc:  # any failure is reported; the retry policy decides
             ctx.flush_heartbeat()  # the next attempt resumes from the latest details
             body = {**base, "failure": to_failure(exc)}
             kind = "FailStep"
+        finally:
+            self._running_steps.pop(key, None)
         ctx._send = None  # late heartbeats of a finished attempt are pointless
         fault("worker_after_step")
         self._report(task["workflow_id"], f"{kind}:{task['idempotency_key']}", (kind, body))
@@ -312,6 +344,17 @@ class Worker:
             return await asyncio.wait_for(runner, timeout)
         future = loop.run_in_executor(self._threads, lambda: context.run(step.fn, *args, **kwargs))
         return await (asyncio.wait_for(future, timeout) if timeout else future)
+
+    def _cancel(self, notice: dict[str, Any]) -> None:
+        """The workflow no longer waits for this attempt: stop it if it runs here."""
+        key = (notice["workflow_id"], notice["run_id"], notice["seq"], notice["attempt"])
+        ctx = self._running_steps.get(key)
+        if ctx is None:
+            return  # finished already, or runs elsewhere
+        ctx.cancel_requested = True  # sync steps see it at their next heartbeat
+        step = self.app.find_step(ctx.step_name)
+        if step is not None and step.is_async and ctx._task is not None:
+            ctx._task.cancel()  # async steps see it at their current await
 
     def _call_later(self, delay: float, callback: Callable[[], None]) -> None:
         """Schedule ``callback`` on the worker's loop, from any thread."""

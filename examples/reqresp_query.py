@@ -4,8 +4,8 @@ Why it matters: a long-lived workflow can serve requests without the client runn
 worker or callback endpoint. Each request is a signal carrying a request ID; the workflow
 processes it (here, upper-casing text in a step) and keeps the response in its state; the
 client polls a ``@docket.query`` for that ID. Signals are recorded, so no request is lost;
-queries are not, so polling adds nothing to the history. Left out: the original bounds
-its history with continue-as-new, which Docket does not have yet.
+queries are not, so polling adds nothing to the history. (A service that runs forever
+would also bound its history with continue-as-new: reqresp_update.py shows how.)
 """
 
 import asyncio

@@ -29,15 +29,13 @@ from typing import Any
 from docket.app import App
 from docket.clock import Clock
 from docket.codec.failure import to_failure
-from docket.codec.payload import decode_args, from_payload, to_payload
+from docket.codec.payload import from_payload, to_payload
 from docket.codec.records import COMMANDS, EVENTS, STATES
-from docket.context import QueryContext
 from docket.errors import (
     NondeterminismError,
     PartitionFencedError,
     SerializationError,
     WorkflowError,
-    WorkflowNotFoundError,
 )
 from docket.execution.decide import RESOLUTIONS, Decision, decide, reply
 from docket.execution.fold import RUNNING, State, apply, clone
@@ -46,16 +44,28 @@ from docket.faults import fault
 from docket.log.base import Log
 from docket.log.partitioner import partition as partition_of
 from docket.log.topics import Topics
-from docket.runtime.instance import Command, WorkflowInstance, bind_check
+from docket.runtime.instance import Command, WorkflowInstance
 from docket.runtime.matching import replay
 from docket.state.store import PartitionStore, StoreBatch
 from docket.streams.batch import Batch, PartitionCursor, StopExecution
 from docket.streams.host import PartitionGroup
+from docket.streams.requests import answer_query, check_signal, decide_update, tell_watchers
+from docket.streams.restore import restore
 from docket.worker import StepContext, current_step
 
 log = logging.getLogger("docket")
 
 ROLE = "processor"
+_CLOSING = frozenset(
+    {
+        "WorkflowCompleted",
+        "WorkflowFailed",
+        "WorkflowCancelled",
+        "WorkflowTerminated",
+        "WorkflowContinuedAsNew",
+    }
+)
+RUN_CHAIN_KEPT = 100  # run ids a run remembers of the chain before it
 MAX_BATCH = 2000
 IDLE_WAIT_S = 0.05
 
@@ -92,7 +102,7 @@ class ExecutionProcessor:
 
     async def _assign(self, partition: int) -> None:
         store = PartitionStore.open(self.state_dir / f"p{partition}", partition)
-        history_end = self._restore(store, partition)
+        history_end = restore(self.log, self.topics.history, store, partition)
         offset = self.log.committed(self.group_name, self.topics.commands, partition)
         self.partitions[partition] = PartitionCursor(store, offset, history_end)
         stopped = store.stopped_ids()
@@ -105,39 +115,6 @@ class ExecutionProcessor:
                 len(stopped),
                 ", ".join(stopped[:5]) + (" ..." if len(stopped) > 5 else ""),
             )
-
-    def _restore(self, store: PartitionStore, partition: int) -> int:
-        """Fold history from the store's checkpoint to the end of the log; return the end."""
-        topic = self.topics.history
-        offset = store.checkpoint()
-        folded = 0
-        while True:
-            records = self.log.read(topic, partition, offset, MAX_BATCH)
-            if not records:
-                break
-            batch = store.batch()
-            states: dict[str, State | None] = {}
-            for record in records:
-                event = EVENTS.decode(record.value)
-                wid = event["workflow_id"]
-                if wid not in states:
-                    raw = store.execution(wid)
-                    states[wid] = STATES.decode(raw) if raw else None
-                state = states[wid]
-                if _already_folded(state, event):
-                    continue
-                states[wid] = apply(state, event)
-                batch.put_event(wid, event["run_id"], event["event_id"], record.value)
-                folded += 1
-            for wid, state in states.items():
-                if state is not None:
-                    batch.put_execution(wid, STATES.encode(state))
-                    batch.mark_stopped(wid, bool(state["deferred"]))
-            offset = records[-1].offset + 1
-            batch.commit(offset)
-        if folded:
-            log.info("partition %d: restored %d history events from the log", partition, folded)
-        return offset
 
     def _revoke(self, partition: int) -> None:
         part = self.partitions.pop(partition, None)
@@ -283,7 +260,13 @@ class ExecutionProcessor:
         for command in commands:
             kind, body = command["body"]
             reply_to = body.get("reply_to")
-            if kind in ("SignalWorkflow", "QueryWorkflow", "StartWorkflow", "WatchWorkflow"):
+            if kind in (
+                "SignalWorkflow",
+                "QueryWorkflow",
+                "StartWorkflow",
+                "WatchWorkflow",
+                "UpdateWorkflow",
+            ):
                 if reply_to:
                     batch.out.reply(
                         reply(
@@ -376,10 +359,11 @@ class ExecutionProcessor:
                 resolutions.extend(events)
             local_retries = []
             while resolutions and state is not None and state["status"] == RUNNING:
+                run_id = state["run_id"]
                 state, resolutions = await self._activate(
                     state, resolutions, activation, now_us, batch
                 )
-                activation += 1
+                activation = activation + 1 if state["run_id"] == run_id else 1
             resolutions = []
             if state is not None:
                 activation = max(activation, state["last_activation"] + 1)
@@ -387,18 +371,30 @@ class ExecutionProcessor:
         for command in commands:
             if command["body"][0] == "QueryWorkflow":
                 await settle()  # a query sees everything accepted before it
-                batch.out.reply(self._answer_query(state, command, batch))
+                batch.out.reply(
+                    answer_query(state, command, lambda s: self._query_instance(s, batch))
+                )
                 continue
-            decision = decide(
-                state,
-                command,
-                now_us,
-                known_workflow=self._known,
-                run_exists=lambda run_id: self._run_exists(workflow_id, run_id, batch),
-                scheduled_step=lambda s, step: self._scheduled(s, step, batch),
-                check_signal=self._check_signal,
-                default_queue=self._default_queue,
-            )
+            if command["body"][0] == "UpdateWorkflow":
+                await settle()  # the validator sees everything accepted before
+                decision = decide_update(
+                    state,
+                    command,
+                    instance_for=lambda s: self._live_instance(s, batch),
+                    recorded_event=lambda s, event_id: self._event_at(s, event_id, batch),
+                )
+            else:
+                decision = decide(
+                    state,
+                    command,
+                    now_us,
+                    known_workflow=self._known,
+                    run_exists=lambda run_id: self._run_exists(workflow_id, run_id, batch),
+                    scheduled_step=lambda s, step: self._scheduled(s, step, batch),
+                    check_signal=lambda s, body: check_signal(self.app, s, body),
+                    default_queue=self._default_queue,
+                    earlier_run=lambda run_id: self._earlier_run(workflow_id, run_id, batch),
+                )
             if decision.events and decision.events[0][0] == "WorkflowTerminated":
                 self._instances.pop(workflow_id, None)
                 self.blocked.pop(workflow_id, None)
@@ -458,6 +454,17 @@ class ExecutionProcessor:
             "body": (kind, body),
         }
         value = EVENTS.encode(event)
+        if kind in _CLOSING and state is not None:  # steps still running are told to stop
+            for step in state["steps"].values():
+                if not step["local"] and step["retry_at_us"] is None:
+                    scheduled = self._scheduled(state, step, batch)
+                    batch.out.cancel_task(state, scheduled, step["attempt"])
+        if (
+            state is not None
+            and state["updates"]
+            and (kind in _CLOSING or kind == "UpdateCompleted")
+        ):
+            tell_watchers(batch.out, state, kind, body)
         state = apply(state, event)
         partition = partition_of(workflow_id, self.log.partitions)
         batch.events[partition].append((workflow_id, run_id, event_id, value))
@@ -483,6 +490,7 @@ class ExecutionProcessor:
             raise self._stop_execution(workflow_id, exc) from exc
         run_id = state["run_id"]
         local: list[Command] = []
+        continued: dict[str, Any] | None = None
         for command in commands:
             state, _ = self._record(
                 state,
@@ -497,6 +505,8 @@ class ExecutionProcessor:
             )
             if command.local_call is not None:
                 local.append(command)
+            elif command.kind == "WorkflowContinuedAsNew":
+                continued = command.body
         if self.cache_size and not instance.closed:
             self._instances[workflow_id] = instance
             self._instances.move_to_end(workflow_id)
@@ -504,6 +514,8 @@ class ExecutionProcessor:
                 self._instances.popitem(last=False)
         else:
             self._instances.pop(workflow_id, None)
+        if continued is not None:  # the new run starts now: nothing can slip in between
+            return self._start_continued(state, continued, now_us, batch)
         next_resolutions: list[dict[str, Any]] = []
         for command in local:
             state, events = await self._run_local(
@@ -511,6 +523,33 @@ class ExecutionProcessor:
             )
             next_resolutions.extend(events)
         return state, next_resolutions
+
+    def _start_continued(
+        self, closed: State, body: dict[str, Any], now_us: int, batch: Batch
+    ) -> tuple[State, list[dict[str, Any]]]:
+        """Record the first events of the run that continue-as-new starts: its start (with
+        the chain and the clients waiting for the chain's outcome) and the signals the old
+        run had not consumed. They are the new run's first activation."""
+        workflow_id, new_run_id = closed["workflow_id"], body["new_run_id"]
+        started = {
+            "workflow_type": body["workflow_type"],
+            "args": body["args"],
+            "kwargs": body["kwargs"],
+            "task_queue": body["task_queue"],
+            "reply_to": None,
+            "run_chain": [*closed["run_chain"], closed["run_id"]][-RUN_CHAIN_KEPT:],
+            "watchers": closed["watchers"],
+        }
+        state, event = self._record(
+            None, workflow_id, new_run_id, "WorkflowStarted", started, 1, now_us, "", batch
+        )
+        resolutions = [event]
+        for signal in body["signals"]:
+            state, event = self._record(
+                state, workflow_id, new_run_id, "SignalReceived", signal, 1, now_us, "", batch
+            )
+            resolutions.append(event)
+        return state, resolutions
 
     async def _run_local(
         self,
@@ -657,86 +696,47 @@ class ExecutionProcessor:
 
     def _scheduled(self, state: State, step: dict[str, Any], batch: Batch) -> dict[str, Any]:
         """The StepScheduled body of a pending step (from this batch, or from the store)."""
-        key = (state["workflow_id"], state["run_id"], step["scheduled_event_id"])
+        body: dict[str, Any] = self._event_at(state, step["scheduled_event_id"], batch)["body"][1]
+        return body
+
+    def _event_at(self, state: State, event_id: int, batch: Batch) -> dict[str, Any]:
+        """An event of the current run (from this batch, or from the store)."""
+        key = (state["workflow_id"], state["run_id"], event_id)
         event = batch.recorded.get(key)
         if event is None:
             part = self.partitions[partition_of(key[0], self.log.partitions)]
-            raw = next(part.store.history(key[0], key[1], after_event_id=key[2] - 1))
+            raw = next(part.store.history(key[0], key[1], after_event_id=event_id - 1))
             event = EVENTS.decode(raw)
-        body: dict[str, Any] = event["body"][1]
-        return body
+        return event
 
-    def _check_signal(self, state: State, body: dict[str, Any]) -> str | None:
-        """Why this workflow cannot take the signal (no such handler, bad arguments), or None."""
-        definition = self.app.find_workflow(state["workflow_type"])
-        if definition is None or definition.cls is None:
-            return None  # function workflows take any signal; ctx.wait_for_signal picks it up
-        name = body["signal_name"]
-        handler = definition.signals.get(name)
-        if handler is None:
-            known = ", ".join(map(repr, sorted(definition.signals))) or "none"
-            return (
-                f"workflow {state['workflow_type']!r} has no signal {name!r} (its signals: {known})"
-            )
-        try:
-            args, kwargs = decode_args(
-                handler, body["args"], body["kwargs"], skip=2, where=f"signal {name!r}"
-            )
-            bind_check(handler, 2, args, kwargs, f"signal {name!r}")
-        except (SerializationError, TypeError) as exc:
-            return str(exc)
-        return None
+    def _live_instance(self, state: State, batch: Batch) -> WorkflowInstance:
+        """The workflow code up to date with everything recorded, kept for the next activation."""
+        instance = self._instance(state, batch, state["last_activation"] + 1)
+        if self.cache_size and not instance.closed:
+            self._instances[state["workflow_id"]] = instance
+        return instance
 
-    def _answer_query(
-        self, state: State | None, command: dict[str, Any], batch: Batch
-    ) -> dict[str, Any]:
-        """Run a query handler on the live (or replayed) workflow; nothing is recorded."""
-        body = command["body"][1]
-        workflow_id = command["workflow_id"]
+    def _query_instance(self, state: State, batch: Batch) -> WorkflowInstance:
+        instance = self._instance(state, batch, state["last_activation"] + 1)
+        if instance.closed:  # replayed to its end: keep nothing in the cache
+            self._instances.pop(state["workflow_id"], None)
+        return instance
 
-        def answer(
-            kind: str, run_id: str, result: Any = None, failure: Any = None
-        ) -> dict[str, Any]:
-            return reply(
-                body["reply_to"],
-                command["command_id"],
-                workflow_id,
-                run_id,
-                kind,
-                result=result,
-                failure=failure,
-            )
-
-        if state is None or (body["run_id"] and body["run_id"] != state["run_id"]):
-            return answer(
-                "not_found",
-                body["run_id"] or "",
-                failure=to_failure(
-                    WorkflowNotFoundError(f"no workflow with workflow_id={workflow_id!r}")
-                ),
-            )
-        run_id = state["run_id"]
-        try:
-            instance = self._instance(state, batch, state["last_activation"] + 1)
-            if instance.closed:  # replayed to its end: keep nothing in the cache
-                self._instances.pop(workflow_id, None)
-            value = instance.mailbox.query(
-                body["query_name"], body["args"], body["kwargs"], QueryContext(instance.ctx)
-            )
-            if inspect.isawaitable(value):
-                close = getattr(value, "close", None)
-                if close is not None:
-                    close()
-                raise TypeError(
-                    f"query {body['query_name']!r} returned an awaitable: query handlers are plain 'def'"
-                )
-            return answer(
-                "answer",
-                run_id,
-                result=to_payload(value, where=f"answer to query {body['query_name']!r}"),
-            )
-        except Exception as exc:  # the caller gets the error; the workflow is untouched
-            return answer("query_failed", run_id, failure=to_failure(exc))
+    def _earlier_run(
+        self, workflow_id: str, run_id: str, batch: Batch
+    ) -> tuple[State, dict[str, Any]] | None:
+        """An earlier run folded from its history, and its last event (rarely needed: a
+        client waiting on a run that has since continued as new or been replaced)."""
+        part = self.partitions[partition_of(workflow_id, self.log.partitions)]
+        events = [EVENTS.decode(v) for v in part.store.history(workflow_id, run_id)]
+        events += batch.runs.get((workflow_id, run_id), [])
+        if not events or events[0]["body"][0] != "WorkflowStarted":
+            return None
+        state: State | None = None
+        for event in events:
+            state = apply(state, event)
+        assert state is not None
+        return state, events[-1]
 
     def _run_exists(self, workflow_id: str, run_id: str, batch: Batch) -> bool:
         if (workflow_id, run_id) in batch.runs:
@@ -772,14 +772,6 @@ async def _call_local(fn: Any, step_ctx: StepContext, *, inline: bool) -> Any:
     if inspect.isawaitable(result):
         return await result
     return result
-
-
-def _already_folded(state: State | None, event: dict[str, Any]) -> bool:
-    if state is None:
-        return False
-    if event["body"][0] == "WorkflowStarted":
-        return bool(state["run_id"] == event["run_id"])
-    return bool(state["run_id"] != event["run_id"] or event["event_id"] <= state["last_event_id"])
 
 
 __all__ = ["ROLE", "ExecutionProcessor"]

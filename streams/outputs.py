@@ -127,6 +127,7 @@ class Outputs:
             "start_to_close_ms": scheduled["start_to_close_ms"],
             "heartbeat_ms": scheduled["heartbeat_ms"],
             "heartbeat_details": details,
+            "cancel": False,
         }
         self._tasks.append((scheduled["task_queue"], wid, TASKS.encode(task)))
         if scheduled["start_to_close_ms"]:
@@ -141,6 +142,26 @@ class Outputs:
             self._step_timer(
                 state, "heartbeat", seq, attempt, now_us + scheduled["heartbeat_ms"] * 1000
             )
+
+    def cancel_task(self, state: State, scheduled: dict[str, Any], attempt: int) -> None:
+        """A notice on the step's task queue: the worker running this attempt cancels it."""
+        wid, run_id, seq = state["workflow_id"], state["run_id"], scheduled["seq"]
+        notice = {
+            "workflow_id": wid,
+            "run_id": run_id,
+            "workflow_type": state["workflow_type"],
+            "seq": seq,
+            "attempt": attempt,
+            "step_name": scheduled["step_name"],
+            "args": [],
+            "kwargs": {},
+            "idempotency_key": idempotency_key(wid, run_id, seq, attempt),
+            "start_to_close_ms": None,
+            "heartbeat_ms": None,
+            "heartbeat_details": None,
+            "cancel": True,
+        }
+        self._tasks.append((scheduled["task_queue"], wid, TASKS.encode(notice)))
 
     def for_event(self, state: State, event: dict[str, Any], scheduled_step: Scheduled) -> None:
         kind, body = event["body"]
@@ -171,6 +192,10 @@ class Outputs:
                 )
         elif kind == "StepAttemptFailed":
             self._step_timer(state, "retry", body["seq"], body["attempt"], body["retry_at_us"])
+        elif kind == "StepCancelRequested":
+            step = state["steps"].get(str(body["seq"]))
+            if step is not None and not step["local"] and step["retry_at_us"] is None:
+                self.cancel_task(state, scheduled_step(state, step), step["attempt"])
         elif kind == "TimerCancelled":
             wid, run_id = state["workflow_id"], state["run_id"]
             self.cancel_timer(
@@ -188,6 +213,17 @@ class Outputs:
                     "watching",
                 )
             )
+        elif kind == "WorkflowContinuedAsNew":  # the chain goes on: waiters follow it
+            for watcher in state["watchers"]:
+                self.reply(
+                    reply(
+                        watcher,
+                        f"result:{state['run_id']}",
+                        state["workflow_id"],
+                        body["new_run_id"],
+                        "continued_as_new",
+                    )
+                )
         elif kind in (
             "WorkflowCompleted",
             "WorkflowFailed",

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from docket.execution.fold import RUNNING, State
+from docket.execution.fold import RUNNING, State, in_chain
 from docket.execution.ids import run_id_for, timer_id
 from docket.retry import next_retry_delay_ms
 
@@ -25,6 +25,7 @@ RESOLUTIONS = frozenset(
         "StepFailed",
         "TimerFired",
         "SignalReceived",
+        "UpdateAccepted",
         "CancelRequested",
     }
 )
@@ -86,16 +87,22 @@ def decide(
     run_exists: Callable[[str], bool] = lambda run_id: False,
     check_signal: Callable[[State, dict[str, Any]], str | None] = lambda state, body: None,
     default_queue: Callable[[str], str] = lambda workflow_type: "default",
+    earlier_run: Callable[[str], tuple[State, dict[str, Any]] | None] = lambda run_id: None,
 ) -> Decision:
     """``scheduled_step(state, pending_step)`` returns the StepScheduled body of a pending step;
     ``run_exists(run_id)`` tells whether this workflow ever had that run (a run's id derives
     from its start command, so this is how a re-delivered start of an old run is spotted);
-    ``check_signal(state, body)`` says why the workflow cannot take a signal, or None."""
+    ``check_signal(state, body)`` says why the workflow cannot take a signal, or None;
+    ``earlier_run(run_id)`` is an earlier run's folded state and last event, or None."""
     kind, body = command["body"]
     workflow_id = command["workflow_id"]
     if kind == "StartWorkflow":
         return _start(state, command, body, known_workflow, run_exists, default_queue)
     if kind == "WatchWorkflow":
+        if state is not None and body["run_id"] and body["run_id"] != state["run_id"]:
+            earlier = earlier_run(body["run_id"])  # closed (it is not the latest run)
+            if earlier is not None:
+                return Decision(replies=[_earlier_outcome(earlier, body["reply_to"], command)])
         if state is None or (body["run_id"] and body["run_id"] != state["run_id"]):
             return Decision(
                 replies=[
@@ -115,8 +122,8 @@ def decide(
         return _signal(state, command, body, check_signal)
     if kind in ("TerminateWorkflow", "CancelWorkflow"):
         return _terminate(state, command, body)
-    if kind == "QueryWorkflow":
-        return Decision()  # queries record nothing: the processor answers them from live code
+    if kind in ("QueryWorkflow", "UpdateWorkflow"):
+        return Decision()  # need the live code: the processor decides them (streams/requests.py)
     if state is None or state["run_id"] != body["run_id"] or state["status"] != RUNNING:
         return Decision()  # stale: that run is gone or closed
     run_id = state["run_id"]
@@ -148,6 +155,23 @@ def decide(
             run_id,
         )
     raise ValueError(f"unknown command type {kind!r}")
+
+
+def _earlier_outcome(
+    earlier: tuple[State, dict[str, Any]], reply_to: str, command: dict[str, Any]
+) -> dict[str, Any]:
+    """How an earlier run of this workflow ID ended; continue-as-new points to its successor."""
+    state, last = earlier
+    kind, body = last["body"]
+    if kind == "WorkflowContinuedAsNew":
+        return reply(
+            reply_to,
+            command["command_id"],
+            state["workflow_id"],
+            body["new_run_id"],
+            "continued_as_new",
+        )
+    return closed_reply(state, reply_to, command["command_id"])
 
 
 def _start(
@@ -198,6 +222,7 @@ def _start(
             ),
         )
     started = {k: body[k] for k in ("workflow_type", "args", "kwargs", "task_queue", "reply_to")}
+    started.update(run_chain=[], watchers=[])
     if not started["task_queue"]:  # started by name: the workflow's own queue
         started["task_queue"] = default_queue(body["workflow_type"])
     return Decision([("WorkflowStarted", started)], new_run_id)
@@ -212,7 +237,7 @@ def _terminate(state: State | None, command: dict[str, Any], body: dict[str, Any
         failure = _rejection(message) if message else None
         return [reply(reply_to, command["command_id"], workflow_id, run_id, kind, failure=failure)]
 
-    if state is None or (body["run_id"] and body["run_id"] != state["run_id"]):
+    if state is None or not in_chain(state, body["run_id"]):
         return Decision(
             replies=answer(
                 "not_found", body["run_id"] or "", f"no workflow with workflow_id={workflow_id!r}"
@@ -266,7 +291,7 @@ def _signal(
             ]
         )
 
-    if state is None or (body["run_id"] and body["run_id"] != state["run_id"]):
+    if state is None or not in_chain(state, body["run_id"]):
         return refuse(
             "not_found",
             body["run_id"] or "",
@@ -322,6 +347,20 @@ def _fire_timer(
     if timer_kind == "retry":
         if step["retry_at_us"] is None:
             return Decision()
+        if step["cancel_requested"]:
+            failure = {
+                "type": "CancelledError",
+                "kind": "cancelled",
+                "non_retryable": True,
+                "message": f"step {step['step_name']!r} was cancelled while waiting to retry",
+                "stack": "",
+                "details": None,
+                "cause": None,
+            }
+            return Decision(
+                [("StepFailed", {"seq": seq, "attempt": step["attempt"], "failure": failure})],
+                run_id,
+            )
         return Decision([("StepRetried", {"seq": seq, "attempt": body["attempt"] + 1})], run_id)
     if step["retry_at_us"] is not None:
         return Decision()  # already failed and waiting for its retry
@@ -383,7 +422,7 @@ def _attempt_failed(
         scheduled["retry"],
         attempt=step["attempt"],
         error_type=failure["type"],
-        non_retryable=failure["non_retryable"],
+        non_retryable=failure["non_retryable"] or step["cancel_requested"],
     )
     seq, attempt = step["seq"], step["attempt"]
     if delay_ms is None:

@@ -15,6 +15,7 @@ Event = dict[str, Any]
 
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 TERMINATED, CANCELLED = "terminated", "cancelled"
+CONTINUED_AS_NEW = "continued_as_new"
 
 
 def _started(state: State | None, event: Event, body: dict[str, Any]) -> State:
@@ -25,16 +26,19 @@ def _started(state: State | None, event: Event, body: dict[str, Any]) -> State:
         "workflow_type": body["workflow_type"],
         "task_queue": body["task_queue"],
         "status": RUNNING,
+        "run_chain": list(body.get("run_chain") or ()),
         "started_us": event["ts_us"],
         "closed_us": None,
         "last_event_id": 0,
         "last_activation": 0,
         "steps": {},
         "timers": {},
-        "watchers": [reply_to] if reply_to else [],
+        "watchers": list(body.get("watchers") or ()) + ([reply_to] if reply_to else []),
         "deferred": [],
         "stopped_reason": None,
         "cancel_requested": False,
+        "updates": {},
+        "updates_done": {},
         "result": None,
         "failure": None,
     }
@@ -51,6 +55,7 @@ def _step_scheduled(state: State, event: Event, body: dict[str, Any]) -> State:
         "last_heartbeat_us": event["ts_us"],
         "heartbeat_details": None,
         "retry_at_us": None,
+        "cancel_requested": False,
     }
     return state
 
@@ -74,6 +79,13 @@ def _heartbeat(state: State, event: Event, body: dict[str, Any]) -> State:
     step["last_heartbeat_us"] = event["ts_us"]
     if body["details"] is not None:
         step["heartbeat_details"] = body["details"]
+    return state
+
+
+def _step_cancel_requested(state: State, event: Event, body: dict[str, Any]) -> State:
+    step = state["steps"].get(str(body["seq"]))
+    if step is not None:
+        step["cancel_requested"] = True
     return state
 
 
@@ -115,6 +127,28 @@ def _cancel_requested(state: State, event: Event, body: dict[str, Any]) -> State
     return state
 
 
+def _update_accepted(state: State, event: Event, body: dict[str, Any]) -> State:
+    reply_to = body["reply_to"]
+    state["updates"][body["update_id"]] = {
+        "update_name": body["update_name"],
+        "watchers": [reply_to] if reply_to else [],
+    }
+    return state
+
+
+def _update_watcher_added(state: State, event: Event, body: dict[str, Any]) -> State:
+    pending = state["updates"].get(body["update_id"])
+    if pending is not None and body["reply_to"] not in pending["watchers"]:
+        pending["watchers"].append(body["reply_to"])
+    return state
+
+
+def _update_completed(state: State, event: Event, body: dict[str, Any]) -> State:
+    state["updates"].pop(body["update_id"], None)
+    state["updates_done"][body["update_id"]] = event["event_id"]
+    return state
+
+
 def _terminated(state: State, event: Event, body: dict[str, Any]) -> State:
     failure = {
         "type": "WorkflowTerminated",
@@ -139,6 +173,7 @@ def _close(status: str) -> Callable[[State, Event, dict[str, Any]], State]:
         state["failure"] = body.get("failure")
         state["steps"] = {}
         state["timers"] = {}
+        state["updates"] = {}  # their callers were told the run closed first
         return state
 
     return close
@@ -150,6 +185,7 @@ HANDLERS: dict[str, Callable[..., State]] = {
     "StepAttemptFailed": _attempt_failed,
     "StepRetried": _retried,
     "StepHeartbeat": _heartbeat,
+    "StepCancelRequested": _step_cancel_requested,
     "StepCompleted": _step_closed,
     "StepFailed": _step_closed,
     "TimerStarted": _timer_started,
@@ -162,9 +198,19 @@ HANDLERS: dict[str, Callable[..., State]] = {
     "WorkflowTerminated": _terminated,
     "CancelRequested": _cancel_requested,
     "WorkflowCancelled": _close(CANCELLED),
+    "UpdateAccepted": _update_accepted,
+    "UpdateWatcherAdded": _update_watcher_added,
+    "UpdateCompleted": _update_completed,
+    "WorkflowContinuedAsNew": _close(CONTINUED_AS_NEW),
     "WorkflowCompleted": _close(COMPLETED),
     "WorkflowFailed": _close(FAILED),
 }
+
+
+def in_chain(state: State, run_id: str | None) -> bool:
+    """Whether a request for ``run_id`` reaches this run: no run given, this run, or a run it
+    continues (a handle keeps the run it started; its messages follow the chain)."""
+    return not run_id or run_id == state["run_id"] or run_id in state["run_chain"]
 
 
 def clone(state: State) -> State:
@@ -174,7 +220,13 @@ def clone(state: State) -> State:
     copy["steps"] = {seq: dict(step) for seq, step in state["steps"].items()}
     copy["timers"] = dict(state["timers"])
     copy["watchers"] = list(state["watchers"])
+    copy["run_chain"] = list(state["run_chain"])
     copy["deferred"] = list(state["deferred"])
+    copy["updates"] = {
+        uid: {**pending, "watchers": list(pending["watchers"])}
+        for uid, pending in state["updates"].items()
+    }
+    copy["updates_done"] = dict(state["updates_done"])
     return copy
 
 

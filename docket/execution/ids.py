@@ -12,6 +12,11 @@ def run_id_for(start_command_id: str) -> str:
     return str(uuid.uuid5(_RUN_NS, start_command_id))
 
 
+def continued_run_id(run_id: str) -> str:
+    """The run that continue-as-new starts after ``run_id``: the same on every replay."""
+    return str(uuid.uuid5(_RUN_NS, f"{run_id}/continued"))
+
+
 def timer_id(
     workflow_id: str, run_id: str, kind: str, seq: int, attempt: int, extra: int = 0
 ) -> str:

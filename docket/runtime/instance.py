@@ -18,9 +18,10 @@ from typing import Any
 
 from docket.codec.failure import from_failure, to_failure
 from docket.codec.payload import decode_args, encode_args, from_payload, to_payload
-from docket.context import WorkflowContext
+from docket.context import ContinueAsNew, WorkflowContext
 from docket.definitions import Step, Workflow
 from docket.errors import CancelledError, SerializationError, WorkflowError
+from docket.execution.ids import continued_run_id
 from docket.retry import RetryPolicy
 from docket.runtime.location import user_location
 from docket.runtime.loop import DeterministicLoop
@@ -117,6 +118,15 @@ class WorkflowInstance:
                     self.loop._ready.append(handle)
             elif kind == "SignalReceived":
                 self.mailbox.deliver(body["signal_name"], body["args"], body["kwargs"])
+            elif kind == "UpdateAccepted":
+                try:
+                    self.mailbox.accept_update(
+                        body["update_id"], body["update_name"], body["args"], body["kwargs"]
+                    )
+                except (LookupError, SerializationError, TypeError) as exc:  # code changed since
+                    self.update_completed(
+                        {"update_id": body["update_id"], "result": None, "failure": to_failure(exc)}
+                    )
             elif kind == "CancelRequested":
                 self.cancel_reason = body["reason"] or "cancel requested"
                 if self._main is not None and not self._main.done():
@@ -174,6 +184,9 @@ class WorkflowInstance:
             return
         else:
             exc = main.exception()
+        if isinstance(exc, ContinueAsNew):
+            self._continue_as_new(exc)
+            return
         if exc is None:
             try:
                 result = to_payload(
@@ -189,6 +202,31 @@ class WorkflowInstance:
         self._commands.append(
             Command("WorkflowFailed", {"failure": to_failure(exc)}, self._returns_at())
         )
+
+    def _continue_as_new(self, request: ContinueAsNew) -> None:
+        where = f"continue_as_new of workflow {self.workflow_type!r}"
+        try:
+            args, kwargs = encode_args(request.args_, request.kwargs, where=where)
+        except SerializationError as exc:  # arguments that cannot be recorded fail the run
+            self._commands.append(
+                Command("WorkflowFailed", {"failure": to_failure(exc)}, self._returns_at())
+            )
+            return
+        body = {
+            "new_run_id": continued_run_id(self.run_id),
+            "workflow_type": self.workflow_type,
+            "args": args,
+            "kwargs": kwargs,
+            "task_queue": self.task_queue,
+            "signals": self.mailbox.unconsumed_signals(),
+        }
+        self._commands.append(Command("WorkflowContinuedAsNew", body, self._returns_at()))
+
+    def update_completed(self, body: dict[str, Any]) -> None:
+        """An update handler finished: record its outcome (unless the run closed first: its
+        callers were told then)."""
+        if not self.closed:
+            self._commands.append(Command("UpdateCompleted", body, f"update {body['update_id']}"))
 
     def _returns_at(self) -> str:
         code = self.definition.fn.__code__
@@ -261,7 +299,14 @@ class WorkflowInstance:
             future,
             definition.return_hint if definition and not definition.dynamic else None,
         )
+        if not local:
+            future.add_done_callback(lambda f: self._step_abandoned(seq, f))
         return future
+
+    def _step_abandoned(self, seq: int, future: asyncio.Future[Any]) -> None:
+        """The code stopped waiting for a running step: ask its worker to cancel it."""
+        if future.cancelled() and seq in self._steps:
+            self._commands.append(Command("StepCancelRequested", {"seq": seq}, user_location()))
 
     async def run_side_effect(self, fn: Callable[[], Any], location: str) -> Any:
         return await self.schedule_side_effect(fn, location)

@@ -20,6 +20,9 @@ COMMAND_EVENTS = frozenset(
         "StepScheduled",
         "TimerStarted",
         "TimerCancelled",
+        "StepCancelRequested",
+        "UpdateCompleted",
+        "WorkflowContinuedAsNew",
         "WorkflowCompleted",
         "WorkflowFailed",
         "WorkflowCancelled",
@@ -34,8 +37,13 @@ def _describe(kind: str, body: dict[str, Any]) -> str:
         return f"a timer at seq {body['seq']}"
     if kind == "TimerCancelled":
         return f"cancelling the timer at seq {body['seq']}"
+    if kind == "StepCancelRequested":
+        return f"cancelling the step at seq {body['seq']}"
+    if kind == "UpdateCompleted":
+        return f"the end of update {body['update_id']!r}"
     return {
         "WorkflowCompleted": "the workflow to complete",
+        "WorkflowContinuedAsNew": "the workflow to continue as new",
         "WorkflowFailed": "the workflow to fail",
         "WorkflowCancelled": "the workflow to end cancelled",
     }[kind]
@@ -61,8 +69,10 @@ def _same(command: Command, kind: str, body: dict[str, Any]) -> bool:
             and command.body["args"] == body["args"]
             and command.body["kwargs"] == body["kwargs"]
         )
-    if kind in ("TimerStarted", "TimerCancelled"):
+    if kind in ("TimerStarted", "TimerCancelled", "StepCancelRequested"):
         return bool(command.body["seq"] == body["seq"])
+    if kind == "UpdateCompleted":
+        return bool(command.body["update_id"] == body["update_id"])
     return True
 
 

@@ -1,9 +1,13 @@
-"""Messages into a running workflow: signals, conditions (`wait_until`) and queries.
+"""Messages into a running workflow: signals, updates, conditions (`wait_until`), queries.
 
 Signals are delivered in the order they were recorded. A class workflow's ``@docket.signal``
 handler runs as a task of the workflow; otherwise a signal goes to the oldest
 ``ctx.wait_for_signal(name)`` waiting for it, or waits in a buffer until one asks. Replay
 delivers the same signals at the same points, so all of this is deterministic.
+
+Updates are validated against the live code before anything is recorded (`validate_update`,
+called by the processor, read-only like a query); an accepted update's handler runs as a
+task and its outcome becomes an ``UpdateCompleted`` command.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from docket.codec.payload import Payload, decode_args, from_payload
+from docket.codec.failure import to_failure
+from docket.codec.payload import Payload, decode_args, from_payload, to_payload
+from docket.definitions import validator_of
 
 if TYPE_CHECKING:
     from docket.runtime.instance import WorkflowInstance
@@ -23,11 +29,16 @@ if TYPE_CHECKING:
 class Mailbox:
     def __init__(self, instance: WorkflowInstance) -> None:
         self._instance = instance
-        self._buffered: defaultdict[str, deque[Any]] = defaultdict(deque)
+        # signals no wait_for_signal took yet, as recorded (continue-as-new hands them on)
+        self._buffered: defaultdict[str, deque[tuple[list[Payload], dict[str, Payload]]]] = (
+            defaultdict(deque)
+        )
         self._waiters: defaultdict[str, deque[asyncio.Future[Any]]] = defaultdict(deque)
         self._conditions: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         self.query_handlers: dict[str, Callable[..., Any]] = {}
+        self.update_handlers: dict[str, tuple[Callable[..., Any], Callable[..., Any] | None]] = {}
         self.handler_failure: BaseException | None = None
+        self.running_handlers = 0  # signal and update handlers that have not returned yet
 
     # -- signals ----------------------------------------------------------------------------------
 
@@ -43,18 +54,18 @@ class Mailbox:
                 self._run_handler(bound, decoded, decoded_kwargs), name=f"signal {name}"
             )
             return
-        value = _value([from_payload(p) for p in args])
         waiters = self._waiters[name]
         while waiters:
             waiter = waiters.popleft()
             if not waiter.done():
-                waiter.set_result(value)
+                waiter.set_result(_value([from_payload(p) for p in args]))
                 return
-        self._buffered[name].append(value)
+        self._buffered[name].append((args, kwargs))
 
     async def _run_handler(
         self, bound: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]
     ) -> None:
+        self.running_handlers += 1
         try:
             result = bound(self._instance.ctx, *args, **kwargs)
             if inspect.isawaitable(result):
@@ -62,14 +73,102 @@ class Mailbox:
         except Exception as exc:  # a failing handler fails the run, as the main code would
             if self.handler_failure is None:
                 self.handler_failure = exc
+        finally:
+            self.running_handlers -= 1
 
     def wait_for_signal(self, name: str) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = self._instance.loop.create_future()
         if self._buffered[name]:
-            future.set_result(self._buffered[name].popleft())
+            args, _ = self._buffered[name].popleft()
+            future.set_result(_value([from_payload(p) for p in args]))
         else:
             self._waiters[name].append(future)
         return future
+
+    def unconsumed_signals(self) -> list[dict[str, Any]]:
+        """Signals recorded but not taken by any wait_for_signal, oldest first per name."""
+        return [
+            {"signal_name": name, "args": args, "kwargs": kwargs}
+            for name, buffered in self._buffered.items()
+            for args, kwargs in buffered
+        ]
+
+    # -- updates ----------------------------------------------------------------------------------
+
+    def _update_handler(
+        self, name: str
+    ) -> tuple[Callable[..., Any], Callable[..., Any] | None, int]:
+        """(handler, validator, leading parameters to skip), bound to the workflow object."""
+        instance = self._instance
+        method = instance.definition.updates.get(name)
+        if method is not None and instance.obj is not None:
+            check = validator_of(method)
+            bound_check = getattr(instance.obj, check.__name__) if check is not None else None
+            return getattr(instance.obj, method.__name__), bound_check, 2
+        found = self.update_handlers.get(name)
+        if found is None:
+            known = sorted({*instance.definition.updates, *self.update_handlers})
+            raise LookupError(
+                f"workflow {instance.workflow_type!r} has no update {name!r}"
+                + (f"; it takes {', '.join(map(repr, known))}" if known else "; it defines none")
+            )
+        return found[0], found[1], 1
+
+    def validate_update(
+        self, name: str, args: list[Payload], kwargs: dict[str, Payload], context: Any
+    ) -> None:
+        """Raise if the update must be rejected: no such handler, arguments that do not fit
+        it, or its validator raising. Runs on live state; records nothing."""
+        from docket.runtime.instance import bind_check
+
+        handler, check, skip = self._update_handler(name)
+        where = f"update {name!r}"
+        method = getattr(handler, "__func__", handler)
+        decoded, decoded_kwargs = decode_args(method, args, kwargs, skip=skip, where=where)
+        bind_check(method, skip, decoded, decoded_kwargs, where)
+        if check is not None:
+            outcome = check(context, *decoded, **decoded_kwargs)
+            if inspect.isawaitable(outcome):
+                close = getattr(outcome, "close", None)
+                if close is not None:
+                    close()
+                raise TypeError(
+                    f"the validator of {where} returned an awaitable: use a plain 'def'"
+                )
+
+    def accept_update(
+        self, update_id: str, name: str, args: list[Payload], kwargs: dict[str, Payload]
+    ) -> None:
+        handler, _, skip = self._update_handler(name)
+        method = getattr(handler, "__func__", handler)
+        decoded, decoded_kwargs = decode_args(
+            method, args, kwargs, skip=skip, where=f"update {name!r}"
+        )
+        self._instance.loop.create_task(
+            self._run_update(update_id, name, handler, decoded, decoded_kwargs),
+            name=f"update {name}",
+        )
+
+    async def _run_update(
+        self,
+        update_id: str,
+        name: str,
+        handler: Callable[..., Any],
+        args: list[Any],
+        kwargs: dict[str, Any],
+    ) -> None:
+        self.running_handlers += 1
+        body: dict[str, Any] = {"update_id": update_id, "result": None, "failure": None}
+        try:
+            result = handler(self._instance.ctx, *args, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+            body["result"] = to_payload(result, where=f"result of update {name!r}")
+        except (Exception, asyncio.CancelledError) as exc:  # the update fails, not the run
+            body["failure"] = to_failure(exc)
+        finally:
+            self.running_handlers -= 1
+        self._instance.update_completed(body)
 
     # -- conditions ---------------------------------------------------------------------------------
 

@@ -77,6 +77,42 @@ async def slow_then_fast(ctx: docket.WorkflowContext, seconds: float) -> float:
     return slow + await ctx.step(record_step, 3)
 
 
+@app.workflow
+async def chained_steps(ctx: docket.WorkflowContext, done: int, total: int) -> int:
+    """Two steps per run, continuing as new until ``total`` steps ran; returns ``total``."""
+    for _ in range(2):
+        if done >= total:
+            return done
+        await ctx.step(record_step, done)
+        done += 1
+    ctx.continue_as_new(done, total)
+
+
+@app.workflow
+class Tally:
+    """Adds the signals it receives until it has ``expected`` of them; an update that awaits
+    a slow step adds too (for the message crash tests)."""
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+
+    @docket.run
+    async def run(self, ctx: docket.WorkflowContext, expected: int) -> list[int]:
+        await ctx.wait_until(lambda: len(self.received) >= expected)
+        await ctx.wait_until(ctx.all_handlers_finished)
+        return self.received
+
+    @docket.signal
+    def add(self, ctx: docket.WorkflowContext, value: int) -> None:
+        self.received.append(value)
+
+    @docket.update
+    async def add_slowly(self, ctx: docket.WorkflowContext, value: int, seconds: float) -> int:
+        await ctx.step(slow_step, seconds)
+        self.received.append(value)
+        return len(self.received)
+
+
 async def main(data_dir: str) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -51,3 +51,13 @@ class Counter:
     @docket.query
     def value(self, ctx: docket.QueryContext) -> int:
         return self.count
+
+    @docket.update
+    def set_to(self, ctx: docket.WorkflowContext, value: int) -> int:
+        previous, self.count = self.count, value
+        return previous
+
+    @set_to.validator
+    def check_set_to(self, ctx: docket.QueryContext, value: int) -> None:
+        if value < 0:
+            raise ValueError(f"value must not be negative, got {value}")

@@ -81,8 +81,14 @@ def test_signal_and_query_from_the_command_line(tmp_path: Path, engine: subproce
     assert docket_cli(tmp_path, "workflow", "query", "c-1", "value").stdout.strip() == "5"
     refused = docket_cli(tmp_path, "workflow", "signal", "c-1", "nope")
     assert refused.returncode == 1 and "has no signal 'nope'" in refused.stderr
+    updated = docket_cli(tmp_path, "workflow", "update", "c-1", "set_to", "--args", "[7]", "--update-id", "u1")
+    assert updated.returncode == 0 and updated.stdout.strip() == "5", updated.stderr
+    again = docket_cli(tmp_path, "workflow", "update", "c-1", "set_to", "--args", "[7]", "--update-id", "u1")
+    assert again.stdout.strip() == "5"  # the same update ID is applied once
+    rejected = docket_cli(tmp_path, "workflow", "update", "c-1", "set_to", "--args", "[-1]")
+    assert rejected.returncode == 1 and "must not be negative" in rejected.stderr
     assert docket_cli(tmp_path, "workflow", "signal", "c-1", "finish").returncode == 0
-    assert docket_cli(tmp_path, "workflow", "result", "c-1", "--timeout", "10").stdout.strip() == "5"
+    assert docket_cli(tmp_path, "workflow", "result", "c-1", "--timeout", "10").stdout.strip() == "7"
 
 
 def test_sigterm_finishes_running_step_and_loses_nothing(tmp_path: Path, engine: subprocess.Popen[str]) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import assert_type
+from typing import Any, assert_type
 
 import docket
 
@@ -31,3 +31,27 @@ async def use(client: docket.Client) -> None:
     handle = await client.start(hello, "x", workflow_id="t")
     assert_type(handle, docket.WorkflowHandle[str])
     assert_type(await handle.result(), str)
+
+
+@app.workflow
+class Cart:
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    @docket.run
+    async def run(self, ctx: docket.WorkflowContext) -> list[str]:
+        return self.items
+
+    @docket.update
+    def add(self, ctx: docket.WorkflowContext, item: str) -> int:
+        self.items.append(item)
+        return len(self.items)
+
+
+async def use_class_workflow(client: docket.Client) -> None:
+    handle = await client.start(Cart, workflow_id="cart")
+    assert_type(handle, docket.WorkflowHandle[Any])
+    count = await handle.execute_update(Cart.add, "apple")
+    update = await client.update_with_start(Cart, workflow_id="cart", update=Cart.add, update_args=("x",))
+    assert_type(update, docket.UpdateHandle)
+    assert count is not None

@@ -77,6 +77,8 @@ COMMAND_BODIES: dict[str, dict[str, Any]] = {
                        "reply_to": "client-2"},
     "QueryWorkflow": {"run_id": "r", "query_name": "contents", "args": [], "kwargs": {"k": payload(1)},
                       "reply_to": "client-2"},
+    "UpdateWorkflow": {"run_id": None, "update_id": "u-1", "update_name": "add", "args": [payload(1)],
+                       "kwargs": {}, "reply_to": "client-3"},
 }
 
 EVENT_BODIES: dict[str, dict[str, Any]] = {
@@ -86,6 +88,8 @@ EVENT_BODIES: dict[str, dict[str, Any]] = {
         "kwargs": {},
         "task_queue": "default",
         "reply_to": None,
+        "run_chain": ["r-0"],
+        "watchers": ["client-1"],
     },
     "StepScheduled": {
         "seq": 1,
@@ -111,6 +115,14 @@ EVENT_BODIES: dict[str, dict[str, Any]] = {
     "DeferredResumed": {"count": 1},
     "WorkflowTerminated": {"reason": "enough"},
     "TimerCancelled": {"seq": 2, "fire_at_us": 10**15},
+    "StepCancelRequested": {"seq": 2},
+    "UpdateAccepted": {"update_id": "u-1", "update_name": "add", "args": [payload(1)], "kwargs": {},
+                       "reply_to": "client-3"},
+    "UpdateWatcherAdded": {"update_id": "u-1", "reply_to": "client-4"},
+    "WorkflowContinuedAsNew": {"new_run_id": "r-2", "workflow_type": "checkout", "args": [payload(3)],
+                               "kwargs": {}, "task_queue": "default",
+                               "signals": [{"signal_name": "add", "args": [payload("x")], "kwargs": {}}]},
+    "UpdateCompleted": {"update_id": "u-1", "result": None, "failure": failure()},
     "CancelRequested": {"reason": "stop"},
     "WorkflowCancelled": {"failure": failure()},
     "WorkflowCompleted": {"result": payload({"total": 10})},
@@ -138,8 +150,12 @@ STATE = {
             "last_heartbeat_us": 6,
             "heartbeat_details": payload("half"),
             "retry_at_us": None,
+            "cancel_requested": False,
         }
     },
+    "run_chain": ["r-0"],
+    "updates": {"u-1": {"update_name": "add", "watchers": ["client-3"]}},
+    "updates_done": {"u-0": 6},
     "timers": {"2": 99},
     "watchers": ["client-1", "client-2"],
     "deferred": [],
@@ -187,7 +203,7 @@ def test_task_timer_reply_state_round_trip() -> None:
     task = {"workflow_id": "w", "run_id": "r", "workflow_type": "t", "seq": 1, "attempt": 2,
             "step_name": "s", "args": [payload(1)], "kwargs": {"a": payload("b")},
             "idempotency_key": "w/r/1/2", "start_to_close_ms": 10, "heartbeat_ms": None,
-            "heartbeat_details": payload({"page": 3})}
+            "heartbeat_details": payload({"page": 3}), "cancel": False}
     fire = COMMANDS.encode({"command_id": "timer:x", "workflow_id": "w", "ts_us": 3,
                             "body": ("FireTimer", COMMAND_BODIES["FireTimer"])})
     timer = {"timer_id": "w/r/sleep/4/0", "workflow_id": "w", "fire_at_us": 3, "command": fire, "cancel": False}
@@ -527,7 +543,8 @@ def test_event_v0_decodes_with_defaults_filled_in() -> None:
     first = codec.decode(started)
     assert first["command_id"] == ""  # the envelope field's default
     assert first["body"] == ("WorkflowStarted", {"workflow_type": "t", "args": [payload("x")],
-                                                 "kwargs": {}, "task_queue": "q", "reply_to": None})
+                                                 "kwargs": {}, "task_queue": "q", "reply_to": None,
+                                                 "run_chain": [], "watchers": []})
     kind, body = codec.decode(scheduled)["body"]
     assert kind == "StepScheduled"
     assert (body["local"], body["start_to_close_ms"], body["heartbeat_ms"]) == (False, None, None)

@@ -87,7 +87,7 @@ class History:
 
 def started_body(workflow_type: str = "checkout", reply_to: str | None = "client-1") -> dict[str, Any]:
     return {"workflow_type": workflow_type, "args": [to_payload(1)], "kwargs": {},
-            "task_queue": "default", "reply_to": reply_to}
+            "task_queue": "default", "reply_to": reply_to, "run_chain": [], "watchers": []}
 
 
 def scheduled_body(seq: int, *, heartbeat_ms: int | None = None, start_to_close_ms: int | None = None,
@@ -155,6 +155,8 @@ def test_every_event_type_folds_and_bumps_last_event_id() -> None:
     h.add("StepHeartbeat", {"seq": 1, "attempt": 1, "details": to_payload({"page": 2})}, ts_us=T0 + 5)
     h.add("StepAttemptFailed", {"seq": 1, "attempt": 1, "failure": failure(), "retry_at_us": T0 + 9})
     h.add("StepRetried", {"seq": 1, "attempt": 2}, ts_us=T0 + 9)
+    h.add("StepCancelRequested", {"seq": 1}, activation=1)
+    assert h.state["steps"]["1"]["cancel_requested"] is True
     h.add("StepCompleted", {"seq": 1, "attempt": 2, "result": to_payload(1)}, activation=2)
     h.add("TimerFired", {"seq": 2}, activation=2)
     h.add("TimerStarted", {"seq": 9, "fire_at_us": T0 + 50}, activation=2)
@@ -167,11 +169,17 @@ def test_every_event_type_folds_and_bumps_last_event_id() -> None:
     h.add("DeferredResumed", {"count": 1})
     h.add("CancelRequested", {"reason": "stop"}, activation=2)
     assert h.state["cancel_requested"] is True
+    h.add("UpdateAccepted", {"update_id": "u-1", "update_name": "add", "args": [], "kwargs": {},
+                             "reply_to": "client-3"}, activation=2)
+    h.add("UpdateWatcherAdded", {"update_id": "u-1", "reply_to": "client-4"})
+    assert h.state["updates"] == {"u-1": {"update_name": "add", "watchers": ["client-3", "client-4"]}}
+    h.add("UpdateCompleted", {"update_id": "u-1", "result": to_payload(1), "failure": None}, activation=2)
+    assert h.state["updates"] == {} and h.state["updates_done"] == {"u-1": h.state["last_event_id"]}
     assert h.state["deferred"] == [] and h.state["stopped_reason"] is None
     h.add("StepFailed", {"seq": 3, "attempt": 1, "failure": failure()}, activation=3)
     h.add("WorkflowFailed", {"failure": failure()}, activation=3, ts_us=T0 + 20)
     kinds = {e["body"][0] for e in h.events} | {"WorkflowCompleted", "WorkflowTerminated",
-                                                "WorkflowCancelled"}
+                                                "WorkflowCancelled", "WorkflowContinuedAsNew"}
     assert kinds == set(union_names("event"))
     assert [e["event_id"] for e in h.events] == list(range(1, len(h.events) + 1))
     state = h.state
@@ -216,6 +224,19 @@ def test_new_run_replaces_the_old_state() -> None:
     assert state["last_event_id"] == 1
 
 
+def test_continue_as_new_closes_the_run_and_the_next_carries_the_chain() -> None:
+    h = running()
+    h.add("WorkflowContinuedAsNew", {"new_run_id": "run-2", "workflow_type": "checkout", "args": [],
+                                     "kwargs": {}, "task_queue": "default", "signals": []},
+          activation=2)
+    assert h.state is not None and h.state["status"] == "continued_as_new"
+    assert h.state["steps"] == {} and h.state["timers"] == {}
+    h.add("WorkflowStarted", {**started_body(reply_to=None), "run_chain": [RUN], "watchers": ["client-1"]},
+          run_id="run-2", activation=1)
+    assert (h.state["run_id"], h.state["status"], h.state["run_chain"], h.state["watchers"]) == (
+        "run-2", RUNNING, [RUN], ["client-1"])
+
+
 def test_apply_refuses_events_without_a_started_run() -> None:
     event = {"workflow_id": WID, "run_id": RUN, "event_id": 2, "activation": 0, "ts_us": 0,
              "command_id": "", "body": ("TimerFired", {"seq": 1})}
@@ -255,6 +276,8 @@ def test_every_command_type_is_decided() -> None:
                                                    "kwargs": {}, "reply_to": "c"}),
         "TerminateWorkflow": command("TerminateWorkflow", {"run_id": None, "reason": "r", "reply_to": "c"}),
         "CancelWorkflow": command("CancelWorkflow", {"run_id": None, "reason": "r", "reply_to": "c"}),
+        "UpdateWorkflow": command("UpdateWorkflow", {"run_id": None, "update_id": "u", "update_name": "u",
+                                                     "args": [], "kwargs": {}, "reply_to": "c"}),
     }
     assert set(samples) == set(union_names("command"))
     for kind, cmd in samples.items():

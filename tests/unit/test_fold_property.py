@@ -273,10 +273,16 @@ class ProcessorMachine(RuleBasedStateMachine):
         if then_poll:
             self._poll()
 
+    def _timer_requests(self) -> list[dict[str, Any]]:
+        """Timer requests on the timers topic (cancel records only make the service forget;
+        a cancelled timer may still fire here, as a fire racing its cancel would)."""
+        records = [TIMERS.decode(v) for values in read_all(self.live.log, TOPICS.timers).values() for v in values]
+        return [r for r in records if not r["cancel"]]
+
     @rule(data=st.data(), requested=MOSTLY, then_poll=MOSTLY)
     def fire_timer(self, data: st.DataObject, requested: bool, then_poll: bool) -> None:
         """What the timer service does when a requested timer comes due."""
-        requests = [TIMERS.decode(v) for values in read_all(self.live.log, TOPICS.timers).values() for v in values]
+        requests = self._timer_requests()
         unfired = [r for r in requests if r["timer_id"] not in self.fired]
         if requested and (unfired or requests):
             # mostly timers that have not fired yet, as the timer service would
@@ -313,7 +319,7 @@ class ProcessorMachine(RuleBasedStateMachine):
     def timer_service_round(self, seconds: int) -> None:
         """Time passes; every requested timer now due fires, earliest first."""
         self.now += seconds * 1_000_000
-        requests = [TIMERS.decode(v) for values in read_all(self.live.log, TOPICS.timers).values() for v in values]
+        requests = self._timer_requests()
         for request in sorted(requests, key=lambda r: (r["fire_at_us"], r["timer_id"])):
             if request["timer_id"] not in self.fired and request["fire_at_us"] <= self.now:
                 self.fired.add(request["timer_id"])

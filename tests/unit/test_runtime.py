@@ -387,7 +387,8 @@ def test_wait_first_completed_and_cancel_the_loser(winner: str) -> None:
         assert (cancelled.kind, cancelled.body["seq"]) == ("TimerCancelled", 2)  # the loser's sleep
         assert from_payload(done.body["result"]) == "step"
     else:
-        (done,) = driver.fire(2)
+        cancelled, done = driver.fire(2)
+        assert (cancelled.kind, cancelled.body["seq"]) == ("StepCancelRequested", 1)  # the loser
         assert from_payload(done.body["result"]) == "timer"
         assert driver.complete(1, "late") == [], "a late result of a cancelled step is ignored"
     assert replay(driver.fresh_instance(), driver.events) == []
@@ -410,7 +411,8 @@ def test_asyncio_timeout_is_a_durable_timer() -> None:
     driver = Driver(app, "with_timeout")
     assert kinds(driver.start()) == [("TimerStarted", 1), ("StepScheduled", "slow")]
     assert driver.timers[1] == T0 + 30_000_000
-    (done,) = driver.fire(1)
+    cancelled, done = driver.fire(1)
+    assert (cancelled.kind, cancelled.body["seq"]) == ("StepCancelRequested", 2)
     assert from_payload(done.body["result"]) == "timed out"
     assert replay(driver.fresh_instance(), driver.events) == []
 

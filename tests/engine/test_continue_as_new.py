@@ -1,0 +1,134 @@
+"""Continue-as-new through the public API on the real embedded log: fresh history under the
+same workflow ID, handles and result() following the chain, describe() showing it, and
+signals and updates sent around the switch never lost."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+import docket
+from docket.errors import ReadOnlyContextError
+
+app = docket.App("continue-as-new")
+
+
+@app.step
+async def tick(n: int) -> int:
+    return n + 1
+
+
+@app.workflow
+async def counter(ctx: docket.WorkflowContext, n: int, until: int) -> int:
+    """Three steps per run, then continue with the new count, until ``until``."""
+    for _ in range(3):
+        if n >= until:
+            return n
+        n = await ctx.step(tick, n)
+    ctx.continue_as_new(n, until)
+
+
+@app.workflow
+async def collector(ctx: docket.WorkflowContext, seen: list[str], per_run: int) -> list[str]:
+    """Takes ``per_run`` signals per run with wait_for_signal; stops at "stop"."""
+    for _ in range(per_run):
+        item = await ctx.wait_for_signal("item")
+        seen = [*seen, item]
+        if item == "stop":
+            return seen
+    ctx.continue_as_new(seen, per_run)
+
+
+@app.workflow
+class Ledger:
+    def __init__(self) -> None:
+        self.entries: list[int] = []
+        self.generation = 0
+
+    @docket.run
+    async def run(self, ctx: docket.WorkflowContext, entries: list[int], generation: int) -> list[int]:
+        self.entries, self.generation = list(entries), generation
+        await ctx.wait_until(lambda: len(self.entries) >= 3 * (generation + 1) or -1 in self.entries)
+        await ctx.wait_until(ctx.all_handlers_finished)
+        if -1 in self.entries:
+            return [e for e in self.entries if e != -1]
+        ctx.continue_as_new(self.entries, generation + 1)
+
+    @docket.update
+    def append(self, ctx: docket.WorkflowContext, value: int) -> int:
+        self.entries.append(value)
+        return self.generation
+
+    @docket.query
+    def generation_of(self, ctx: docket.QueryContext) -> int:
+        return self.generation
+
+
+@app.workflow
+async def query_continues(ctx: docket.WorkflowContext) -> None:
+    def bad(qctx: docket.QueryContext) -> None:
+        qctx.continue_as_new()  # type: ignore[attr-defined]
+
+    ctx.set_query_handler("bad", bad)
+    await ctx.wait_for_signal("never")
+
+
+async def test_result_follows_the_chain_and_each_run_has_a_fresh_history(tmp_path: Path) -> None:
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(counter, 0, 10, workflow_id="counter")
+        assert await handle.result(timeout=20) == 10
+        description = await handle.describe()
+        assert description.status == "completed"
+        assert len(description.run_chain) == 3  # 3 + 3 + 3 steps, then the last run's 1
+        assert description.run_id not in description.run_chain
+        first = engine.client.get_handle("counter", description.run_chain[0])
+        kinds = [e.type for e in await first.history()]
+        assert kinds[0] == "WorkflowStarted" and kinds[-1] == "WorkflowContinuedAsNew"
+        assert kinds.count("StepCompleted") == 3
+        latest = [e.type for e in await handle.history()]  # handle.run_id is the first run
+        assert latest == kinds  # a handle from start() reads the run it started
+        newest = engine.client.get_handle("counter")
+        assert [e.type for e in await newest.history()][-1] == "WorkflowCompleted"
+        # a handle on an old run, created later, still waits for the end of the chain
+        assert await first.result(timeout=5) == 10
+
+
+async def test_unconsumed_signals_move_to_the_new_run(tmp_path: Path) -> None:
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(collector, [], 2, workflow_id="collector")
+        for item in ["a", "b", "c", "d", "e", "stop"]:  # several land during each switch
+            await handle.signal("item", item)
+        assert await handle.result(timeout=20) == ["a", "b", "c", "d", "e", "stop"]
+
+
+async def test_updates_around_the_switch_are_never_lost(tmp_path: Path) -> None:
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(Ledger, [], 0, workflow_id="ledger")
+        generations = await asyncio.gather(
+            *(handle.execute_update(Ledger.append, value) for value in range(10))
+        )
+        assert len(generations) == 10 and set(generations) <= {0, 1, 2, 3}  # one answer each
+        await handle.execute_update(Ledger.append, -1)
+        result = await handle.result(timeout=20)
+        assert sorted(result) == list(range(10))  # applied once each, none lost
+        assert (await handle.describe()).run_chain  # it did continue as new
+        assert await engine.client.get_handle("ledger").query(Ledger.generation_of) >= 1
+
+
+async def test_continue_as_new_in_a_query_is_refused(tmp_path: Path) -> None:
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(query_continues, workflow_id="q")
+        with pytest.raises(docket.errors.ClientError, match=ReadOnlyContextError.__name__) as caught:
+            await handle.query("bad")
+        assert "ctx.continue_as_new() was called in a query" in str(caught.value)
+        assert (await handle.describe()).status == "running"
+
+
+async def test_continued_runs_replay_with_the_cache_off(tmp_path: Path) -> None:
+    async with docket.Engine(app, data_dir=tmp_path, workflow_cache_size=0) as engine:
+        handle = await engine.client.start(collector, [], 2, workflow_id="collector")
+        for item in ["a", "b", "c", "stop"]:
+            await handle.signal("item", item)
+        assert await handle.result(timeout=20) == ["a", "b", "c", "stop"]
