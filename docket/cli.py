@@ -541,5 +541,54 @@ def replay(
         sys.exit(3)
 
 
+# -- steps completed from outside (asynchronous completion) -------------------------------------
+
+
+@main.group()
+def step() -> None:
+    """Finish, fail or heartbeat a step that called complete_async(), by its task token."""
+
+
+@step.command(name="complete")
+@click.argument("task_token")
+@click.option("--result", "result_json", help="The step's return value as JSON (default: null).")
+@click.pass_context
+@_handle_errors
+def step_complete(ctx: click.Context, task_token: str, result_json: str | None) -> None:
+    """Complete the pending step attempt TASK_TOKEN with a result."""
+    try:
+        result = None if result_json is None else json.loads(result_json)
+    except ValueError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--result") from None
+    _run(_with_client(_settings(ctx), lambda client: client.complete_step(task_token, result)))
+    click.echo("step completed")
+
+
+@step.command(name="fail")
+@click.argument("task_token")
+@click.option("--message", required=True, help="Why it failed (an ApplicationError).")
+@click.pass_context
+@_handle_errors
+def step_fail(ctx: click.Context, task_token: str, message: str) -> None:
+    """Fail the pending step attempt TASK_TOKEN; its retry policy decides what follows."""
+    _run(_with_client(_settings(ctx), lambda client: client.fail_step(task_token, message)))
+    click.echo("step failed")
+
+
+@step.command(name="heartbeat")
+@click.argument("task_token")
+@click.option("--details", "details_json", help="Progress details as JSON.")
+@click.pass_context
+@_handle_errors
+def step_heartbeat(ctx: click.Context, task_token: str, details_json: str | None) -> None:
+    """Heartbeat the pending step attempt TASK_TOKEN (resets its heartbeat timeout)."""
+    try:
+        details = None if details_json is None else json.loads(details_json)
+    except ValueError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--details") from None
+    _run(_with_client(_settings(ctx), lambda client: client.heartbeat_step(task_token, details)))
+    click.echo("heartbeat recorded")
+
+
 if __name__ == "__main__":
     main()

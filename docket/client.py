@@ -18,12 +18,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from docket.codec.failure import from_failure
-from docket.codec.payload import encode_args, from_payload
+from docket.codec.failure import from_failure, to_failure
+from docket.codec.payload import encode_args, from_payload, to_payload
 from docket.codec.records import COMMANDS, REPLIES
 from docket.config import Settings
 from docket.definitions import Workflow
 from docket.errors import (
+    ApplicationError,
     ClientError,
     ReplyTimeoutError,
     UpdateFailedError,
@@ -31,6 +32,7 @@ from docket.errors import (
     WorkflowFailedError,
     WorkflowNotFoundError,
 )
+from docket.execution.ids import parse_task_token
 from docket.log.base import GroupCommit, Log, OutRecord
 from docket.log.partitioner import partition as partition_of
 from docket.log.topics import Topics
@@ -354,6 +356,44 @@ class Client:
             self._waiters.pop(f"update:{update_id}", None)
             raise
         return self._accepted(handle, name, update_id, update_reply, outcome, update)
+
+    # -- asynchronous step completion -----------------------------------------------------------
+
+    async def complete_step(self, task_token: str, result: Any = None) -> None:
+        """Finish a step that called ``complete_async()``, with ``result`` as its return
+        value. Raises WorkflowNotFoundError when the attempt is no longer pending (it timed
+        out or was retried, or the run closed): nothing is recorded then."""
+        await self._report_step(
+            task_token, "CompleteStep", {"result": to_payload(result, where="step result")}
+        )
+
+    async def fail_step(self, task_token: str, error: BaseException | str) -> None:
+        """Fail a step that called ``complete_async()``: the step's retry policy decides what
+        happens next, as if the step had raised ``error`` (a message becomes an
+        ApplicationError)."""
+        exc = ApplicationError(error) if isinstance(error, str) else error
+        await self._report_step(task_token, "FailStep", {"failure": to_failure(exc)})
+
+    async def heartbeat_step(self, task_token: str, details: Any = None) -> None:
+        """Keep a step that called ``complete_async()`` alive past its heartbeat timeout,
+        optionally with progress ``details``."""
+        payload = None if details is None else to_payload(details, where="heartbeat details")
+        await self._report_step(task_token, "HeartbeatStep", {"details": payload})
+
+    async def _report_step(self, task_token: str, kind: str, fields: dict[str, Any]) -> None:
+        try:
+            workflow_id, run_id, seq, attempt = parse_task_token(task_token)
+        except ValueError as exc:
+            raise ClientError(f"{exc} (use StepContext.task_token)") from None
+        body = {
+            "run_id": run_id,
+            "seq": seq,
+            "attempt": attempt,
+            **fields,
+            "reply_to": self.client_id,
+        }
+        reply = await self._request(workflow_id, uuid.uuid4().hex, (kind, body))
+        self._raise_refusal(reply, workflow_id, f"{kind} by task token")
 
     def get_handle(
         self, workflow_id: str, run_id: str | None = None, *, result_type: Any = None

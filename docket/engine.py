@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,8 @@ class Engine:
         worker: run a worker for the app's task queues here.
         clock: time source (``docket.testing.ManualClock`` in tests).
         max_concurrency: steps a worker runs at once.
+        task_queues: the queues this worker serves (default: the app's default queue and
+            every queue a step names); e.g. a per-process queue for steps routed to it.
         workflow_cache_size: live workflow instances kept in memory; 0 replays every
             activation from history (``DOCKET_ALWAYS_REPLAY=1`` does the same).
     """
@@ -49,6 +52,7 @@ class Engine:
         worker: bool = True,
         clock: Clock | None = None,
         max_concurrency: int = 200,
+        task_queues: Sequence[str] | None = None,
         workflow_cache_size: int | None = None,
         settings: Settings | None = None,
     ) -> None:
@@ -60,6 +64,7 @@ class Engine:
         self._run_processor = processor
         self._run_worker = worker
         self._max_concurrency = max_concurrency
+        self._task_queues = list(task_queues or ())
         cache = workflow_cache_size if workflow_cache_size is not None else 10_000
         self._cache_size = 0 if self.settings.always_replay else cache
         self._stop = asyncio.Event()
@@ -118,6 +123,7 @@ class Engine:
                 topics,
                 member_id("worker"),
                 max_concurrency=self._max_concurrency,
+                queues=set(self._task_queues) if self._task_queues else None,
             )
             self._spawn(self.worker.run(self._stop), "worker")
         processor = self.processor

@@ -51,7 +51,9 @@ class WorkflowDescription:
     history_length: int
     pending_steps: list[PendingStep] = field(default_factory=list)
     pending_timers: list[PendingTimer] = field(default_factory=list)
-    run_chain: list[str] = field(default_factory=list)  # earlier runs (continue-as-new), oldest first
+    run_chain: list[str] = field(
+        default_factory=list
+    )  # earlier runs (continue-as-new), oldest first
 
     def to_json(self) -> dict[str, Any]:
         return {

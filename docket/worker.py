@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from docket.app import App
 from docket.codec.failure import to_failure
@@ -29,6 +29,7 @@ from docket.errors import (
     SerializationError,
     WorkflowError,
 )
+from docket.execution.ids import task_token
 from docket.faults import fault
 from docket.log.base import Log, OutRecord
 from docket.log.partitioner import partition as partition_of
@@ -38,6 +39,11 @@ from docket.streams.host import PartitionGroup
 log = logging.getLogger("docket")
 
 MAX_READ = 500
+
+
+class CompleteAsync(BaseException):  # noqa: N818 - control flow, not an error
+    """Raised by `StepContext.complete_async`: the attempt stays pending after the step
+    function returns. A BaseException, so ``except Exception`` in the step lets it through."""
 
 
 @dataclass
@@ -88,6 +94,18 @@ class StepContext:
         elif not self._flush_scheduled and self._later is not None:
             self._flush_scheduled = True
             self._later(wait, self.flush_heartbeat)
+
+    @property
+    def task_token(self) -> str:
+        """Identifies this attempt to `Client.complete_step`, `fail_step` and
+        `heartbeat_step`, from any process: hand it to whoever will finish the step."""
+        return task_token(self.workflow_id, self.run_id, self.seq, self.attempt)
+
+    def complete_async(self) -> NoReturn:
+        """End the step function without finishing the attempt: something else completes it
+        later with `task_token`. Its start-to-close and heartbeat timeouts still run: a
+        token used after them, or after the run closed, is refused."""
+        raise CompleteAsync()
 
     def flush_heartbeat(self) -> None:
         self._flush_scheduled = False
@@ -291,6 +309,8 @@ class Worker:
                 "result": to_payload(result, where=f"result of step {task['step_name']!r}"),
             }
             kind = "CompleteStep"
+        except CompleteAsync:
+            body, kind = {}, ""  # pending: a client reports it with the task token
         except asyncio.CancelledError:
             if not ctx.cancel_requested:
                 raise  # not ours (shutdown): let it propagate
@@ -308,7 +328,8 @@ class Worker:
             self._running_steps.pop(key, None)
         ctx._send = None  # late heartbeats of a finished attempt are pointless
         fault("worker_after_step")
-        self._report(task["workflow_id"], f"{kind}:{task['idempotency_key']}", (kind, body))
+        if kind:
+            self._report(task["workflow_id"], f"{kind}:{task['idempotency_key']}", (kind, body))
         self.completed += 1
         self._running -= 1
         part = self._partitions.get((queue, partition))

@@ -125,10 +125,48 @@ def decide(
     if kind in ("QueryWorkflow", "UpdateWorkflow"):
         return Decision()  # need the live code: the processor decides them (streams/requests.py)
     if state is None or state["run_id"] != body["run_id"] or state["status"] != RUNNING:
-        return Decision()  # stale: that run is gone or closed
-    run_id = state["run_id"]
+        return _answer_report(Decision(), state, command)  # stale: that run is gone or closed
     if kind == "FireTimer":
         return _fire_timer(state, body, now_us, scheduled_step)
+    return _answer_report(_step_report(state, command, now_us, scheduled_step), state, command)
+
+
+def _answer_report(decision: Decision, state: State | None, command: dict[str, Any]) -> Decision:
+    """A step report sent by a client (asynchronous completion) hears whether it counted."""
+    kind, body = command["body"]
+    reply_to = body.get("reply_to")
+    if not reply_to:
+        return decision
+    workflow_id = command["workflow_id"]
+    if decision.events:
+        answer = reply(
+            reply_to, command["command_id"], workflow_id, body["run_id"], "step_reported"
+        )
+    else:
+        answer = reply(
+            reply_to,
+            command["command_id"],
+            workflow_id,
+            body["run_id"],
+            "not_found",
+            failure=_rejection(
+                f"attempt {body['attempt']} of step seq {body['seq']} of workflow_id="
+                f"{workflow_id!r} (run {body['run_id']}) is not pending: it finished, timed out "
+                "or was retried, or the run closed; nothing was recorded"
+            ),
+        )
+    decision.replies.append(answer)
+    return decision
+
+
+def _step_report(
+    state: State,
+    command: dict[str, Any],
+    now_us: int,
+    scheduled_step: Callable[[State, dict[str, Any]], dict[str, Any]],
+) -> Decision:
+    kind, body = command["body"]
+    run_id = state["run_id"]
     step = state["steps"].get(str(body["seq"]))
     if step is None or step["attempt"] != body["attempt"] or step["retry_at_us"] is not None:
         return Decision()  # a late report of an attempt that was already settled

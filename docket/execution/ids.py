@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import uuid
 
 _RUN_NS = uuid.UUID("6f1c1f9e-6a6b-4f0e-9d8e-3c1b2a4d5e6f")
@@ -27,3 +30,23 @@ def timer_id(
 def idempotency_key(workflow_id: str, run_id: str, seq: int, attempt: int) -> str:
     """Stable per step attempt; a step can use it to dedupe its own side effects."""
     return f"{workflow_id}/{run_id}/{seq}/{attempt}"
+
+
+def task_token(workflow_id: str, run_id: str, seq: int, attempt: int) -> str:
+    """Names one step attempt for asynchronous completion, from any process."""
+    raw = json.dumps([workflow_id, run_id, seq, attempt], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def parse_task_token(token: str) -> tuple[str, str, int, int]:
+    """(workflow_id, run_id, seq, attempt); ValueError if ``token`` is not a task token."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        workflow_id, run_id, seq, attempt = json.loads(raw)
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise ValueError(f"{token[:60]!r} is not a Docket task token: {exc}") from None
+    if not (isinstance(workflow_id, str) and isinstance(run_id, str)):
+        raise ValueError(f"{token[:60]!r} is not a Docket task token")
+    if not (isinstance(seq, int) and isinstance(attempt, int)):
+        raise ValueError(f"{token[:60]!r} is not a Docket task token")
+    return workflow_id, run_id, seq, attempt

@@ -89,8 +89,11 @@ class WorkflowInstance:
     # -- driving ------------------------------------------------------------------------------
 
     def activate(self, events: list[dict[str, Any]], now_us: int) -> list[Command]:
+        """Messages (signals, updates) are applied before results resume the code, so their
+        handlers run before code that decides on the state they change (continue-as-new,
+        returning): the same order on every replay."""
         self.loop.set_time(now_us / 1e6)
-        for event in events:
+        for event in sorted(events, key=_delivery_order):
             kind, body = event["body"]
             if kind == "WorkflowStarted":
                 self._start(body)
@@ -352,6 +355,13 @@ class WorkflowInstance:
             return  # fired already, or never durable
         body = {"seq": seq, "fire_at_us": int(round(handle.when() * 1e6))}
         self._commands.append(Command("TimerCancelled", body, user_location()))
+
+
+_FIRST = {"WorkflowStarted": 0, "SignalReceived": 1, "UpdateAccepted": 1}
+
+
+def _delivery_order(event: dict[str, Any]) -> int:
+    return _FIRST.get(event["body"][0], 2)
 
 
 async def _raise(exc: BaseException) -> Any:

@@ -50,6 +50,7 @@ class Mailbox:
                 handler, args, kwargs, skip=2, where=f"signal {name!r}"
             )
             bound = getattr(instance.obj, handler.__name__)
+            self.running_handlers += 1  # from now: code checking all_handlers_finished waits
             instance.loop.create_task(
                 self._run_handler(bound, decoded, decoded_kwargs), name=f"signal {name}"
             )
@@ -65,7 +66,6 @@ class Mailbox:
     async def _run_handler(
         self, bound: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]
     ) -> None:
-        self.running_handlers += 1
         try:
             result = bound(self._instance.ctx, *args, **kwargs)
             if inspect.isawaitable(result):
@@ -144,6 +144,7 @@ class Mailbox:
         decoded, decoded_kwargs = decode_args(
             method, args, kwargs, skip=skip, where=f"update {name!r}"
         )
+        self.running_handlers += 1
         self._instance.loop.create_task(
             self._run_update(update_id, name, handler, decoded, decoded_kwargs),
             name=f"update {name}",
@@ -157,7 +158,6 @@ class Mailbox:
         args: list[Any],
         kwargs: dict[str, Any],
     ) -> None:
-        self.running_handlers += 1
         body: dict[str, Any] = {"update_id": update_id, "result": None, "failure": None}
         try:
             result = handler(self._instance.ctx, *args, **kwargs)

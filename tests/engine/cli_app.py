@@ -1,6 +1,7 @@
 """An app for the CLI tests, loaded with -A cli_app:app (tests put this folder on the path)."""
 
 import asyncio
+from pathlib import Path
 
 import docket
 
@@ -61,3 +62,15 @@ class Counter:
     def check_set_to(self, ctx: docket.QueryContext, value: int) -> None:
         if value < 0:
             raise ValueError(f"value must not be negative, got {value}")
+
+
+@app.step
+def needs_approval(token_file: str) -> str:
+    """Hands its task token out (to a file the test reads) and completes asynchronously."""
+    Path(token_file).write_text(docket.step_context().task_token)
+    docket.step_context().complete_async()
+
+
+@app.workflow
+async def approve(ctx: docket.WorkflowContext, token_file: str) -> str:
+    return await ctx.step(needs_approval, token_file)

@@ -91,6 +91,24 @@ def test_signal_and_query_from_the_command_line(tmp_path: Path, engine: subproce
     assert docket_cli(tmp_path, "workflow", "result", "c-1", "--timeout", "10").stdout.strip() == "7"
 
 
+def test_complete_a_step_by_its_task_token(tmp_path: Path, engine: subprocess.Popen[str]) -> None:
+    token_file = tmp_path / "token.txt"
+    started = docket_cli(tmp_path, "workflow", "start", "approve", "--args", json.dumps([str(token_file)]),
+                         "--id", "a-1")
+    assert started.returncode == 0, started.stderr
+    deadline = time.monotonic() + 15
+    while not token_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    token = token_file.read_text()
+    done = docket_cli(tmp_path, "step", "complete", token, "--result", '"approved"')
+    assert done.returncode == 0 and "step completed" in done.stdout, done.stderr
+    assert docket_cli(tmp_path, "workflow", "result", "a-1", "--timeout", "10").stdout.strip() == "approved"
+    again = docket_cli(tmp_path, "step", "complete", token)
+    assert again.returncode == 1 and "is not pending" in again.stderr
+    garbage = docket_cli(tmp_path, "step", "fail", "garbage", "--message", "no")
+    assert garbage.returncode == 1 and "is not a Docket task token" in garbage.stderr
+
+
 def test_sigterm_finishes_running_step_and_loses_nothing(tmp_path: Path, engine: subprocess.Popen[str]) -> None:
     started = docket_cli(tmp_path, "workflow", "start", "wait_and_shout", "--args", "[1.0]", "--id", "w-1")
     assert started.returncode == 0, started.stderr
