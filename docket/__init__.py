@@ -14,6 +14,7 @@ from docket.engine import Engine
 from docket.errors import ApplicationError, StepError, WorkflowFailedError
 from docket.reader import HistoryEvent, WorkflowDescription
 from docket.retry import RetryPolicy
+from docket.runtime.relations import ParentClosePolicy
 from docket.saga import Saga
 from docket.worker import StepContext, step_context
 
@@ -24,6 +25,7 @@ __all__ = [
     "Engine",
     "HistoryEvent",
     "IdReusePolicy",
+    "ParentClosePolicy",
     "QueryContext",
     "RetryPolicy",
     "Saga",

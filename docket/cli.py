@@ -202,6 +202,19 @@ def _json_arg(text: str | None, what: str, kind: type) -> Any:
     default=IdReusePolicy.ALLOW_AFTER_CLOSE.value,
     show_default=True,
 )
+@click.option(
+    "--start-delay",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds before the code begins.",
+)
+@click.option(
+    "--run-timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds each run may take."
+)
+@click.option(
+    "--execution-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds the whole chain of runs may take.",
+)
 @click.option("--wait", is_flag=True, help="Wait for the result and print it.")
 @click.option(
     "--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for answers."
@@ -216,6 +229,9 @@ def start(
     kwargs_json: str | None,
     workflow_id: str | None,
     id_reuse_policy: str,
+    start_delay: float | None,
+    run_timeout: float | None,
+    execution_timeout: float | None,
     wait: bool,
     timeout: float,
     as_json: bool,
@@ -231,6 +247,9 @@ def start(
             *args,
             workflow_id=workflow_id,
             id_reuse_policy=IdReusePolicy(id_reuse_policy),
+            start_delay=start_delay,
+            run_timeout=run_timeout,
+            execution_timeout=execution_timeout,
             **kwargs,
         )
         out: dict[str, Any] = {"workflow_id": handle.workflow_id, "run_id": handle.run_id}
@@ -450,7 +469,18 @@ def update_(
 
 @workflow.command(name="list")
 @click.option(
-    "--status", type=click.Choice(["running", "completed", "failed", "terminated", "cancelled"])
+    "--status",
+    type=click.Choice(
+        [
+            "running",
+            "completed",
+            "failed",
+            "terminated",
+            "cancelled",
+            "continued_as_new",
+            "timed_out",
+        ]
+    ),
 )
 @click.option("--type", "workflow_type", help="Only this workflow type.")
 @click.option("--json", "as_json", is_flag=True)

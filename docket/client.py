@@ -14,6 +14,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar, overload
@@ -42,7 +43,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _MAX_OUTCOMES = 100_000
-_RUN_ENDS = ("completed", "failed", "terminated", "cancelled", "continued_as_new")
+_RUN_ENDS = ("completed", "failed", "terminated", "cancelled", "timed_out", "continued_as_new")
 
 
 class IdReusePolicy(StrEnum):
@@ -287,7 +288,11 @@ class Client:
         """Start a workflow (a registered workflow, or its name) and return its handle.
 
         Reserved keyword arguments (the rest go to the workflow): ``workflow_id`` (default: a
-        new UUID), ``id_reuse_policy`` (an `IdReusePolicy`), ``task_queue``, and
+        new UUID), ``id_reuse_policy`` (an `IdReusePolicy`), ``task_queue``;
+        ``start_delay`` (the run is recorded now, its code begins later), ``run_timeout``
+        (each run of the chain) and ``execution_timeout`` (the whole chain, continue-as-new
+        included), as timedeltas or seconds: a timed-out run stops at once, with status
+        ``timed_out`` and ``result()`` raising WorkflowFailedError caused by TimeoutError; and
         ``start_signal`` / ``start_signal_args`` for signal-with-start: the signal goes to the
         running run of ``workflow_id`` if there is one, else to a run started for it (the
         policy defaults to ``USE_RUNNING`` then); start and signal are appended together and
@@ -442,6 +447,10 @@ class Client:
             )
         queue = kwargs.pop("task_queue", None) or queue
         _check_workflow_id(workflow_id)
+        timing = {
+            f"{option}_ms": _duration_ms(kwargs.pop(option, None), option)
+            for option in ("start_delay", "run_timeout", "execution_timeout")
+        }
         arg_payloads, kwarg_payloads = encode_args(tuple(args), kwargs, where=f"workflow {name!r}")
         body = {
             "workflow_type": name,
@@ -450,6 +459,7 @@ class Client:
             "task_queue": queue,
             "id_reuse_policy": policy.value,
             "reply_to": self.client_id,
+            **timing,
         }
         return _Start(workflow_id, uuid.uuid4().hex, ("StartWorkflow", body), name, hint, policy)
 
@@ -754,6 +764,18 @@ def _return_hint(handler: Any) -> Any:
         return typing.get_type_hints(handler).get("return")
     except Exception:
         return None
+
+
+def _duration_ms(value: Any, option: str) -> int | None:
+    """A start option given as a timedelta or seconds, in milliseconds (None: not set)."""
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+        raise ClientError(
+            f"{option} must be a positive timedelta or number of seconds, got {value!r}"
+        )
+    return max(1, round(seconds * 1000))
 
 
 def _check_workflow_id(workflow_id: str) -> None:

@@ -12,9 +12,10 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar, overload
 
-from docket.definitions import Step
+from docket.definitions import Step, Workflow
 from docket.errors import ReadOnlyContextError
 from docket.runtime.location import user_location
+from docket.runtime.relations import ChildWorkflowHandle, ExternalWorkflowHandle, ParentClosePolicy
 
 if TYPE_CHECKING:
     from docket.runtime.instance import WorkflowInstance
@@ -121,6 +122,64 @@ class WorkflowContext:
         a signal without arguments, its argument, or a tuple of its arguments."""
         return await self._instance.mailbox.wait_for_signal(name)
 
+    def shielded(self) -> _Shield:
+        """``async with ctx.shielded():`` a block that a cancellation of the workflow does
+        not interrupt: a cancel request that arrives meanwhile is delivered (as
+        CancelledError at the next await) when the block ends. For cleanup that must finish,
+        e.g. compensations after a first cancellation."""
+        return _Shield(self._instance)
+
+    # -- other workflows ----------------------------------------------------------------------
+
+    async def start_child(
+        self,
+        workflow: Workflow[Any, Any] | str | type,
+        *args: Any,
+        workflow_id: str | None = None,
+        parent_close_policy: ParentClosePolicy | str = ParentClosePolicy.TERMINATE,
+        task_queue: str | None = None,
+        run_timeout: timedelta | None = None,
+        execution_timeout: timedelta | None = None,
+        **kwargs: Any,
+    ) -> ChildWorkflowHandle:
+        """Start a child workflow (a registered workflow or its name) and return its handle
+        once it is running; ``await handle`` for its result. The child gets its own workflow
+        ID (default ``<this ID>/child-<seq>``) and lives on its own partition.
+        ``parent_close_policy`` says what happens to it if this run closes first. Raises
+        ChildWorkflowError if it cannot start (its ID is running, its type is unknown)."""
+        started = self._instance.relations.start_child(
+            workflow,
+            args,
+            kwargs,
+            workflow_id=workflow_id,
+            parent_close_policy=parent_close_policy,
+            task_queue=task_queue,
+            run_timeout=run_timeout,
+            execution_timeout=execution_timeout,
+            location=user_location(),
+        )
+        return await started
+
+    async def child(
+        self, workflow: Workflow[Any, Any] | str | type, *args: Any, **kwargs: Any
+    ) -> Any:
+        """Start a child workflow and wait for its result (options as for `start_child`);
+        raises ChildWorkflowError, caused by the child's own failure, if it does not complete."""
+        handle = await self.start_child(workflow, *args, **kwargs)
+        return await handle.result()
+
+    def external_workflow(self, workflow_id: str, run_id: str | None = None) -> ExternalWorkflowHandle:
+        """Another workflow by ID, to signal it: ``await ctx.external_workflow(id).signal(...)``."""
+        return ExternalWorkflowHandle(self._instance, workflow_id, run_id)
+
+    @property
+    def parent(self) -> ExternalWorkflowHandle | None:
+        """The workflow that started this one as a child (to signal it), or None."""
+        ref = self._instance.parent
+        if ref is None:
+            return None
+        return ExternalWorkflowHandle(self._instance, ref["workflow_id"], None)
+
     def continue_as_new(self, *args: Any, **kwargs: Any) -> NoReturn:
         """End this run and start a fresh one of the same workflow, under the same workflow
         ID, with these arguments and an empty history: the way to keep a long-lived
@@ -171,6 +230,23 @@ class WorkflowContext:
         return uuid.UUID(int=self.random().getrandbits(128), version=4)
 
 
+class _Shield:
+    def __init__(self, instance: WorkflowInstance) -> None:
+        self._instance = instance
+
+    async def __aenter__(self) -> None:
+        self._instance.shields += 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        instance = self._instance
+        instance.shields -= 1
+        if not instance.shields and instance.cancel_pending:
+            if asyncio.current_task() is instance.main_task and exc[0] is None:
+                instance.cancel_pending = False  # raised right here, at the end of the block
+                raise asyncio.CancelledError(instance.cancel_reason)
+            instance.deliver_cancel()
+
+
 class QueryContext:
     """Passed to query handlers: read-only. Durable operations raise ReadOnlyContextError."""
 
@@ -193,6 +269,10 @@ class QueryContext:
             "wait_until",
             "wait_for_signal",
             "continue_as_new",
+            "start_child",
+            "child",
+            "external_workflow",
+            "shielded",
             "random",
             "uuid4",
         ):

@@ -173,6 +173,11 @@ class CancelledError(ExecutionFailure):
     """The execution or step was cancelled."""
 
 
+class ChildWorkflowError(ExecutionFailure):
+    """A child workflow could not start, or did not complete; ``__cause__`` is why (the
+    child's own failure, a TimeoutError, a CancelledError, or the refusal to start it)."""
+
+
 class NondeterminismError(DocketError):
     """Workflow code asked for something other than what its history recorded.
 

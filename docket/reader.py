@@ -44,16 +44,17 @@ class WorkflowDescription:
     workflow_id: str
     run_id: str
     workflow_type: str
-    status: str  # running | completed | failed | terminated | cancelled | continued_as_new
+    # running | completed | failed | terminated | cancelled | timed_out | continued_as_new
+    status: str
     started_at: datetime
     closed_at: datetime | None
     task_queue: str
     history_length: int
     pending_steps: list[PendingStep] = field(default_factory=list)
     pending_timers: list[PendingTimer] = field(default_factory=list)
-    run_chain: list[str] = field(
-        default_factory=list
-    )  # earlier runs (continue-as-new), oldest first
+    # earlier runs of the chain (continue-as-new), oldest first
+    run_chain: list[str] = field(default_factory=list)
+    delayed_until: datetime | None = None  # a start delay still runs: the code begins then
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -66,6 +67,7 @@ class WorkflowDescription:
             "task_queue": self.task_queue,
             "history_length": self.history_length,
             "run_chain": list(self.run_chain),
+            "delayed_until": self.delayed_until.isoformat() if self.delayed_until else None,
             "pending_steps": [
                 {
                     "seq": s.seq,
@@ -125,6 +127,7 @@ def describe_state(state: dict[str, Any]) -> WorkflowDescription:
         task_queue=state["task_queue"],
         history_length=state["last_event_id"],
         run_chain=list(state["run_chain"]),
+        delayed_until=_time(state["start_at_us"]),
         pending_steps=[
             PendingStep(s["seq"], s["step_name"], s["attempt"], s["local"], _time(s["retry_at_us"]))
             for s in sorted(state["steps"].values(), key=lambda s: s["seq"])

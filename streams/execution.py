@@ -48,23 +48,15 @@ from docket.runtime.instance import Command, WorkflowInstance
 from docket.runtime.matching import replay
 from docket.state.store import PartitionStore, StoreBatch
 from docket.streams.batch import Batch, PartitionCursor, StopExecution
+from docket.streams.closing import before_fold
 from docket.streams.host import PartitionGroup
-from docket.streams.requests import answer_query, check_signal, decide_update, tell_watchers
+from docket.streams.requests import answer_query, check_signal, decide_update
 from docket.streams.restore import restore
 from docket.worker import StepContext, current_step
 
 log = logging.getLogger("docket")
 
 ROLE = "processor"
-_CLOSING = frozenset(
-    {
-        "WorkflowCompleted",
-        "WorkflowFailed",
-        "WorkflowCancelled",
-        "WorkflowTerminated",
-        "WorkflowContinuedAsNew",
-    }
-)
 RUN_CHAIN_KEPT = 100  # run ids a run remembers of the chain before it
 MAX_BATCH = 2000
 IDLE_WAIT_S = 0.05
@@ -233,7 +225,12 @@ class ExecutionProcessor:
             commands = deferred + commands
             log.info("workflow_id=%s: resuming %d deferred commands", workflow_id, len(deferred))
         try:
-            await self._process(workflow_id, commands, now_us, own)
+            try:
+                await self._process(workflow_id, commands, now_us, own)
+            except (PartitionFencedError, StopExecution):
+                raise
+            except Exception as exc:  # a fault inside Docket stops this execution only
+                raise self._stop_execution(workflow_id, exc) from exc
         except StopExecution as stop:
             self._defer(
                 workflow_id,
@@ -419,15 +416,19 @@ class ExecutionProcessor:
                     resolutions.append(event)
                 elif kind == "StepRetried" and state["steps"][str(body["seq"])]["local"]:
                     local_retries.append(body)
-            self._emit_decision_outputs(decision, workflow_id, batch)
+            self._emit_decision_outputs(decision, workflow_id, now_us, batch)
         await settle()
         if state is not None:
             batch.states[workflow_id] = state
             self._cache_state(workflow_id, state)
 
-    def _emit_decision_outputs(self, decision: Decision, workflow_id: str, batch: Batch) -> None:
+    def _emit_decision_outputs(
+        self, decision: Decision, workflow_id: str, now_us: int, batch: Batch
+    ) -> None:
         for answer in decision.replies:
             batch.out.reply(answer)
+        for notice in decision.commands:
+            batch.out.command(notice, now_us)
         for timer in decision.timers:
             batch.out.timer(workflow_id, timer)
 
@@ -454,17 +455,9 @@ class ExecutionProcessor:
             "body": (kind, body),
         }
         value = EVENTS.encode(event)
-        if kind in _CLOSING and state is not None:  # steps still running are told to stop
-            for step in state["steps"].values():
-                if not step["local"] and step["retry_at_us"] is None:
-                    scheduled = self._scheduled(state, step, batch)
-                    batch.out.cancel_task(state, scheduled, step["attempt"])
-        if (
-            state is not None
-            and state["updates"]
-            and (kind in _CLOSING or kind == "UpdateCompleted")
-        ):
-            tell_watchers(batch.out, state, kind, body)
+        before_fold(
+            batch.out, state, kind, body, now_us, lambda s, step: self._scheduled(s, step, batch)
+        )
         state = apply(state, event)
         partition = partition_of(workflow_id, self.log.partitions)
         batch.events[partition].append((workflow_id, run_id, event_id, value))
@@ -539,6 +532,10 @@ class ExecutionProcessor:
             "reply_to": None,
             "run_chain": [*closed["run_chain"], closed["run_id"]][-RUN_CHAIN_KEPT:],
             "watchers": closed["watchers"],
+            "start_at_us": None,
+            "run_timeout_ms": closed["run_timeout_ms"],  # each run gets the same time
+            "execution_deadline_us": closed["execution_deadline_us"],  # the chain shares it
+            "parent": closed["parent"],  # a child continued as new is still its parent's
         }
         state, event = self._record(
             None, workflow_id, new_run_id, "WorkflowStarted", started, 1, now_us, "", batch

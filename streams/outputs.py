@@ -14,6 +14,7 @@ from docket.codec.records import COMMANDS, REPLIES, TASKS, TIMERS
 from docket.execution.decide import closed_reply, reply
 from docket.execution.fold import State
 from docket.execution.ids import idempotency_key, timer_id
+from docket.execution.relations import CHILD_OUTCOMES, Notice, report_child
 from docket.log.base import OutRecord
 from docket.log.partitioner import partition as partition_of
 from docket.log.topics import Topics
@@ -27,6 +28,7 @@ class Outputs:
         self._tasks: list[tuple[str, str, bytes]] = []
         self._timers: list[tuple[str, bytes]] = []
         self._replies: list[tuple[str, bytes]] = []
+        self._commands: list[tuple[str, bytes]] = []  # to other workflows (children, parents)
 
     def records(self, topics: Topics, partitions: int) -> list[OutRecord]:
         out = [
@@ -41,6 +43,9 @@ class Outputs:
         out += [
             OutRecord(topics.replies, partition_of(k, partitions), k, v) for k, v in self._replies
         ]
+        out += [
+            OutRecord(topics.commands, partition_of(k, partitions), k, v) for k, v in self._commands
+        ]
         return out
 
     def extend(self, other: Outputs) -> None:
@@ -48,9 +53,21 @@ class Outputs:
         self._tasks += other._tasks
         self._timers += other._timers
         self._replies += other._replies
+        self._commands += other._commands
 
     def history(self, workflow_id: str, value: bytes) -> None:
         self._history.append((workflow_id, value))
+
+    def command(self, notice: Notice, ts_us: int) -> None:
+        """A command for another workflow (its ID picks the partition)."""
+        workflow_id, command_id, body = notice
+        record = {
+            "command_id": command_id,
+            "workflow_id": workflow_id,
+            "ts_us": ts_us,
+            "body": body,
+        }
+        self._commands.append((workflow_id, COMMANDS.encode(record)))
 
     def reply(self, record: dict[str, Any]) -> None:
         self._replies.append((record["reply_to"], REPLIES.encode(record)))
@@ -90,6 +107,76 @@ class Outputs:
             "cancel": False,
         }
         self._timers.append((workflow_id, TIMERS.encode(request)))
+
+    def _relations(self, state: State, kind: str, body: dict[str, Any], now_us: int) -> None:
+        """Commands to other workflows: start a child, signal a workflow, ask a child to
+        cancel, and tell a parent that its child started or ended."""
+        wid, run_id = state["workflow_id"], state["run_id"]
+        if kind == "WorkflowStarted":
+            if body.get("parent"):
+                self.command(report_child(body["parent"], wid, run_id, "started"), now_us)
+        elif kind in CHILD_OUTCOMES:
+            outcome = CHILD_OUTCOMES[kind]
+            notice = report_child(
+                state["parent"],
+                wid,
+                run_id,
+                outcome,
+                result=state["result"],
+                failure=state["failure"],
+            )
+            self.command(notice, now_us)
+        elif kind == "ChildWorkflowScheduled":
+            me = {"workflow_id": wid, "run_id": run_id, "seq": body["seq"]}
+            start = {
+                "workflow_type": body["workflow_type"],
+                "args": body["args"],
+                "kwargs": body["kwargs"],
+                "task_queue": body["task_queue"],
+                "id_reuse_policy": "allow_after_close",
+                "reply_to": None,
+                "start_delay_ms": None,
+                "run_timeout_ms": body["run_timeout_ms"],
+                "execution_timeout_ms": body["execution_timeout_ms"],
+                "parent": me,
+            }
+            command_id = f"start-child:{wid}/{run_id}/{body['seq']}"
+            self.command((body["workflow_id"], command_id, ("StartWorkflow", start)), now_us)
+        elif kind == "ChildCancelRequested":
+            child = state["children"].get(str(body["seq"]))
+            if child is not None:
+                self.command(_stop_child(wid, run_id, body["seq"], child, "CancelWorkflow"), now_us)
+        elif kind == "ExternalSignalScheduled":
+            signal = {
+                "run_id": body["run_id"],
+                "signal_name": body["signal_name"],
+                "args": body["args"],
+                "kwargs": body["kwargs"],
+                "reply_to": None,
+                "sender": {"workflow_id": wid, "run_id": run_id, "seq": body["seq"]},
+            }
+            command_id = f"signal:{wid}/{run_id}/{body['seq']}"
+            self.command((body["workflow_id"], command_id, ("SignalWorkflow", signal)), now_us)
+
+    def parent_closing(self, state: State, now_us: int) -> None:
+        """Apply each open child's parent-close policy (before the parent's close is folded)."""
+        for seq, child in state["children"].items():
+            policy = child["parent_close_policy"]
+            if policy == "abandon":
+                continue
+            kind = "TerminateWorkflow" if policy == "terminate" else "CancelWorkflow"
+            notice = _stop_child(state["workflow_id"], state["run_id"], int(seq), child, kind)
+            self.command(notice, now_us)
+
+    def _run_timers(self, state: State, body: dict[str, Any], now_us: int) -> None:
+        """A run's own timers: the end of its start delay, its run and execution timeouts."""
+        begins_us = body.get("start_at_us") or now_us
+        if body.get("start_at_us"):
+            self._step_timer(state, "start", 0, 0, begins_us)
+        if body.get("run_timeout_ms"):
+            self._step_timer(state, "run_timeout", 0, 0, begins_us + body["run_timeout_ms"] * 1000)
+        if body.get("execution_deadline_us"):
+            self._step_timer(state, "execution_timeout", 0, 0, body["execution_deadline_us"])
 
     def _step_timer(self, state: State, kind: str, seq: int, attempt: int, fire_at_us: int) -> None:
         self.timer(
@@ -166,7 +253,10 @@ class Outputs:
     def for_event(self, state: State, event: dict[str, Any], scheduled_step: Scheduled) -> None:
         kind, body = event["body"]
         now_us = event["ts_us"]
+        if kind in _RELATIONS or (state["parent"] and kind in CHILD_OUTCOMES):
+            self._relations(state, kind, body, now_us)
         if kind == "WorkflowStarted":
+            self._run_timers(state, body, now_us)
             if body["reply_to"]:
                 self.reply(
                     reply(
@@ -229,6 +319,22 @@ class Outputs:
             "WorkflowFailed",
             "WorkflowTerminated",
             "WorkflowCancelled",
+            "WorkflowTimedOut",
         ):
             for watcher in state["watchers"]:
                 self.reply(closed_reply(state, watcher, f"result:{state['run_id']}"))
+
+
+_RELATIONS = frozenset(
+    {"WorkflowStarted", "ChildWorkflowScheduled", "ChildCancelRequested", "ExternalSignalScheduled"}
+)
+
+
+def _stop_child(
+    parent_id: str, parent_run: str, seq: int, child: dict[str, Any], kind: str
+) -> Notice:
+    """Terminate or cancel a child (its run if known), on its parent's behalf."""
+    why = "its parent closed" if kind == "TerminateWorkflow" else "its parent cancelled it"
+    body = {"run_id": child["run_id"], "reason": f"{why} ({parent_id})", "reply_to": None}
+    command_id = f"{kind}:{parent_id}/{parent_run}/{seq}"
+    return child["workflow_id"], command_id, (kind, body)

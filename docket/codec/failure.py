@@ -35,6 +35,8 @@ def to_failure(exc: BaseException, *, depth: int = 0) -> Failure:
             kind = f"timeout.{exc.kind}"
         elif isinstance(exc, errors.CancelledError):
             kind = "cancelled"
+        elif isinstance(exc, errors.ChildWorkflowError):
+            kind = "child"
         non_retryable = exc.non_retryable
         details = None if exc.details is None else to_payload(exc.details, where="failure details")
         stack = exc.remote_stack or "".join(traceback.format_exception(exc))
@@ -72,6 +74,8 @@ def from_failure(failure: Failure) -> errors.ExecutionFailure:
         exc = errors.TimeoutError(failure["message"], kind=kind.split(".", 1)[1], **common)
     elif kind == "cancelled":
         exc = errors.CancelledError(failure["message"], **common)
+    elif kind == "child":
+        exc = errors.ChildWorkflowError(failure["message"], **common)
     elif failure["type"] == "ApplicationError" or kind == "application":
         exc = errors.ApplicationError(
             failure["message"],

@@ -2,18 +2,25 @@
 
 JSON is the default encoding because histories are for people too (audit, ``docket workflow
 history``). Dataclasses are encoded as objects and rebuilt from the receiving function's
-type hints, so a step declared ``def charge(order: Order)`` receives an ``Order``.
+type hints, so a step declared ``def charge(order: Order)`` receives an ``Order``. The
+same goes for the standard value types JSON lacks: ``datetime``, ``date`` and ``time`` (ISO
+8601 strings), ``timedelta`` (seconds), ``UUID`` and ``Decimal`` (strings) and enums (their
+values).
 """
 
 from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import datetime as dt
+import decimal
+import enum
 import functools
 import inspect
 import json
 import types
 import typing
+import uuid
 from typing import Any, Union, get_args, get_origin
 
 from docket.errors import SerializationError
@@ -32,6 +39,14 @@ def _default(value: Any) -> Any:
         return sorted(value)
     if isinstance(value, bytes):
         return value.decode("latin-1")
+    if isinstance(value, dt.date | dt.time):  # datetime is a date
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, uuid.UUID | decimal.Decimal):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
     raise TypeError(f"{type(value).__qualname__} is not JSON-encodable")
 
 
@@ -79,6 +94,17 @@ def _shape(value: Any, hint: Any) -> Any:
             return value.encode("latin-1")
         if hint in (set, frozenset) and isinstance(value, list):
             return hint(value)
+        rebuild = _SCALARS.get(hint)
+        if rebuild is not None and isinstance(value, _SCALAR_JSON[hint]):
+            try:
+                return rebuild(value)
+            except (ValueError, decimal.InvalidOperation) as exc:
+                raise SerializationError(f"{value!r} is not a {hint.__qualname__}: {exc}") from None
+        if issubclass(hint, enum.Enum):
+            try:
+                return hint(value)
+            except ValueError as exc:
+                raise SerializationError(str(exc)) from None
         return value
     origin = get_origin(hint)
     args = get_args(hint)
@@ -114,7 +140,30 @@ def _fits(value: Any, hint: Any) -> bool:
         return isinstance(value, dict)
     if target is bytes:
         return isinstance(value, str)
+    if target in _SCALARS:
+        return isinstance(value, _SCALAR_JSON[target])
+    if isinstance(target, type) and issubclass(target, enum.Enum):
+        return any(member.value == value for member in target)
     return isinstance(target, type) and isinstance(value, target)
+
+
+# standard types JSON lacks: how each is rebuilt, and the JSON type it was written as
+_SCALARS: dict[Any, Any] = {
+    dt.datetime: dt.datetime.fromisoformat,
+    dt.date: dt.date.fromisoformat,
+    dt.time: dt.time.fromisoformat,
+    dt.timedelta: lambda seconds: dt.timedelta(seconds=seconds),
+    uuid.UUID: uuid.UUID,
+    decimal.Decimal: decimal.Decimal,
+}
+_SCALAR_JSON: dict[Any, Any] = {
+    dt.datetime: str,
+    dt.date: str,
+    dt.time: str,
+    dt.timedelta: int | float,
+    uuid.UUID: str,
+    decimal.Decimal: str,
+}
 
 
 def _dataclass(value: dict[str, Any], hint: type) -> Any:

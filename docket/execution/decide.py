@@ -13,6 +13,13 @@ from typing import Any
 
 from docket.execution.fold import RUNNING, State, in_chain
 from docket.execution.ids import run_id_for, timer_id
+from docket.execution.relations import (
+    Notice,
+    decide_report_child,
+    decide_report_signal,
+    report_child,
+    report_signal,
+)
 from docket.retry import next_retry_delay_ms
 
 Body = tuple[str, dict[str, Any]]
@@ -21,11 +28,17 @@ Body = tuple[str, dict[str, Any]]
 RESOLUTIONS = frozenset(
     {
         "WorkflowStarted",
+        "StartDelayElapsed",
         "StepCompleted",
         "StepFailed",
         "TimerFired",
         "SignalReceived",
         "UpdateAccepted",
+        "ChildWorkflowStarted",
+        "ChildWorkflowCompleted",
+        "ChildWorkflowFailed",
+        "ExternalSignalDelivered",
+        "ExternalSignalFailed",
         "CancelRequested",
     }
 )
@@ -43,6 +56,7 @@ class Decision:
     run_id: str | None = None  # the run the events belong to
     replies: list[dict[str, Any]] = field(default_factory=list)
     timers: list[dict[str, Any]] = field(default_factory=list)  # (timer_id, fire_at_us, FireTimer)
+    commands: list[Notice] = field(default_factory=list)  # to other workflows (parent, sender)
 
 
 def reply(
@@ -122,6 +136,10 @@ def decide(
         return _signal(state, command, body, check_signal)
     if kind in ("TerminateWorkflow", "CancelWorkflow"):
         return _terminate(state, command, body)
+    if kind == "ReportChild":
+        return Decision(decide_report_child(state, body), state["run_id"] if state else None)
+    if kind == "ReportSignal":
+        return Decision(decide_report_signal(state, body), state["run_id"] if state else None)
     if kind in ("QueryWorkflow", "UpdateWorkflow"):
         return Decision()  # need the live code: the processor decides them (streams/requests.py)
     if state is None or state["run_id"] != body["run_id"] or state["status"] != RUNNING:
@@ -231,7 +249,17 @@ def _start(
             if reply_to
             else []
         )
-        return Decision(replies=replies)
+        parent = body.get("parent")
+        if parent is None:
+            return Decision(replies=replies)
+        if kind == "started":  # the same child start again: report it again
+            notice = report_child(parent, workflow_id, run_id, "started")
+        else:
+            problem = failure or _rejection(
+                f"workflow_id={workflow_id!r} is already running (run {run_id})"
+            )
+            notice = report_child(parent, workflow_id, run_id or "-", "start_failed", failure=problem)
+        return Decision(replies=replies, commands=[notice])
 
     if state is not None and (state["run_id"] == new_run_id or run_exists(new_run_id)):
         return answer("started", new_run_id)  # the same start, delivered again
@@ -260,7 +288,16 @@ def _start(
             ),
         )
     started = {k: body[k] for k in ("workflow_type", "args", "kwargs", "task_queue", "reply_to")}
-    started.update(run_chain=[], watchers=[])
+    now_us = command["ts_us"]
+    delay_ms, execution_ms = body.get("start_delay_ms"), body.get("execution_timeout_ms")
+    started.update(
+        parent=body.get("parent"),
+        run_chain=[],
+        watchers=[],
+        start_at_us=now_us + delay_ms * 1000 if delay_ms else None,
+        run_timeout_ms=body.get("run_timeout_ms") or None,
+        execution_deadline_us=now_us + execution_ms * 1000 if execution_ms else None,
+    )
     if not started["task_queue"]:  # started by name: the workflow's own queue
         started["task_queue"] = default_queue(body["workflow_type"])
     return Decision([("WorkflowStarted", started)], new_run_id)
@@ -313,7 +350,11 @@ def _signal(
     workflow_id = command["workflow_id"]
     reply_to = body["reply_to"]
 
+    sender = body.get("sender")
+
     def refuse(kind: str, run_id: str, message: str) -> Decision:
+        if sender is not None:  # sent by workflow code: the sender's await raises
+            return Decision(commands=[report_signal(sender, _rejection(message))])
         if not reply_to:
             return Decision()
         return Decision(
@@ -351,7 +392,8 @@ def _signal(
         if reply_to
         else []
     )
-    return Decision([("SignalReceived", event)], state["run_id"], replies=replies)
+    notices = [report_signal(sender)] if sender is not None else []
+    return Decision([("SignalReceived", event)], state["run_id"], replies=replies, commands=notices)
 
 
 def _rejection(message: str) -> dict[str, Any]:
@@ -375,6 +417,10 @@ def _fire_timer(
     run_id = state["run_id"]
     seq = body["seq"]
     timer_kind = body["kind"]
+    if timer_kind == "start":
+        return Decision([("StartDelayElapsed", {})], run_id) if state["start_at_us"] else Decision()
+    if timer_kind in ("run_timeout", "execution_timeout"):
+        return Decision([("WorkflowTimedOut", {"timeout": timer_kind.split("_")[0]})], run_id)
     if timer_kind == "sleep":
         if str(seq) not in state["timers"]:
             return Decision()

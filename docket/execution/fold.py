@@ -15,7 +15,7 @@ Event = dict[str, Any]
 
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 TERMINATED, CANCELLED = "terminated", "cancelled"
-CONTINUED_AS_NEW = "continued_as_new"
+CONTINUED_AS_NEW, TIMED_OUT = "continued_as_new", "timed_out"
 
 
 def _started(state: State | None, event: Event, body: dict[str, Any]) -> State:
@@ -27,6 +27,12 @@ def _started(state: State | None, event: Event, body: dict[str, Any]) -> State:
         "task_queue": body["task_queue"],
         "status": RUNNING,
         "run_chain": list(body.get("run_chain") or ()),
+        "start_at_us": body.get("start_at_us"),
+        "run_timeout_ms": body.get("run_timeout_ms"),
+        "execution_deadline_us": body.get("execution_deadline_us"),
+        "parent": body.get("parent"),
+        "children": {},
+        "signals_out": {},
         "started_us": event["ts_us"],
         "closed_us": None,
         "last_event_id": 0,
@@ -149,6 +155,55 @@ def _update_completed(state: State, event: Event, body: dict[str, Any]) -> State
     return state
 
 
+def _child_scheduled(state: State, event: Event, body: dict[str, Any]) -> State:
+    state["children"][str(body["seq"])] = {
+        "workflow_id": body["workflow_id"],
+        "run_id": None,
+        "parent_close_policy": body["parent_close_policy"],
+    }
+    return state
+
+
+def _child_started(state: State, event: Event, body: dict[str, Any]) -> State:
+    child = state["children"].get(str(body["seq"]))
+    if child is not None:
+        child["run_id"] = body["run_id"]
+    return state
+
+
+def _child_closed(state: State, event: Event, body: dict[str, Any]) -> State:
+    state["children"].pop(str(body["seq"]), None)
+    return state
+
+
+def _signal_sent(state: State, event: Event, body: dict[str, Any]) -> State:
+    state["signals_out"][str(body["seq"])] = body["workflow_id"]
+    return state
+
+
+def _signal_settled(state: State, event: Event, body: dict[str, Any]) -> State:
+    state["signals_out"].pop(str(body["seq"]), None)
+    return state
+
+
+def _delay_elapsed(state: State, event: Event, body: dict[str, Any]) -> State:
+    state["start_at_us"] = None
+    return state
+
+
+def _timed_out(state: State, event: Event, body: dict[str, Any]) -> State:
+    failure = {
+        "type": "WorkflowTimedOut",
+        "message": f"the {body['timeout']} timeout expired",
+        "stack": "",
+        "non_retryable": True,
+        "details": None,
+        "kind": f"timeout.{body['timeout']}",
+        "cause": None,
+    }
+    return _close(TIMED_OUT)(state, event, {"failure": failure})
+
+
 def _terminated(state: State, event: Event, body: dict[str, Any]) -> State:
     failure = {
         "type": "WorkflowTerminated",
@@ -174,6 +229,8 @@ def _close(status: str) -> Callable[[State, Event, dict[str, Any]], State]:
         state["steps"] = {}
         state["timers"] = {}
         state["updates"] = {}  # their callers were told the run closed first
+        state["children"] = {}  # the parent-close policy was applied to them
+        state["signals_out"] = {}
         return state
 
     return close
@@ -202,6 +259,16 @@ HANDLERS: dict[str, Callable[..., State]] = {
     "UpdateWatcherAdded": _update_watcher_added,
     "UpdateCompleted": _update_completed,
     "WorkflowContinuedAsNew": _close(CONTINUED_AS_NEW),
+    "StartDelayElapsed": _delay_elapsed,
+    "ChildWorkflowScheduled": _child_scheduled,
+    "ChildWorkflowStarted": _child_started,
+    "ChildWorkflowCompleted": _child_closed,
+    "ChildWorkflowFailed": _child_closed,
+    "ChildCancelRequested": lambda state, event, body: state,  # the child decides when it ends
+    "ExternalSignalScheduled": _signal_sent,
+    "ExternalSignalDelivered": _signal_settled,
+    "ExternalSignalFailed": _signal_settled,
+    "WorkflowTimedOut": _timed_out,
     "WorkflowCompleted": _close(COMPLETED),
     "WorkflowFailed": _close(FAILED),
 }
@@ -221,6 +288,8 @@ def clone(state: State) -> State:
     copy["timers"] = dict(state["timers"])
     copy["watchers"] = list(state["watchers"])
     copy["run_chain"] = list(state["run_chain"])
+    copy["children"] = {seq: dict(child) for seq, child in state["children"].items()}
+    copy["signals_out"] = dict(state["signals_out"])
     copy["deferred"] = list(state["deferred"])
     copy["updates"] = {
         uid: {**pending, "watchers": list(pending["watchers"])}

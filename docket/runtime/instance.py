@@ -26,6 +26,7 @@ from docket.retry import RetryPolicy
 from docket.runtime.location import user_location
 from docket.runtime.loop import DeterministicLoop
 from docket.runtime.messages import Mailbox
+from docket.runtime.relations import Relations
 
 _NO_RETRY = RetryPolicy(maximum_attempts=1).to_record()
 
@@ -85,6 +86,11 @@ class WorkflowInstance:
         self.cancel_reason = ""
         self.mailbox = Mailbox(self)
         self.closed = False
+        self._delayed_start: dict[str, Any] | None = None
+        self.relations = Relations(self)
+        self.shields = 0  # shielded blocks running: a cancel request waits for them
+        self.cancel_pending = False
+        self.parent: dict[str, Any] | None = None  # the WorkflowRef of the parent, if a child
 
     # -- driving ------------------------------------------------------------------------------
 
@@ -97,6 +103,12 @@ class WorkflowInstance:
             kind, body = event["body"]
             if kind == "WorkflowStarted":
                 self._start(body)
+            elif kind.startswith(("Child", "ExternalSignal")):
+                self.relations.resolve(kind, body)
+            elif kind == "StartDelayElapsed":
+                if self._delayed_start is not None:
+                    self._begin(self._delayed_start)
+                    self._delayed_start = None
             elif kind == "StepCompleted":
                 self.local_calls.pop(body["seq"], None)
                 future, hint = self._steps.pop(body["seq"])
@@ -132,8 +144,9 @@ class WorkflowInstance:
                     )
             elif kind == "CancelRequested":
                 self.cancel_reason = body["reason"] or "cancel requested"
-                if self._main is not None and not self._main.done():
-                    self._main.cancel(self.cancel_reason)
+                self.cancel_pending = True
+                if not self.shields:  # else delivered when the last shielded block ends
+                    self.deliver_cancel()
         self.loop.run_until_idle()
         while self.mailbox.settle_conditions():  # a condition that now holds lets code go on
             self.loop.run_until_idle()
@@ -142,11 +155,21 @@ class WorkflowInstance:
         return commands
 
     def _start(self, body: dict[str, Any]) -> None:
+        """Create the run's object (class workflows: handlers work from now on) and start
+        the main task, unless a start delay holds it back until StartDelayElapsed."""
+        self.parent = body.get("parent")
+        if self.definition.cls is not None:
+            self.obj = self.definition.cls()
+        if body.get("start_at_us"):
+            self._delayed_start = body
+            return
+        self._begin(body)
+
+    def _begin(self, body: dict[str, Any]) -> None:
         definition = self.definition
         where = f"workflow {self.workflow_type!r}"
         target: Callable[..., Any]
         if definition.cls is not None:
-            self.obj = definition.cls()
             target = getattr(self.obj, definition.fn.__name__)
             skip = 2
         else:
@@ -166,6 +189,8 @@ class WorkflowInstance:
         except (SerializationError, TypeError) as exc:  # inputs that do not fit: the run fails
             coro = _raise(exc)
         self._main = self.loop.create_task(coro, name=f"workflow {self.workflow_id}")
+        if self.cancel_reason:  # cancelled while its start was delayed
+            self._main.cancel(self.cancel_reason)
 
     def _check_main(self) -> None:
         main = self._main
@@ -225,6 +250,16 @@ class WorkflowInstance:
         }
         self._commands.append(Command("WorkflowContinuedAsNew", body, self._returns_at()))
 
+    @property
+    def main_task(self) -> asyncio.Task[Any] | None:
+        return self._main
+
+    def deliver_cancel(self) -> None:
+        """Cancel the main task now (its code sees CancelledError at its current await)."""
+        self.cancel_pending = False
+        if self._main is not None and not self._main.done():
+            self._main.cancel(self.cancel_reason)
+
     def update_completed(self, body: dict[str, Any]) -> None:
         """An update handler finished: record its outcome (unless the run closed first: its
         callers were told then)."""
@@ -240,6 +275,14 @@ class WorkflowInstance:
     def _next_seq(self) -> int:
         self._seq += 1
         return self._seq
+
+    def next_seq(self) -> int:
+        """The next durable call's seq (for helpers such as `Relations`)."""
+        return self._next_seq()
+
+    def record(self, kind: str, body: dict[str, Any], location: str) -> None:
+        """Ask for an event to be recorded (replay checks it against history)."""
+        self._commands.append(Command(kind, body, location))
 
     async def run_step(
         self,

@@ -22,6 +22,9 @@ COMMAND_EVENTS = frozenset(
         "TimerCancelled",
         "StepCancelRequested",
         "UpdateCompleted",
+        "ChildWorkflowScheduled",
+        "ChildCancelRequested",
+        "ExternalSignalScheduled",
         "WorkflowContinuedAsNew",
         "WorkflowCompleted",
         "WorkflowFailed",
@@ -41,6 +44,12 @@ def _describe(kind: str, body: dict[str, Any]) -> str:
         return f"cancelling the step at seq {body['seq']}"
     if kind == "UpdateCompleted":
         return f"the end of update {body['update_id']!r}"
+    if kind == "ChildWorkflowScheduled":
+        return f"child workflow {body['workflow_type']!r} at seq {body['seq']}"
+    if kind == "ChildCancelRequested":
+        return f"cancelling the child at seq {body['seq']}"
+    if kind == "ExternalSignalScheduled":
+        return f"signal {body['signal_name']!r} to {body['workflow_id']!r} at seq {body['seq']}"
     return {
         "WorkflowCompleted": "the workflow to complete",
         "WorkflowContinuedAsNew": "the workflow to continue as new",
@@ -69,8 +78,19 @@ def _same(command: Command, kind: str, body: dict[str, Any]) -> bool:
             and command.body["args"] == body["args"]
             and command.body["kwargs"] == body["kwargs"]
         )
-    if kind in ("TimerStarted", "TimerCancelled", "StepCancelRequested"):
+    if kind in ("TimerStarted", "TimerCancelled", "StepCancelRequested", "ChildCancelRequested"):
         return bool(command.body["seq"] == body["seq"])
+    if kind == "ChildWorkflowScheduled":
+        return bool(
+            command.body["seq"] == body["seq"]
+            and command.body["workflow_type"] == body["workflow_type"]
+        )
+    if kind == "ExternalSignalScheduled":
+        return bool(
+            command.body["seq"] == body["seq"]
+            and command.body["signal_name"] == body["signal_name"]
+            and command.body["workflow_id"] == body["workflow_id"]
+        )
     if kind == "UpdateCompleted":
         return bool(command.body["update_id"] == body["update_id"])
     return True

@@ -6,9 +6,13 @@ exceptions <-> Failure records.
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
+import enum
 import io
 import json
 import traceback
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, get_args, get_origin
@@ -65,6 +69,10 @@ COMMAND_BODIES: dict[str, dict[str, Any]] = {
         "task_queue": "default",
         "id_reuse_policy": "allow_after_close",
         "reply_to": "client-1",
+        "start_delay_ms": 1000,
+        "run_timeout_ms": None,
+        "execution_timeout_ms": 86_400_000,
+        "parent": {"workflow_id": "order-1", "run_id": "r-1", "seq": 4},
     },
     "CompleteStep": {"run_id": "r1", "seq": 3, "attempt": 2, "result": payload("ok"), "reply_to": None},
     "FailStep": {"run_id": "r1", "seq": 3, "attempt": 2, "failure": failure(cause=failure("inner")),
@@ -75,7 +83,10 @@ COMMAND_BODIES: dict[str, dict[str, Any]] = {
     "TerminateWorkflow": {"run_id": None, "reason": "enough", "reply_to": "client-2"},
     "CancelWorkflow": {"run_id": "r", "reason": "stop", "reply_to": None},
     "SignalWorkflow": {"run_id": None, "signal_name": "add", "args": [payload("x")], "kwargs": {},
-                       "reply_to": "client-2"},
+                       "reply_to": "client-2", "sender": None},
+    "ReportChild": {"run_id": "r-1", "seq": 4, "child_run_id": "r-9", "outcome": "completed",
+                    "result": payload(3), "failure": None},
+    "ReportSignal": {"run_id": "r-1", "seq": 5, "failure": failure()},
     "QueryWorkflow": {"run_id": "r", "query_name": "contents", "args": [], "kwargs": {"k": payload(1)},
                       "reply_to": "client-2"},
     "UpdateWorkflow": {"run_id": None, "update_id": "u-1", "update_name": "add", "args": [payload(1)],
@@ -91,6 +102,10 @@ EVENT_BODIES: dict[str, dict[str, Any]] = {
         "reply_to": None,
         "run_chain": ["r-0"],
         "watchers": ["client-1"],
+        "start_at_us": 12,
+        "run_timeout_ms": 60_000,
+        "execution_deadline_us": None,
+        "parent": None,
     },
     "StepScheduled": {
         "seq": 1,
@@ -120,6 +135,20 @@ EVENT_BODIES: dict[str, dict[str, Any]] = {
     "UpdateAccepted": {"update_id": "u-1", "update_name": "add", "args": [payload(1)], "kwargs": {},
                        "reply_to": "client-3"},
     "UpdateWatcherAdded": {"update_id": "u-1", "reply_to": "client-4"},
+    "StartDelayElapsed": {},
+    "ChildWorkflowScheduled": {"seq": 3, "workflow_type": "doubler", "workflow_id": "w/child-3",
+                               "args": [payload(1)], "kwargs": {}, "task_queue": "default",
+                               "parent_close_policy": "abandon", "run_timeout_ms": None,
+                               "execution_timeout_ms": 1000},
+    "ChildWorkflowStarted": {"seq": 3, "run_id": "r-9"},
+    "ChildWorkflowCompleted": {"seq": 3, "result": payload(2)},
+    "ChildWorkflowFailed": {"seq": 3, "failure": failure()},
+    "ChildCancelRequested": {"seq": 3},
+    "ExternalSignalScheduled": {"seq": 4, "workflow_id": "other", "run_id": None, "signal_name": "go",
+                                "args": [], "kwargs": {}},
+    "ExternalSignalDelivered": {"seq": 4},
+    "ExternalSignalFailed": {"seq": 4, "failure": failure()},
+    "WorkflowTimedOut": {"timeout": "run"},
     "WorkflowContinuedAsNew": {"new_run_id": "r-2", "workflow_type": "checkout", "args": [payload(3)],
                                "kwargs": {}, "task_queue": "default",
                                "signals": [{"signal_name": "add", "args": [payload("x")], "kwargs": {}}]},
@@ -155,6 +184,12 @@ STATE = {
         }
     },
     "run_chain": ["r-0"],
+    "start_at_us": None,
+    "run_timeout_ms": 5000,
+    "execution_deadline_us": 99,
+    "parent": {"workflow_id": "p", "run_id": "pr", "seq": 2},
+    "children": {"3": {"workflow_id": "w/child-3", "run_id": None, "parent_close_policy": "terminate"}},
+    "signals_out": {"4": "other"},
     "updates": {"u-1": {"update_name": "add", "watchers": ["client-3"]}},
     "updates_done": {"u-0": 6},
     "timers": {"2": 99},
@@ -545,7 +580,9 @@ def test_event_v0_decodes_with_defaults_filled_in() -> None:
     assert first["command_id"] == ""  # the envelope field's default
     assert first["body"] == ("WorkflowStarted", {"workflow_type": "t", "args": [payload("x")],
                                                  "kwargs": {}, "task_queue": "q", "reply_to": None,
-                                                 "run_chain": [], "watchers": []})
+                                                 "run_chain": [], "watchers": [], "start_at_us": None,
+                                                 "run_timeout_ms": None, "execution_deadline_us": None,
+                                                 "parent": None})
     kind, body = codec.decode(scheduled)["body"]
     assert kind == "StepScheduled"
     assert (body["local"], body["start_to_close_ms"], body["heartbeat_ms"]) == (False, None, None)
@@ -569,3 +606,35 @@ def test_fast_encoder_matches_fastavros_public_writer() -> None:
     event = {"workflow_id": "w", "run_id": "r", "event_id": 3, "activation": 2, "ts_us": 17,
              "command_id": "c", "body": ("StepCompleted", {"seq": 1, "attempt": 1, "result": payload})}
     assert EVENTS.encode(event) == EVENTS.encode_portable(event)
+
+
+class Colour(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+@pytest.mark.parametrize(
+    ("value", "hint"),
+    [
+        (dt.datetime(2026, 11, 26, 3, 0, 6, 209109, tzinfo=dt.UTC), dt.datetime),
+        (dt.datetime(2026, 11, 26, 3, 0), dt.datetime | None),
+        (dt.date(2026, 2, 28), dt.date),
+        (dt.time(23, 59, 1), dt.time),
+        (dt.timedelta(days=2, milliseconds=5), dt.timedelta),
+        (uuid.UUID("6f1c1f9e-6a6b-4f0e-9d8e-3c1b2a4d5e6f"), uuid.UUID),
+        (decimal.Decimal("19.99"), decimal.Decimal),
+        (Colour.BLUE, Colour),
+        ([dt.date(2026, 1, 1), dt.date(2026, 1, 2)], list[dt.date]),
+        ({"due": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)}, dict[str, dt.datetime]),
+    ],
+)
+def test_standard_value_types_round_trip_through_type_hints(value: Any, hint: Any) -> None:
+    decoded = from_payload(to_payload(value), hint)
+    assert decoded == value and type(decoded) is type(value)
+
+
+def test_a_malformed_standard_value_is_a_serialization_error() -> None:
+    with pytest.raises(SerializationError, match="is not a datetime"):
+        from_payload(to_payload("next tuesday"), dt.datetime)
+    with pytest.raises(SerializationError, match="is not a valid Colour"):
+        from_payload(to_payload("green"), Colour)

@@ -87,7 +87,8 @@ class History:
 
 def started_body(workflow_type: str = "checkout", reply_to: str | None = "client-1") -> dict[str, Any]:
     return {"workflow_type": workflow_type, "args": [to_payload(1)], "kwargs": {},
-            "task_queue": "default", "reply_to": reply_to, "run_chain": [], "watchers": []}
+            "task_queue": "default", "reply_to": reply_to, "run_chain": [], "watchers": [],
+            "start_at_us": None, "run_timeout_ms": None, "execution_deadline_us": None, "parent": None}
 
 
 def scheduled_body(seq: int, *, heartbeat_ms: int | None = None, start_to_close_ms: int | None = None,
@@ -167,6 +168,28 @@ def test_every_event_type_folds_and_bumps_last_event_id() -> None:
     h.add("CommandsDeferred", {"reason": "broken", "commands": [b"cmd"]})
     assert h.state is not None and h.state["deferred"] == [b"cmd"]
     h.add("DeferredResumed", {"count": 1})
+    h.add("StartDelayElapsed", {}, activation=2)
+    h.add("ChildWorkflowScheduled", {"seq": 7, "workflow_type": "doubler", "workflow_id": "c", "args": [],
+                                     "kwargs": {}, "task_queue": "default", "parent_close_policy": "abandon",
+                                     "run_timeout_ms": None, "execution_timeout_ms": None}, activation=2)
+    h.add("ChildWorkflowStarted", {"seq": 7, "run_id": "c-run"}, activation=2)
+    assert h.state["children"]["7"]["run_id"] == "c-run"
+    h.add("ChildCancelRequested", {"seq": 7}, activation=2)
+    h.add("ChildWorkflowCompleted", {"seq": 7, "result": to_payload(2)}, activation=2)
+    h.add("ChildWorkflowScheduled", {"seq": 8, "workflow_type": "doubler", "workflow_id": "d", "args": [],
+                                     "kwargs": {}, "task_queue": "default", "parent_close_policy": "abandon",
+                                     "run_timeout_ms": None, "execution_timeout_ms": None}, activation=2)
+    h.add("ChildWorkflowFailed", {"seq": 8, "failure": failure()}, activation=2)
+    assert h.state["children"] == {}
+    h.add("ExternalSignalScheduled", {"seq": 9, "workflow_id": "x", "run_id": None, "signal_name": "s",
+                                      "args": [], "kwargs": {}}, activation=2)
+    assert h.state["signals_out"] == {"9": "x"}
+    h.add("ExternalSignalDelivered", {"seq": 9}, activation=2)
+    h.add("ExternalSignalScheduled", {"seq": 10, "workflow_id": "x", "run_id": None, "signal_name": "s",
+                                      "args": [], "kwargs": {}}, activation=2)
+    h.add("ExternalSignalFailed", {"seq": 10, "failure": failure()}, activation=2)
+    assert h.state["signals_out"] == {}
+    assert h.state["start_at_us"] is None
     h.add("CancelRequested", {"reason": "stop"}, activation=2)
     assert h.state["cancel_requested"] is True
     h.add("UpdateAccepted", {"update_id": "u-1", "update_name": "add", "args": [], "kwargs": {},
@@ -179,7 +202,8 @@ def test_every_event_type_folds_and_bumps_last_event_id() -> None:
     h.add("StepFailed", {"seq": 3, "attempt": 1, "failure": failure()}, activation=3)
     h.add("WorkflowFailed", {"failure": failure()}, activation=3, ts_us=T0 + 20)
     kinds = {e["body"][0] for e in h.events} | {"WorkflowCompleted", "WorkflowTerminated",
-                                                "WorkflowCancelled", "WorkflowContinuedAsNew"}
+                                                "WorkflowCancelled", "WorkflowContinuedAsNew",
+                                                "WorkflowTimedOut"}
     assert kinds == set(union_names("event"))
     assert [e["event_id"] for e in h.events] == list(range(1, len(h.events) + 1))
     state = h.state
@@ -237,6 +261,14 @@ def test_continue_as_new_closes_the_run_and_the_next_carries_the_chain() -> None
         "run-2", RUNNING, [RUN], ["client-1"])
 
 
+def test_a_timed_out_run_closes_with_a_timeout_failure() -> None:
+    h = running()
+    h.add("WorkflowTimedOut", {"timeout": "execution"}, ts_us=T0 + 7)
+    state = h.state
+    assert state is not None and (state["status"], state["closed_us"]) == ("timed_out", T0 + 7)
+    assert state["failure"]["kind"] == "timeout.execution" and state["steps"] == {}
+
+
 def test_apply_refuses_events_without_a_started_run() -> None:
     event = {"workflow_id": WID, "run_id": RUN, "event_id": 2, "activation": 0, "ts_us": 0,
              "command_id": "", "body": ("TimerFired", {"seq": 1})}
@@ -276,6 +308,9 @@ def test_every_command_type_is_decided() -> None:
                                                    "kwargs": {}, "reply_to": "c"}),
         "TerminateWorkflow": command("TerminateWorkflow", {"run_id": None, "reason": "r", "reply_to": "c"}),
         "CancelWorkflow": command("CancelWorkflow", {"run_id": None, "reason": "r", "reply_to": "c"}),
+        "ReportChild": command("ReportChild", {"run_id": RUN, "seq": 9, "child_run_id": "c", "outcome": "started",
+                                               "result": None, "failure": None}),
+        "ReportSignal": command("ReportSignal", {"run_id": RUN, "seq": 9, "failure": None}),
         "UpdateWorkflow": command("UpdateWorkflow", {"run_id": None, "update_id": "u", "update_name": "u",
                                                      "args": [], "kwargs": {}, "reply_to": "c"}),
     }
