@@ -175,6 +175,16 @@ async def _with_client(settings: Settings, fn: Callable[[Client], Awaitable[T]])
         await client.close()
 
 
+def _json_value(text: str | None, what: str) -> Any:
+    """Any JSON value given to option ``what`` (None when it was not given)."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint=what) from None
+
+
 def _json_arg(text: str | None, what: str, kind: type) -> Any:
     if text is None:
         return kind()
@@ -586,10 +596,7 @@ def step() -> None:
 @_handle_errors
 def step_complete(ctx: click.Context, task_token: str, result_json: str | None) -> None:
     """Complete the pending step attempt TASK_TOKEN with a result."""
-    try:
-        result = None if result_json is None else json.loads(result_json)
-    except ValueError as exc:
-        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--result") from None
+    result = _json_value(result_json, "--result")
     _run(_with_client(_settings(ctx), lambda client: client.complete_step(task_token, result)))
     click.echo("step completed")
 
@@ -612,10 +619,7 @@ def step_fail(ctx: click.Context, task_token: str, message: str) -> None:
 @_handle_errors
 def step_heartbeat(ctx: click.Context, task_token: str, details_json: str | None) -> None:
     """Heartbeat the pending step attempt TASK_TOKEN (resets its heartbeat timeout)."""
-    try:
-        details = None if details_json is None else json.loads(details_json)
-    except ValueError as exc:
-        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--details") from None
+    details = _json_value(details_json, "--details")
     _run(_with_client(_settings(ctx), lambda client: client.heartbeat_step(task_token, details)))
     click.echo("heartbeat recorded")
 

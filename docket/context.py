@@ -168,7 +168,9 @@ class WorkflowContext:
         handle = await self.start_child(workflow, *args, **kwargs)
         return await handle.result()
 
-    def external_workflow(self, workflow_id: str, run_id: str | None = None) -> ExternalWorkflowHandle:
+    def external_workflow(
+        self, workflow_id: str, run_id: str | None = None
+    ) -> ExternalWorkflowHandle:
         """Another workflow by ID, to signal it: ``await ctx.external_workflow(id).signal(...)``."""
         return ExternalWorkflowHandle(self._instance, workflow_id, run_id)
 

@@ -23,6 +23,7 @@ from docket.codec.payload import decode_args, to_payload
 from docket.context import QueryContext
 from docket.errors import SerializationError, WorkflowNotFoundError
 from docket.execution.decide import Decision, reply
+from docket.execution.failures import failure_record
 from docket.execution.fold import RUNNING, State, in_chain
 from docket.runtime.instance import WorkflowInstance, bind_check
 from docket.streams.outputs import Outputs
@@ -190,15 +191,7 @@ def check_signal(app: App, state: State, body: dict[str, Any]) -> str | None:
 
 
 def _rejected(message: str) -> dict[str, Any]:
-    return {
-        "type": "InvalidCommand",
-        "message": message,
-        "stack": "",
-        "non_retryable": True,
-        "details": None,
-        "kind": "application",
-        "cause": None,
-    }
+    return failure_record(message)
 
 
 __all__ = ["answer_query", "check_signal", "decide_update", "outcome_request_id", "tell_watchers"]

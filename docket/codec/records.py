@@ -16,9 +16,15 @@ try:  # fastavro's compiled writer without schemaless_writer's per-call set-up: 
     from fastavro._write import write_data as _write_data  # type: ignore[attr-defined]  # compiled, unstubbed
 except ImportError:  # pure-Python fastavro builds lack it; the public writer is the fallback
     _write_data = None
+try:  # and its compiled reader, for records in the current schema (no resolution): ~2x faster
+    from fastavro._read import _read_data  # type: ignore[attr-defined]  # compiled, unstubbed
+except ImportError:
+    _read_data = None
 
 from docket.codec import schemas
 from docket.errors import SerializationError
+
+_READ_OPTIONS = {"return_record_name": True, "return_record_name_override": True}
 
 MAGIC = b"\xc3\x01"
 _NS = "docket.v1."
@@ -34,6 +40,7 @@ class Codec:
         self._prefix = MAGIC + self.fingerprint
         self._writers: dict[bytes, Any] = {self.fingerprint: self.schema}
         self._named = self.schema["__named_schemas"]
+        self._read_named = {"writer": self._named, "reader": {}}
 
     def register_writer_schema(self, raw: dict[str, Any]) -> bytes:
         """Make an older (or other) writer schema of this family readable; returns its fingerprint."""
@@ -64,6 +71,17 @@ class Codec:
         schemaless_writer(out, self.schema, _qualify(record))
         return out.getvalue()
 
+    def decode_portable(self, data: bytes) -> dict[str, Any]:
+        """The same record through fastavro's public reader (tests compare the two paths)."""
+        record = schemaless_reader(
+            io.BytesIO(data[10:]),
+            self._writers[data[2:10]],
+            self.schema,
+            return_record_name=True,
+            return_record_name_override=True,
+        )
+        return _unqualify(record)
+
     def decode(self, data: bytes) -> dict[str, Any]:
         if len(data) < 10 or data[:2] != MAGIC:
             raise SerializationError(
@@ -77,13 +95,18 @@ class Codec:
                 "record: it was written by a newer or foreign Docket; upgrade this process"
             )
         try:
-            record = schemaless_reader(
-                io.BytesIO(data[10:]),
-                writer,
-                self.schema,
-                return_record_name=True,
-                return_record_name_override=True,
-            )
+            if _read_data is not None and writer is self.schema:  # no schema resolution needed
+                record = _read_data(
+                    io.BytesIO(data[10:]), writer, self._read_named, None, _READ_OPTIONS
+                )
+            else:
+                record = schemaless_reader(
+                    io.BytesIO(data[10:]),
+                    writer,
+                    self.schema,
+                    return_record_name=True,
+                    return_record_name_override=True,
+                )
         except Exception as exc:  # fastavro raises many types on truncated or garbled input
             raise SerializationError(
                 f"cannot decode a {self.family} record ({len(data)} bytes): {exc}"

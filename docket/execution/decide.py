@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from docket.execution.failures import failure_record
 from docket.execution.fold import RUNNING, State, in_chain
 from docket.execution.ids import run_id_for, timer_id
 from docket.execution.relations import (
@@ -258,7 +259,9 @@ def _start(
             problem = failure or _rejection(
                 f"workflow_id={workflow_id!r} is already running (run {run_id})"
             )
-            notice = report_child(parent, workflow_id, run_id or "-", "start_failed", failure=problem)
+            notice = report_child(
+                parent, workflow_id, run_id or "-", "start_failed", failure=problem
+            )
         return Decision(replies=replies, commands=[notice])
 
     if state is not None and (state["run_id"] == new_run_id or run_exists(new_run_id)):
@@ -397,15 +400,7 @@ def _signal(
 
 
 def _rejection(message: str) -> dict[str, Any]:
-    return {
-        "type": "InvalidCommand",
-        "message": message,
-        "stack": "",
-        "non_retryable": True,
-        "details": None,
-        "kind": "application",
-        "cause": None,
-    }
+    return failure_record(message)
 
 
 def _fire_timer(
@@ -432,15 +427,11 @@ def _fire_timer(
         if step["retry_at_us"] is None:
             return Decision()
         if step["cancel_requested"]:
-            failure = {
-                "type": "CancelledError",
-                "kind": "cancelled",
-                "non_retryable": True,
-                "message": f"step {step['step_name']!r} was cancelled while waiting to retry",
-                "stack": "",
-                "details": None,
-                "cause": None,
-            }
+            failure = failure_record(
+                f"step {step['step_name']!r} was cancelled while waiting to retry",
+                type_name="CancelledError",
+                kind="cancelled",
+            )
             return Decision(
                 [("StepFailed", {"seq": seq, "attempt": step["attempt"], "failure": failure})],
                 run_id,
@@ -510,16 +501,13 @@ def _attempt_failed(
     )
     seq, attempt = step["seq"], step["attempt"]
     if delay_ms is None:
-        final = {
-            "type": "StepError",
-            "kind": "step",
-            "non_retryable": True,
-            "details": None,
-            "stack": "",
-            "message": f"step {step['step_name']!r} (seq {seq}) failed after {attempt} "
+        final = failure_record(
+            f"step {step['step_name']!r} (seq {seq}) failed after {attempt} "
             f"attempt{'s' if attempt != 1 else ''}: {failure['message']}",
-            "cause": failure,
-        }
+            type_name="StepError",
+            kind="step",
+            cause=failure,
+        )
         return Decision(
             [("StepFailed", {"seq": seq, "attempt": attempt, "failure": final})], state["run_id"]
         )

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from docket.execution.failures import failure_record
+
 State = dict[str, Any]
 Event = dict[str, Any]
 
@@ -192,28 +194,18 @@ def _delay_elapsed(state: State, event: Event, body: dict[str, Any]) -> State:
 
 
 def _timed_out(state: State, event: Event, body: dict[str, Any]) -> State:
-    failure = {
-        "type": "WorkflowTimedOut",
-        "message": f"the {body['timeout']} timeout expired",
-        "stack": "",
-        "non_retryable": True,
-        "details": None,
-        "kind": f"timeout.{body['timeout']}",
-        "cause": None,
-    }
+    failure = failure_record(
+        f"the {body['timeout']} timeout expired",
+        type_name="WorkflowTimedOut",
+        kind=f"timeout.{body['timeout']}",
+    )
     return _close(TIMED_OUT)(state, event, {"failure": failure})
 
 
 def _terminated(state: State, event: Event, body: dict[str, Any]) -> State:
-    failure = {
-        "type": "WorkflowTerminated",
-        "message": f"terminated: {body['reason']}",
-        "stack": "",
-        "non_retryable": True,
-        "details": None,
-        "kind": "terminated",
-        "cause": None,
-    }
+    failure = failure_record(
+        f"terminated: {body['reason']}", type_name="WorkflowTerminated", kind="terminated"
+    )
     state = _close(TERMINATED)(state, event, {"failure": failure})
     state["deferred"] = []
     state["stopped_reason"] = None

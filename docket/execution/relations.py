@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from docket.execution.failures import failure_record
 from docket.execution.fold import RUNNING, State
 
 Body = tuple[str, dict[str, Any]]
@@ -73,8 +74,10 @@ def decide_report_child(state: State | None, body: dict[str, Any]) -> list[Body]
         return [("ChildWorkflowStarted", {"seq": seq, "run_id": body["child_run_id"]})]
     if outcome == "completed":
         return [("ChildWorkflowCompleted", {"seq": seq, "result": body["result"]})]
-    failure = body["failure"] or _failure(f"child workflow {child['workflow_id']!r} {outcome}")
-    return [("ChildWorkflowFailed", {"seq": seq, "failure": _child_failure(child, outcome, failure)})]
+    failure = body["failure"] or failure_record(f"the child ended {outcome}", type_name=outcome)
+    return [
+        ("ChildWorkflowFailed", {"seq": seq, "failure": _child_failure(child, outcome, failure)})
+    ]
 
 
 def decide_report_signal(state: State | None, body: dict[str, Any]) -> list[Body]:
@@ -91,27 +94,8 @@ def decide_report_signal(state: State | None, body: dict[str, Any]) -> list[Body
 def _child_failure(child: dict[str, Any], outcome: str, cause: dict[str, Any]) -> dict[str, Any]:
     """A ChildWorkflowError failure whose cause is what ended (or refused) the child."""
     what = "could not start" if outcome == "start_failed" else f"ended {outcome}"
-    return {
-        "type": "ChildWorkflowError",
-        "message": f"child workflow {child['workflow_id']!r} {what}: {cause['message']}",
-        "stack": "",
-        "non_retryable": True,
-        "details": None,
-        "kind": "child",
-        "cause": cause,
-    }
-
-
-def _failure(message: str) -> dict[str, Any]:
-    return {
-        "type": "ChildWorkflowError",
-        "message": message,
-        "stack": "",
-        "non_retryable": True,
-        "details": None,
-        "kind": "application",
-        "cause": None,
-    }
+    message = f"child workflow {child['workflow_id']!r} {what}: {cause['message']}"
+    return failure_record(message, type_name="ChildWorkflowError", kind="child", cause=cause)
 
 
 __all__ = [

@@ -38,7 +38,9 @@ class ChildWorkflowHandle:
     """A child started by `WorkflowContext.start_child`: await it (or ``result()``) for its
     result; ``signal`` it. Cancelling the task that awaits it asks the child to cancel."""
 
-    def __init__(self, instance: WorkflowInstance, workflow_id: str, result: asyncio.Future[Any]) -> None:
+    def __init__(
+        self, instance: WorkflowInstance, workflow_id: str, result: asyncio.Future[Any]
+    ) -> None:
         self._instance = instance
         self.workflow_id = workflow_id
         self.run_id: str | None = None  # known once it started
@@ -189,7 +191,9 @@ class Relations:
                 child.started.set_result(child.handle)
             if not child.result.done():
                 try:
-                    value = from_payload(body["result"], child.hint, where=f"result of child seq {seq}")
+                    value = from_payload(
+                        body["result"], child.hint, where=f"result of child seq {seq}"
+                    )
                 except SerializationError as exc:
                     child.result.set_exception(exc)
                 else:

@@ -608,6 +608,17 @@ def test_fast_encoder_matches_fastavros_public_writer() -> None:
     assert EVENTS.encode(event) == EVENTS.encode_portable(event)
 
 
+@pytest.mark.parametrize("kind", sorted(EVENT_BODIES))
+def test_fast_decoder_matches_fastavros_public_reader(kind: str) -> None:
+    """records.py reads current-schema records with fastavro's compiled reader directly."""
+    event = {"workflow_id": "w", "run_id": "r", "event_id": 3, "activation": 2, "ts_us": 17,
+             "command_id": "c", "body": (kind, EVENT_BODIES[kind])}
+    data = EVENTS.encode(event)
+    assert EVENTS.decode(data) == EVENTS.decode_portable(data) == event
+    state = STATES.encode(STATE)
+    assert STATES.decode(state) == STATES.decode_portable(state)
+
+
 class Colour(enum.Enum):
     RED = "red"
     BLUE = "blue"
