@@ -89,6 +89,30 @@ async def chained_steps(ctx: docket.WorkflowContext, done: int, total: int) -> i
 
 
 @app.workflow
+async def child_steps(ctx: docket.WorkflowContext, first: int, count: int) -> int:
+    """A child: ``count`` steps from ``first``; tells its parent, returns the sum of squares."""
+    total = 0
+    for index in range(first, first + count):
+        total += await ctx.step(record_step, index)
+    assert ctx.parent is not None
+    await ctx.parent.signal("child_done", ctx.workflow_id)
+    return total
+
+
+@app.workflow
+async def parent_of_three(ctx: docket.WorkflowContext) -> list[int]:
+    """Three children of four steps each, side by side; and their three signals."""
+    children = [
+        await ctx.start_child(child_steps, 4 * i + 1, 4, workflow_id=f"{ctx.workflow_id}-c{i}")
+        for i in range(3)
+    ]
+    results = list(await asyncio.gather(*children))
+    heard = {await ctx.wait_for_signal("child_done") for _ in range(3)}
+    assert heard == {f"{ctx.workflow_id}-c{i}" for i in range(3)}
+    return results
+
+
+@app.workflow
 class Tally:
     """Adds the signals it receives until it has ``expected`` of them; an update that awaits
     a slow step adds too (for the message crash tests)."""

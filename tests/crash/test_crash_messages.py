@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from app_under_test import Tally, app, chained_steps
+from app_under_test import Tally, app, chained_steps, parent_of_three
 from crash_harness import KILLED, Runner
 
 import docket
@@ -147,5 +147,41 @@ async def test_kill9_during_continue_as_new(tmp_path: Path) -> None:
             # every step ran; a step ran twice only if a kill caught it in flight
             done = Counter(seq for _, seq, _ in runner.snapshot("chain").lines)
             assert sum(done.values()) >= total
+    finally:
+        runner.cleanup()
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+async def test_kill9_while_children_run(tmp_path: Path, seed: int) -> None:
+    """A parent with three children on other partitions, the engine killed at random
+    moments: every child starts once (one run each), its result and its signal reach the
+    parent once, and the parent completes with the right results."""
+    rng = random.Random(seed)
+    runner = Runner(tmp_path)
+    try:
+        async with docket.Engine(
+            app, data_dir=runner.data_dir, processor=False, worker=False
+        ) as client_engine:
+            await runner.spawn()
+            handle = await client_engine.client.start(parent_of_three, workflow_id="family")
+            for _ in range(3):
+                lines = len(runner.step_lines())
+                await runner.wait_step_lines(min(lines + rng.randint(1, 3), 10))
+                await asyncio.sleep(rng.uniform(0.0, 0.02))
+                await runner.kill9()
+                await runner.spawn()
+            squares = [sum(i * i for i in range(4 * c + 1, 4 * c + 5)) for c in range(3)]
+            assert await handle.result(timeout=30) == squares
+            assert await runner.terminate() == 0, runner.output()
+            parent = Counter(e["body"][0] for e in runner.snapshot("family").events)
+            assert parent["ChildWorkflowScheduled"] == parent["ChildWorkflowStarted"] == 3
+            assert parent["ChildWorkflowCompleted"] == 3 and parent["SignalReceived"] == 3
+            for c in range(3):
+                child = runner.snapshot(f"family-c{c}").events
+                runs = {e["run_id"] for e in child}
+                assert len(runs) == 1, f"child {c} started {len(runs)} runs"
+                kinds = Counter(e["body"][0] for e in child)
+                assert kinds["WorkflowStarted"] == kinds["WorkflowCompleted"] == 1
+                assert kinds["ExternalSignalDelivered"] == 1
     finally:
         runner.cleanup()
