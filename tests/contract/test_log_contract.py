@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ import pytest
 from docket.errors import ConfigurationError, LogError, PartitionFencedError
 from docket.log.base import GroupCommit, Log, OutRecord
 from docket.log.embedded import EmbeddedLog, member_id
+from docket.log.kafka import KafkaLog
+from tests.kafka_broker import Broker
 
 GROUP = "processor"
 TOPIC = "docket.test.commands"
@@ -417,3 +420,92 @@ class TestEmbeddedLog(LogContract):
         assert other.acquire(GROUP, [0], "member-b") == []
         log.heartbeat(GROUP, "member-a")
         assert other.heartbeat(GROUP, "member-b")
+
+
+class TestKafkaLog(LogContract):
+    """The same contract on Kafka, against a real Kafka-protocol broker (Tansu) started per
+    test. Where Kafka's group protocol differs from explicit leases (partitions move when
+    Kafka rebalances, not when a member releases them; transactions interleave on a
+    partition and their markers take offsets), the test says so and checks the Kafka form."""
+
+    SESSION_MS = 1000  # fast joins and hand-overs in tests (Tansu joins in about session/2)
+
+    @pytest.fixture(autouse=True)
+    def broker(self, tmp_path: Path) -> Iterator[Broker]:
+        running = Broker(tmp_path).start()
+        self.bootstrap = running.bootstrap
+        yield running
+        running.stop()
+
+    def open_log(self, where: Path) -> Log:
+        return KafkaLog(self.bootstrap, namespace="test", partitions=self.partitions,
+                        session_timeout_ms=self.SESSION_MS)
+
+    def open_code(self, where: Path) -> str:
+        return (f"from docket.log.kafka import KafkaLog\n"
+                f"log = KafkaLog({self.bootstrap!r}, namespace='test', partitions={self.partitions},"
+                f" session_timeout_ms={self.SESSION_MS})")
+
+    # -- where Kafka's group protocol is not explicit leases -------------------------------------
+
+    def test_leases_are_exclusive_until_released(self, log: Log, other: Log) -> None:
+        """Kafka form: partitions are split between members by the group, each held by one
+        member; the member that lost a partition to a newcomer is fenced on it."""
+        a, b = self.member("a"), self.member("b")
+        assert log.acquire(GROUP, [0, 1, 2], a) == [0, 1, 2]  # alone: everything
+        held_b = other.acquire(GROUP, [0, 1, 2], b)  # b joins: the group rebalances
+        held_a = log.acquire(GROUP, [0, 1, 2], a)
+        assert held_a and held_b and not set(held_a) & set(held_b)
+        assert set(held_a) | set(held_b) == {0, 1, 2}
+        moved = held_b[0]
+        other.append([OutRecord(OTHER, moved, "k", b"b")], {(GROUP, TOPIC, moved): 3}, owner=b)
+        with pytest.raises(PartitionFencedError):
+            log.append([OutRecord(OTHER, moved, "k", b"a")], {(GROUP, TOPIC, moved): 9}, owner=a)
+        assert values(log.read(OTHER, moved, 0, 10)) == [b"b"]
+        assert log.committed(GROUP, TOPIC, moved) == 3
+
+    def test_group_assignment_splits_partitions_between_members(self, log: Log, other: Log) -> None:
+        """Kafka form: the split is Kafka's, and after a member leaves the others learn it at
+        their next group heartbeat (a fraction of the session timeout), not at once."""
+        a, b = self.member("a"), self.member("b")
+        everything = set(range(self.partitions))
+        assert set(log.heartbeat(GROUP, a)) == everything
+        assigned_b = set(other.heartbeat(GROUP, b))
+        assigned_a = set(log.heartbeat(GROUP, a))
+        assert assigned_a and assigned_b
+        assert assigned_a | assigned_b == everything and not assigned_a & assigned_b
+        assert set(other.acquire(GROUP, sorted(assigned_b), b)) == assigned_b
+        other.leave(GROUP, b)
+        deadline = time.monotonic() + 10
+        while set(log.heartbeat(GROUP, a)) != everything and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert set(log.acquire(GROUP, sorted(everything), a)) == everything
+
+    @pytest.mark.slow
+    def test_concurrent_writer_processes_get_gap_free_non_interleaved_offsets(
+        self, log: Log, where: Path, tmp_path: Path
+    ) -> None:
+        """Kafka form: concurrent transactions interleave on a partition and their commit
+        markers take offsets, so offsets only increase; every record arrives once, in each
+        writer's order, and every writer's offset is committed."""
+        writers, batches = ["w1", "w2"], 20
+        go = tmp_path / "go"
+        procs = [subprocess.Popen([sys.executable, "-c", WRITER, self.spec(where), name, str(batches), str(go)])
+                 for name in writers]
+        try:
+            go.touch()
+            assert [p.wait(timeout=120) for p in procs] == [0, 0]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        for partition in range(self.partitions):
+            records = log.read(TOPIC, partition, 0, 100_000)
+            offsets = [r.offset for r in records]
+            assert offsets == sorted(set(offsets)), "offsets increase"
+            for name in writers:
+                mine = [r.value.decode() for r in records if r.key == name]
+                assert mine == [f"{name}:{i}:{j}" for i in range(batches) for j in range(3)]
+        for name in writers:
+            assert log.committed(f"writer-{name}", TOPIC, 0) == batches
