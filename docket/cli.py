@@ -534,7 +534,7 @@ def replay(
     as_json: bool,
 ) -> None:
     """Re-run recorded histories against the current code; exit 3 on non-determinism."""
-    from docket.log.embedded import EmbeddedLog
+    from docket.log.factory import open_log
     from docket.log.topics import Topics
     from docket.replay import load_history, replay_history, replay_log
 
@@ -543,12 +543,7 @@ def replay(
         results = [replay_history(app, load_history(f)) for f in files]
     else:
         settings = _settings(ctx)
-        log = EmbeddedLog(
-            settings.data_dir,
-            namespace=settings.namespace,
-            partitions=settings.partitions,
-            create=False,
-        )
+        log = open_log(settings, create=False)
         try:
             results = list(
                 replay_log(app, log, Topics(settings.namespace), workflow_id=workflow_id)

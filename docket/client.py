@@ -258,15 +258,10 @@ class Client:
         ``overrides`` are `Settings` fields (``data_dir``, ``namespace``); the rest comes
         from ``DOCKET_*`` variables.
         """
-        from docket.log.embedded import EmbeddedLog
+        from docket.log.factory import open_log
 
         settings = settings or Settings.from_env(**overrides)
-        log = EmbeddedLog(
-            settings.data_dir,
-            namespace=settings.namespace,
-            partitions=settings.partitions,
-            create=False,
-        )
+        log = open_log(settings, create=False)
         state_dir = settings.data_dir / "state" / settings.namespace
         client = cls(log, Topics(settings.namespace), StateReader(state_dir, log.partitions))
         client._owns_log = True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from docket.errors import ConfigurationError
@@ -35,7 +35,11 @@ class Settings:
         namespace: topic prefix (``docket.<namespace>.commands``); several apps can share a
             data directory or a Kafka cluster under different namespaces.
         partitions: partitions per topic; fixed when the namespace is first created.
-        bootstrap_servers: Kafka brokers; set to use the Kafka backend instead of the embedded log.
+        bootstrap_servers: Kafka brokers; set to use the Kafka log instead of the embedded one
+            (RocksDB state stores still live in ``data_dir``).
+        kafka_config: more librdkafka settings (TLS, SASL, ...), e.g.
+            ``{"security.protocol": "SASL_SSL"}``; from ``DOCKET_KAFKA_SECURITY_PROTOCOL``
+            and the like (``DOCKET_KAFKA_`` + the key in capitals, ``.`` as ``_``).
         always_replay: evict every workflow instance after each activation (tests, CI).
     """
 
@@ -43,6 +47,7 @@ class Settings:
     namespace: str = "default"
     partitions: int = 4
     bootstrap_servers: str | None = None
+    kafka_config: dict[str, str] = field(default_factory=dict)
     always_replay: bool = False
 
     def __post_init__(self) -> None:
@@ -53,12 +58,6 @@ class Settings:
             )
         if not 1 <= self.partitions <= 256:
             raise ConfigurationError(f"partitions must be between 1 and 256, got {self.partitions}")
-        if self.bootstrap_servers:
-            raise ConfigurationError(
-                f"DOCKET_BOOTSTRAP_SERVERS is set ({self.bootstrap_servers!r}) but this version of "
-                "Docket has no Kafka backend yet; unset it to use the embedded log in "
-                f"{self.data_dir}"
-            )
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -80,6 +79,13 @@ class Settings:
                 ) from None
         if env.get("DOCKET_BOOTSTRAP_SERVERS"):
             values["bootstrap_servers"] = env["DOCKET_BOOTSTRAP_SERVERS"]
+        kafka = {
+            name.removeprefix("DOCKET_KAFKA_").lower().replace("_", "."): value
+            for name, value in env.items()
+            if name.startswith("DOCKET_KAFKA_")
+        }
+        if kafka:
+            values["kafka_config"] = kafka
         if flag("DOCKET_ALWAYS_REPLAY"):
             values["always_replay"] = True
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -13,7 +13,9 @@ from docket.app import App
 from docket.client import Client
 from docket.clock import Clock, SystemClock
 from docket.config import Settings
-from docket.log.embedded import EmbeddedLog, member_id
+from docket.log.base import Log
+from docket.log.embedded import member_id
+from docket.log.factory import open_log
 from docket.log.topics import Topics
 from docket.reader import StateReader
 from docket.streams.execution import ExecutionProcessor
@@ -70,7 +72,7 @@ class Engine:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._client: Client | None = None
-        self.log: EmbeddedLog | None = None
+        self.log: Log | None = None
         self.processor: ExecutionProcessor | None = None
         self.timers: TimerService | None = None
         self.worker: Worker | None = None
@@ -94,9 +96,7 @@ class Engine:
 
     async def start(self) -> None:
         settings = self.settings
-        self.log = EmbeddedLog(
-            settings.data_dir, namespace=settings.namespace, partitions=settings.partitions
-        )
+        self.log = open_log(settings)
         topics = Topics(settings.namespace)
         self._stop.clear()
         if self._run_processor:
@@ -125,6 +125,7 @@ class Engine:
                 max_concurrency=self._max_concurrency,
                 queues=set(self._task_queues) if self._task_queues else None,
             )
+            await self.worker.sync_groups()  # own task partitions before the first start
             self._spawn(self.worker.run(self._stop), "worker")
         processor = self.processor
         reader = StateReader(

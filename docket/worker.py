@@ -184,14 +184,18 @@ class Worker:
 
         return revoke
 
+    async def sync_groups(self) -> None:
+        """Join (or re-check) the group of every task queue and take assigned partitions."""
+        for group in self._groups.values():
+            await group.sync()
+
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
         loop = self._loop
         next_sync = 0.0
         while not stop.is_set():
             if loop.time() >= next_sync:
-                for group in self._groups.values():
-                    await group.sync()
+                await self.sync_groups()
                 next_sync = loop.time() + 1.0
             token = self.log.change_token()
             dispatched = self._dispatch()

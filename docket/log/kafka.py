@@ -56,16 +56,21 @@ class KafkaLog:
         namespace: str,
         partitions: int,
         config: Mapping[str, str] | None = None,
-        session_timeout_ms: int = SESSION_TIMEOUT_MS,
+        session_timeout_ms: int | None = None,
     ) -> None:
+        """``config`` passes librdkafka settings through (TLS, SASL, ...); its
+        ``session.timeout.ms`` sets the group session timeout: how soon partitions of a dead
+        member move, and about twice how long a first join takes."""
         kafka = _kafka()
         from confluent_kafka.admin import AdminClient
 
         self._kafka = kafka
         self.namespace = namespace
         self.partitions = partitions
-        self._conf: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, **(config or {})}
-        self._session_ms = session_timeout_ms
+        conf = dict(config or {})
+        session = conf.pop("session.timeout.ms", None)  # a consumer-group setting only
+        self._session_ms = session_timeout_ms or int(session or SESSION_TIMEOUT_MS)
+        self._conf: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, **conf}
         self._admin: Any = AdminClient(self._conf)
         self._producer = kafka.Producer(
             {**self._conf, "enable.idempotence": True, "linger.ms": 0, "acks": "all"}
@@ -85,7 +90,7 @@ class KafkaLog:
 
     def _check_cluster(self) -> None:
         try:
-            self._admin.list_topics(timeout=10)
+            self._admin.list_topics(timeout=5)
         except self._kafka.KafkaException as exc:
             raise ConfigurationError(
                 f"cannot reach Kafka at {self._conf['bootstrap.servers']!r}: {exc}; check "
@@ -206,7 +211,9 @@ class KafkaLog:
     def _commit_offsets(self, commits: Commits) -> None:
         by_group: dict[str, list[Any]] = {}
         for (group, topic, partition), offset in commits.items():
-            by_group.setdefault(group, []).append(self._kafka.TopicPartition(topic, partition, offset))
+            by_group.setdefault(group, []).append(
+                self._kafka.TopicPartition(topic, partition, offset)
+            )
         for group, offsets in by_group.items():
             self._offset_client(group).commit(offsets=offsets, asynchronous=False)
 
@@ -226,19 +233,26 @@ class KafkaLog:
     # -- reading ---------------------------------------------------------------------------------
 
     def read(self, topic: str, partition: int, offset: int, limit: int) -> list[LogRecord]:
+        return self._read(topic, partition, offset, limit, to_the_end=True)
+
+    def poll(self, topic: str, partition: int, offset: int, limit: int) -> list[LogRecord]:
+        """Like `read`, but without waiting to learn that the partition has nothing more:
+        it waits only for records this process knows were appended (loops come back)."""
+        return self._read(topic, partition, offset, limit, to_the_end=False)
+
+    def _read(
+        self, topic: str, partition: int, offset: int, limit: int, *, to_the_end: bool
+    ) -> list[LogRecord]:
         self.ensure_topic(topic)
         reader = self._readers.get(topic)
         if reader is None:
             reader = self._readers[topic] = _TopicReader(self, topic)
-        records = reader.read(partition, offset, limit)
+        records = reader.read(partition, offset, limit, to_the_end=to_the_end)
         if records:
             with self._lock:
                 key = (topic, partition)
                 self._ends[key] = max(self._ends.get(key, 0), records[-1].offset + 1)
         return records
-
-    def poll(self, topic: str, partition: int, offset: int, limit: int) -> list[LogRecord]:
-        return self.read(topic, partition, offset, limit)
 
     def end_offset(self, topic: str, partition: int) -> int:
         """The next offset of the partition, found by reading to its end from the highest
@@ -304,6 +318,10 @@ class KafkaLog:
             topic = f"{group}.members"
             self.ensure_topic(topic)
             found = self._members[(group, member)] = _Member(self, topic, member, topic)
+            # a member will commit: pay for the transactional producer's set-up and the
+            # group coordinator's lookup now, not in the first workflow's latency
+            self._transactional()
+            self.committed(group, topic, 0)
         return found
 
     def heartbeat(self, group: str, member: str) -> list[int]:
@@ -375,12 +393,12 @@ class _TopicReader:
         self._buffer: dict[int, list[LogRecord]] = {}
         self._eof: dict[int, int] = {}  # partition -> the end offset last reported
 
-    def read(self, partition: int, offset: int, limit: int) -> list[LogRecord]:
+    def read(self, partition: int, offset: int, limit: int, *, to_the_end: bool) -> list[LogRecord]:
         if self._cursor.get(partition) != offset:
             self._seek(partition, offset)
         self._fetch(0.0)
         deadline = time.monotonic() + self.WAIT_S
-        while not self._buffer[partition] and self._more_expected(partition, offset):
+        while not self._buffer[partition] and self._more_expected(partition, offset, to_the_end):
             if time.monotonic() > deadline:
                 raise LogError(
                     f"no records from {self.topic}[{partition}] at offset {offset} within "
@@ -393,14 +411,17 @@ class _TopicReader:
             self._cursor[partition] = out[-1].offset + 1
         return out
 
-    def _more_expected(self, partition: int, offset: int) -> bool:
-        """Whether records may follow: the fetch has not reported the end since the last
-        record, or this process appended past that end. (An end beyond ``offset`` with no
-        record before it is not "more": commit markers take offsets too.)"""
+    def _more_expected(self, partition: int, offset: int, to_the_end: bool) -> bool:
+        """Whether records may follow: this process appended past ``offset`` (or past the
+        end the fetch last reported), or, ``to_the_end``, the fetch has not reported the end
+        since the last record. (An end beyond ``offset`` with no record before it is not
+        "more": commit markers take offsets too.)"""
         eof = self._eof.get(partition)
         with self._log._lock:
             known_end = self._log._ends.get((self.topic, partition), 0)
-        return eof is None or known_end > eof
+        if eof is None:
+            return to_the_end or known_end > offset
+        return known_end > eof
 
     def _seek(self, partition: int, offset: int) -> None:
         TopicPartition = self._kafka.TopicPartition
@@ -422,8 +443,11 @@ class _TopicReader:
     def _fetch(self, timeout: float) -> None:
         """Take what the consumer has: wait up to ``timeout`` for the first batch, then drain."""
         eof_code = self._kafka.KafkaError._PARTITION_EOF
+        first = self._consumer.poll(timeout) if timeout > 0 else None  # returns on the first
         while True:
-            messages = self._consumer.consume(10_000, timeout)
+            # consume() waits out its whole timeout unless the batch fills: drain with 0
+            messages = ([first] if first is not None else []) + self._consumer.consume(10_000, 0)
+            first = None
             if not messages:
                 return
             for message in messages:
@@ -448,7 +472,6 @@ class _TopicReader:
                 ):
                     buffered.append(record)
                     self._eof.pop(partition, None)
-            timeout = 0.0
 
     def close(self) -> None:
         self._consumer.close()
@@ -479,7 +502,9 @@ class _Member:
         )
         self._wait_s = max(30.0, log._session_ms / 1000 * 5)
         self._consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
-        self._thread = threading.Thread(target=self._run, name=f"docket-member-{group}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"docket-member-{group}", daemon=True
+        )
         self._thread.start()
         if not self._joined.wait(self._wait_s):
             raise LogError(f"{member} could not join group {group!r} within {self._wait_s} s")

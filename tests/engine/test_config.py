@@ -30,10 +30,17 @@ async def fan(ctx: docket.WorkflowContext, width: int) -> list[int]:
     return list(await asyncio.gather(*(ctx.step(hold, 0.05) for _ in range(width))))
 
 
-def test_bootstrap_servers_is_not_silently_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DOCKET_BOOTSTRAP_SERVERS", "localhost:9092")
-    with pytest.raises(ConfigurationError, match="no Kafka backend yet"):
-        docket.Engine(app)
+async def test_unreachable_bootstrap_servers_are_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """DOCKET_BOOTSTRAP_SERVERS selects the Kafka log; a cluster that is not there is named."""
+    monkeypatch.setenv("DOCKET_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    monkeypatch.setenv("DOCKET_KAFKA_SOCKET_CONNECTION_SETUP_TIMEOUT_MS", "1000")
+    settings = docket.Settings.from_env(data_dir=tmp_path)
+    assert settings.kafka_config == {"socket.connection.setup.timeout.ms": "1000"}
+    with pytest.raises(ConfigurationError, match="cannot reach Kafka at '127.0.0.1:1'"):
+        async with docket.Engine(app, settings=settings):
+            pass
 
 
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
