@@ -385,6 +385,9 @@ class _TopicReader:
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "enable.partition.eof": True,
+                # read_committed would stall every reader of a partition for the transaction
+                # timeout when a process dies mid-transaction; outputs are deduped anyway
+                "isolation.level": "read_uncommitted",
                 "fetch.wait.max.ms": 5,
                 "fetch.error.backoff.ms": 5,
             }
