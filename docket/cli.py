@@ -140,12 +140,19 @@ async def _serve(
 @main.command()
 @click.option("-A", "--app", "app_spec", required=True, help="The app, as module:attribute.")
 @click.option("--concurrency", default=200, show_default=True, help="Steps run at once.")
+@click.option(
+    "--worker/--no-worker",
+    "with_worker",
+    default=True,
+    show_default=True,
+    help="Also run a worker here (--no-worker: steps run in `docket worker` processes).",
+)
 @click.pass_context
 @_handle_errors
-def run(ctx: click.Context, app_spec: str, concurrency: int) -> None:
+def run(ctx: click.Context, app_spec: str, concurrency: int, with_worker: bool) -> None:
     """Run the processor, timer service and a worker for an app, until SIGTERM."""
     app = _load_app(app_spec)
-    _run(_serve(app, _settings(ctx), processor=True, worker=True, concurrency=concurrency))
+    _run(_serve(app, _settings(ctx), processor=True, worker=with_worker, concurrency=concurrency))
 
 
 @main.command()
