@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import platform
 import resource
 import shutil
@@ -109,7 +110,8 @@ def emit(
 ) -> dict[str, Any]:
     line = {
         "workload": workload,
-        "backend": "embedded",
+        # DOCKET_BOOTSTRAP_SERVERS puts the engine (and so the bench) on Kafka
+        "backend": "kafka" if os.environ.get("DOCKET_BOOTSTRAP_SERVERS") else "embedded",
         **figures,
         "peak_rss_mb": peak_rss_mb(),
         "cpu_s": r3(cpu_s() - c0),
