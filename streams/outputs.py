@@ -200,23 +200,7 @@ class Outputs:
         details: dict[str, Any] | None,
     ) -> None:
         seq = scheduled["seq"]
-        wid, run_id = state["workflow_id"], state["run_id"]
-        task = {
-            "workflow_id": wid,
-            "run_id": run_id,
-            "workflow_type": state["workflow_type"],
-            "seq": seq,
-            "attempt": attempt,
-            "step_name": scheduled["step_name"],
-            "args": scheduled["args"],
-            "kwargs": scheduled["kwargs"],
-            "idempotency_key": idempotency_key(wid, run_id, seq, attempt),
-            "start_to_close_ms": scheduled["start_to_close_ms"],
-            "heartbeat_ms": scheduled["heartbeat_ms"],
-            "heartbeat_details": details,
-            "cancel": False,
-        }
-        self._tasks.append((scheduled["task_queue"], wid, TASKS.encode(task)))
+        self._task_record(state, scheduled, attempt, heartbeat_details=details, cancel=False)
         if scheduled["start_to_close_ms"]:
             self._step_timer(
                 state,
@@ -232,23 +216,39 @@ class Outputs:
 
     def cancel_task(self, state: State, scheduled: dict[str, Any], attempt: int) -> None:
         """A notice on the step's task queue: the worker running this attempt cancels it."""
+        self._task_record(
+            state,
+            scheduled,
+            attempt,
+            args=[],
+            kwargs={},
+            start_to_close_ms=None,
+            heartbeat_ms=None,
+            heartbeat_details=None,
+            cancel=True,
+        )
+
+    def _task_record(
+        self, state: State, scheduled: dict[str, Any], attempt: int, **fields: Any
+    ) -> None:
+        """A record on the step's task queue for one attempt; ``fields`` override what it
+        takes from the StepScheduled body (a cancel notice carries no arguments)."""
         wid, run_id, seq = state["workflow_id"], state["run_id"], scheduled["seq"]
-        notice = {
+        task = {
             "workflow_id": wid,
             "run_id": run_id,
             "workflow_type": state["workflow_type"],
             "seq": seq,
             "attempt": attempt,
             "step_name": scheduled["step_name"],
-            "args": [],
-            "kwargs": {},
+            "args": scheduled["args"],
+            "kwargs": scheduled["kwargs"],
             "idempotency_key": idempotency_key(wid, run_id, seq, attempt),
-            "start_to_close_ms": None,
-            "heartbeat_ms": None,
-            "heartbeat_details": None,
-            "cancel": True,
+            "start_to_close_ms": scheduled["start_to_close_ms"],
+            "heartbeat_ms": scheduled["heartbeat_ms"],
+            **fields,
         }
-        self._tasks.append((scheduled["task_queue"], wid, TASKS.encode(notice)))
+        self._tasks.append((scheduled["task_queue"], wid, TASKS.encode(task)))
 
     def for_event(self, state: State, event: dict[str, Any], scheduled_step: Scheduled) -> None:
         kind, body = event["body"]

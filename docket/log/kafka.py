@@ -155,15 +155,7 @@ class KafkaLog:
             elif commits:
                 self._append_transaction(records, commits, report, ts_ms)
             else:
-                for r in records:
-                    self._producer.produce(
-                        r.topic,
-                        r.value,
-                        r.key,
-                        partition=r.partition,
-                        timestamp=ts_ms,
-                        on_delivery=report,
-                    )
+                _produce(self._producer, records, report, ts_ms)
                 self._producer.flush()
         except self._kafka.KafkaException as exc:
             raise LogError(f"Kafka append of {len(records)} records failed: {exc}") from exc
@@ -182,22 +174,10 @@ class KafkaLog:
         self, records: Sequence[OutRecord], commits: Commits, report: Any, ts_ms: int
     ) -> None:
         producer = self._transactional()
-        TopicPartition = self._kafka.TopicPartition
         producer.begin_transaction()
         try:
-            for r in records:
-                producer.produce(
-                    r.topic,
-                    r.value,
-                    r.key,
-                    partition=r.partition,
-                    timestamp=ts_ms,
-                    on_delivery=report,
-                )
-            by_group: dict[str, list[Any]] = {}
-            for (group, topic, partition), offset in commits.items():
-                by_group.setdefault(group, []).append(TopicPartition(topic, partition, offset))
-            for group, offsets in by_group.items():
+            _produce(producer, records, report, ts_ms)
+            for group, offsets in self._offsets_by_group(commits).items():
                 metadata = self._offset_client(group).consumer_group_metadata()
                 producer.send_offsets_to_transaction(offsets, metadata, 10)
             producer.commit_transaction(30)
@@ -209,13 +189,16 @@ class KafkaLog:
             raise
 
     def _commit_offsets(self, commits: Commits) -> None:
+        for group, offsets in self._offsets_by_group(commits).items():
+            self._offset_client(group).commit(offsets=offsets, asynchronous=False)
+
+    def _offsets_by_group(self, commits: Commits) -> dict[str, list[Any]]:
         by_group: dict[str, list[Any]] = {}
         for (group, topic, partition), offset in commits.items():
             by_group.setdefault(group, []).append(
                 self._kafka.TopicPartition(topic, partition, offset)
             )
-        for group, offsets in by_group.items():
-            self._offset_client(group).commit(offsets=offsets, asynchronous=False)
+        return by_group
 
     def _transactional(self) -> Any:
         if self._txn_producer is None:
@@ -534,6 +517,14 @@ class _Member:
         self._stop.set()
         self._thread.join(5)
         self._consumer.close()
+
+
+def _produce(producer: Any, records: Sequence[OutRecord], report: Any, ts_ms: int) -> None:
+    """Queue ``records`` on ``producer``, each to the partition Docket chose."""
+    for r in records:
+        producer.produce(
+            r.topic, r.value, r.key, partition=r.partition, timestamp=ts_ms, on_delivery=report
+        )
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

@@ -272,13 +272,10 @@ class WorkflowInstance:
 
     # -- what ctx asks for ------------------------------------------------------------------------
 
-    def _next_seq(self) -> int:
+    def next_seq(self) -> int:
+        """The next durable call's seq (also used by helpers such as `Relations`)."""
         self._seq += 1
         return self._seq
-
-    def next_seq(self) -> int:
-        """The next durable call's seq (for helpers such as `Relations`)."""
-        return self._next_seq()
 
     def record(self, kind: str, body: dict[str, Any], location: str) -> None:
         """Ask for an event to be recorded (replay checks it against history)."""
@@ -319,7 +316,7 @@ class WorkflowInstance:
             raise WorkflowError(
                 f"local step {name!r} is not registered in this app; local steps run inline"
             )
-        seq = self._next_seq()
+        seq = self.next_seq()
         arg_payloads, kwarg_payloads = encode_args(args, kwargs, where=f"step {name!r}")
         retry = (definition.retry if definition else RetryPolicy()).to_record()
         body = {
@@ -358,7 +355,7 @@ class WorkflowInstance:
         return await self.schedule_side_effect(fn, location)
 
     def schedule_side_effect(self, fn: Callable[[], Any], location: str) -> asyncio.Future[Any]:
-        seq = self._next_seq()
+        seq = self.next_seq()
         body = {
             "seq": seq,
             "step_name": "side_effect",
@@ -383,7 +380,7 @@ class WorkflowInstance:
         await asyncio.sleep(seconds)
 
     def _start_timer(self, when: float, handle: asyncio.TimerHandle) -> None:
-        seq = self._next_seq()
+        seq = self.next_seq()
         self._timers[seq] = handle
         self._timer_seqs[id(handle)] = seq
         fire_at_us = int(round(when * 1e6))
