@@ -552,9 +552,7 @@ def replay(
         settings = _settings(ctx)
         log = open_log(settings, create=False)
         try:
-            results = list(
-                replay_log(app, log, Topics(settings.namespace), workflow_id=workflow_id)
-            )
+            results = list(replay_log(app, log, Topics(log.namespace), workflow_id=workflow_id))
         finally:
             log.close()
     failed = 0
@@ -624,6 +622,49 @@ def step_heartbeat(ctx: click.Context, task_token: str, details_json: str | None
     details = _json_value(details_json, "--details")
     _run(_with_client(_settings(ctx), lambda client: client.heartbeat_step(task_token, details)))
     click.echo("heartbeat recorded")
+
+
+# -- partitions -----------------------------------------------------------------------------------
+
+
+@main.group()
+def partitions() -> None:
+    """Show or grow the namespace's partition count."""
+
+
+@partitions.command(name="show")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@_handle_errors
+def partitions_show(ctx: click.Context, as_json: bool) -> None:
+    """The namespace's partition count and generation of topics."""
+    from docket.log.growth import layout_of
+
+    layout = layout_of(_settings(ctx))
+    shown = {
+        "namespace": layout.namespace,
+        "partitions": layout.partitions,
+        "generation": layout.generation,
+        "topics": f"docket.{layout.storage}.*",
+    }
+    _print(shown, as_json)
+
+
+@partitions.command(name="grow")
+@click.argument("count", type=int)
+@click.pass_context
+@_handle_errors
+def partitions_grow(ctx: click.Context, count: int) -> None:
+    """Move the namespace to COUNT partitions, keeping every execution.
+
+    Stop every engine, worker and client of the namespace first. The records are copied
+    into a new generation of topics, routed for COUNT; then every process started
+    afterwards uses it. See docs/operations.md#growing-partitions.
+    """
+    from docket.log.growth import grow
+
+    report = grow(_settings(ctx), count, progress=click.echo)
+    click.echo(f"copied {report.total} records; start the engines again")
 
 
 if __name__ == "__main__":

@@ -262,8 +262,8 @@ class Client:
 
         settings = settings or Settings.from_env(**overrides)
         log = open_log(settings, create=False)
-        state_dir = settings.data_dir / "state" / settings.namespace
-        client = cls(log, Topics(settings.namespace), StateReader(state_dir, log.partitions))
+        state_dir = settings.data_dir / "state" / log.namespace
+        client = cls(log, Topics(log.namespace), StateReader(state_dir, log.partitions))
         client._owns_log = True
         return client
 

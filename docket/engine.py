@@ -85,7 +85,10 @@ class Engine:
 
     @property
     def state_dir(self) -> Path:
-        return self.settings.data_dir / "state" / self.settings.namespace
+        """Where this engine's state stores are: the namespace's live generation's, once
+        the engine has started (docket/log/layout.py)."""
+        namespace = self.log.namespace if self.log is not None else self.settings.namespace
+        return self.settings.data_dir / "state" / namespace
 
     async def __aenter__(self) -> Engine:
         await self.start()
@@ -97,7 +100,7 @@ class Engine:
     async def start(self) -> None:
         settings = self.settings
         self.log = open_log(settings)
-        topics = Topics(settings.namespace)
+        topics = Topics(self.log.namespace)
         self._stop.clear()
         if self._run_processor:
             self.processor = ExecutionProcessor(

@@ -49,6 +49,11 @@ class Codec:
         self._writers[fp] = parsed
         return fp
 
+    def reads(self, fingerprint: bytes) -> bool:
+        """Whether a record whose writer schema has this fingerprint belongs to this family
+        and can be decoded here (readers of mixed topics pick the family by it)."""
+        return fingerprint in self._writers
+
     def encode(self, record: dict[str, Any]) -> bytes:
         try:
             if _write_data is not None:
@@ -135,3 +140,4 @@ TASKS = Codec("task")
 TIMERS = Codec("timer")
 REPLIES = Codec("reply")
 STATES = Codec("state")
+LAYOUTS = Codec("layout")

@@ -17,7 +17,7 @@ from fastavro.schema import expand_schema, fingerprint, to_parsing_canonical_for
 
 # Named types other schemas refer to, in dependency order.
 _SHARED = ("payload", "failure", "retry")
-FAMILIES = ("command", "event", "task", "timer", "reply", "state")
+FAMILIES = ("command", "event", "task", "timer", "reply", "state", "layout")
 
 
 def _load_json(name: str) -> dict[str, Any]:

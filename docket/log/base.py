@@ -41,6 +41,7 @@ Commits = Mapping[tuple[str, str, int], int]
 
 
 class Log(Protocol):
+    namespace: str  # where this log's topics, groups and state live (see layout.py)
     partitions: int
 
     def append(
@@ -87,6 +88,12 @@ class Log(Protocol):
 
     def leave(self, group: str, member: str) -> None:
         """Leave the group on shutdown, giving up every lease."""
+
+    def topics(self, prefix: str) -> list[str]:
+        """The topics whose names start with ``prefix`` (sorted)."""
+
+    def live_groups(self, prefix: str) -> list[str]:
+        """The groups whose names start with ``prefix`` and that have live members now."""
 
     def close(self) -> None: ...
 

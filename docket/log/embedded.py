@@ -106,6 +106,7 @@ class EmbeddedLog:
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise LogError(f"cannot open the embedded log at {self.path}: {exc}") from exc
+        self.namespace = namespace
         self.partitions = self._register_namespace(namespace, partitions, create)
         self._generation = 0
         self._waiters: list[asyncio.Future[None]] = []
@@ -327,6 +328,22 @@ class EmbeddedLog:
         with self._transaction():
             self._db.execute("DELETE FROM leases WHERE grp=? AND owner=?", (group, member))
             self._db.execute("DELETE FROM members WHERE grp=? AND member=?", (group, member))
+
+    def topics(self, prefix: str) -> list[str]:
+        rows = self._db.execute(
+            "SELECT DISTINCT topic FROM heads WHERE substr(topic, 1, ?)=? ORDER BY topic",
+            (len(prefix), prefix),
+        )
+        return [topic for (topic,) in rows]
+
+    def live_groups(self, prefix: str) -> list[str]:
+        now = _now_us()
+        rows = self._db.execute(
+            "SELECT grp, member, heartbeat_us FROM members WHERE substr(grp, 1, ?)=?",
+            (len(prefix), prefix),
+        ).fetchall()
+        live = {g for g, m, hb in rows if hb >= now - SESSION_TIMEOUT_US and not _is_dead(m)}
+        return sorted(live)
 
     def close(self) -> None:
         self._db.close()

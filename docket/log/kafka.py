@@ -25,6 +25,7 @@ start of the last batch): ends come from this process's delivery reports and fro
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 import uuid
@@ -33,6 +34,7 @@ from typing import Any
 
 from docket.errors import ConfigurationError, LogError, PartitionFencedError
 from docket.log.base import Commits, LogRecord, OutRecord
+from docket.log.topics import Topics
 
 LOCAL_WAIT_S = 0.02  # how often pollers look for other processes' appends
 SESSION_TIMEOUT_MS = 6000
@@ -85,6 +87,7 @@ class KafkaLog:
         self._waiters: list[asyncio.Future[None]] = []
         self._lock = threading.Lock()
         self._check_cluster()
+        self._adopt_partition_count()
 
     # -- topics ------------------------------------------------------------------------------
 
@@ -97,17 +100,32 @@ class KafkaLog:
                 "DOCKET_BOOTSTRAP_SERVERS and that the brokers are up"
             ) from exc
 
+    def _adopt_partition_count(self) -> None:
+        """As on the embedded log, the count is fixed when the namespace is created: an
+        existing namespace keeps the count of its topics, whatever this process asked for."""
+        metadata = self._admin.list_topics(timeout=10).topics.get(Topics(self.namespace).commands)
+        if metadata is not None and len(metadata.partitions) != self.partitions:
+            logging.getLogger("docket").warning(
+                "namespace %r already has %d partitions; ignoring the requested %d (the "
+                "partition count is fixed when a namespace is created)",
+                self.namespace,
+                len(metadata.partitions),
+                self.partitions,
+            )
+            self.partitions = len(metadata.partitions)
+
     def ensure_topic(self, topic: str, *, config: Mapping[str, str] | None = None) -> None:
         """Create ``topic`` with the namespace's partition count unless it exists; refuse a
         topic that exists with another count (keys would route to the wrong partitions)."""
         if topic in self._topics:
             return
         NewTopic = self._kafka.admin.NewTopic
-
+        # the layout topic has one partition whatever the count: it says what the count is
+        partitions = 1 if topic == Topics(self.namespace).layout else self.partitions
         metadata = self._admin.list_topics(topic=None, timeout=10).topics.get(topic)
         if metadata is None:
             futures = self._admin.create_topics(
-                [NewTopic(topic, self.partitions, 1, config=dict(config or {}))]
+                [NewTopic(topic, partitions, 1, config=dict(config or {}))]
             )
             try:
                 futures[topic].result(10)
@@ -115,11 +133,11 @@ class KafkaLog:
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
                     raise LogError(f"cannot create Kafka topic {topic!r}: {exc}") from exc
             metadata = self._admin.list_topics(topic=None, timeout=10).topics.get(topic)
-        count = len(metadata.partitions) if metadata is not None else self.partitions
-        if count != self.partitions:
+        count = len(metadata.partitions) if metadata is not None else partitions
+        if count != partitions:
             raise ConfigurationError(
                 f"Kafka topic {topic!r} has {count} partitions but namespace "
-                f"{self.namespace!r} uses {self.partitions}: keys would reach the wrong "
+                f"{self.namespace!r} uses {partitions}: keys would reach the wrong "
                 "partitions. Use the namespace's partition count"
             )
         self._topics.add(topic)
@@ -321,6 +339,28 @@ class KafkaLog:
         found = self._members.pop((group, member), None)
         if found is not None:
             found.close()
+
+    def topics(self, prefix: str) -> list[str]:
+        names = self._admin.list_topics(timeout=10).topics
+        return sorted(t for t in names if t.startswith(prefix))
+
+    def live_groups(self, prefix: str) -> list[str]:
+        """Groups with members, found through their membership topics (some brokers, Tansu
+        among them, list no groups) and the Kafka group state of each."""
+        memberships = [t for t in self.topics(prefix) if t.endswith(".members")]
+        if not memberships:
+            return []
+        quiet = {"EMPTY", "DEAD"}
+        live = []
+        futures = self._admin.describe_consumer_groups(memberships, request_timeout=10)
+        for name, future in futures.items():
+            try:
+                state = future.result().state.name
+            except self._kafka.KafkaException as exc:
+                raise LogError(f"cannot describe Kafka group {name!r}: {exc}") from exc
+            if state not in quiet:
+                live.append(name.removesuffix(".members"))
+        return sorted(live)
 
     def _check_leases(self, owner: str, leases: set[tuple[str, int]]) -> None:
         for group, partition in leases:

@@ -25,6 +25,12 @@ class Topics:
         return self._name("timers")
 
     @property
+    def layout(self) -> str:
+        """Which generation of topics the namespace uses (docket/log/layout.py); only the
+        user's namespace has one, never a generation's storage namespace."""
+        return self._name("layout")
+
+    @property
     def replies(self) -> str:
         return self._name("replies")
 
