@@ -15,19 +15,45 @@ event ids 1..n with no gap or duplicate (in the store and in the history topic),
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from app_under_test import app, sleep_then_step, twenty_steps
-from crash_harness import KILLED, Runner, assert_history_sound, runs_per_seq
+from crash_harness import KAFKA_SESSION_MS, KILLED, Runner, assert_history_sound, runs_per_seq
 
 import docket
+from tests.kafka_broker import Broker
+
+KAFKA = pytest.param("kafka", marks=pytest.mark.kafka)
 
 STEPS = 20
 SUM_OF_SQUARES = sum(i * i for i in range(1, STEPS + 1))
 
 
 PROCESSOR_POINTS = ("before_append", "after_append_before_writebatch", "after_writebatch")
+
+
+@pytest.fixture
+def make_runner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[str], Runner]]:
+    """A runner on the embedded log, or on a Kafka broker started for the test (the test
+    process's client then uses the broker too)."""
+    brokers: list[Broker] = []
+
+    def make(backend: str) -> Runner:
+        if backend == "embedded":
+            return Runner(tmp_path)
+        broker = Broker(tmp_path).start()
+        brokers.append(broker)
+        monkeypatch.setenv("DOCKET_BOOTSTRAP_SERVERS", broker.bootstrap)
+        monkeypatch.setenv("DOCKET_KAFKA_SESSION_TIMEOUT_MS", KAFKA_SESSION_MS)
+        return Runner(tmp_path, broker.bootstrap)
+
+    yield make
+    for broker in brokers:
+        broker.stop()
 
 
 def completed_when_processor_crashes(point: str, after: int) -> set[int]:
@@ -39,17 +65,25 @@ def completed_when_processor_crashes(point: str, after: int) -> set[int]:
     return set(range(1, after + 1))  # in the log (the store may be behind: restore catches up)
 
 
-@pytest.mark.parametrize("point", PROCESSOR_POINTS)
 @pytest.mark.parametrize(
-    "after",
+    ("backend", "point", "after"),
     [
-        0,  # the batch with the client's StartWorkflow: the client waits across the restart
-        8,  # mid-workflow
-        STEPS,  # the batch that completes the workflow and sends the result
+        *(
+            ("embedded", point, after)
+            for point in PROCESSOR_POINTS
+            for after in (
+                0,  # the batch with the client's StartWorkflow: the client waits across the restart
+                8,  # mid-workflow
+                STEPS,  # the batch that completes the workflow and sends the result
+            )
+        ),
+        *(pytest.param("kafka", point, 8, marks=pytest.mark.kafka) for point in PROCESSOR_POINTS),
     ],
 )
-async def test_processor_fault_point(tmp_path: Path, point: str, after: int) -> None:
-    runner = Runner(tmp_path)
+async def test_processor_fault_point(
+    make_runner: Callable[[str], Runner], backend: str, point: str, after: int
+) -> None:
+    runner = make_runner(backend)
     try:
         async with docket.Engine(
             app, data_dir=runner.data_dir, processor=False, worker=False
@@ -85,14 +119,22 @@ async def test_processor_fault_point(tmp_path: Path, point: str, after: int) -> 
         runner.cleanup()
 
 
-@pytest.mark.parametrize("after", [0, 7, STEPS - 1])
+@pytest.mark.parametrize(
+    ("backend", "after"),
+    [
+        ("embedded", 0),
+        ("embedded", 7),
+        ("embedded", STEPS - 1),
+        pytest.param("kafka", 7, marks=pytest.mark.kafka),
+    ],
+)
 async def test_worker_after_step_reruns_only_the_unreported_step(
-    tmp_path: Path, after: int
+    make_runner: Callable[[str], Runner], backend: str, after: int
 ) -> None:
     """Step ``after + 1`` ran, the crash came before its completion was appended: it runs
     once more (same attempt, same idempotency key); the steps before it never run again."""
     in_flight = after + 1
-    runner = Runner(tmp_path)
+    runner = make_runner(backend)
     try:
         async with docket.Engine(
             app, data_dir=runner.data_dir, processor=False, worker=False
@@ -124,10 +166,13 @@ async def test_worker_after_step_reruns_only_the_unreported_step(
         runner.cleanup()
 
 
-async def test_timer_after_fire_append_fires_once_in_history(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["embedded", KAFKA])
+async def test_timer_after_fire_append_fires_once_in_history(
+    make_runner: Callable[[str], Runner], backend: str
+) -> None:
     """The FireTimer command is in the log, the due index still has the timer: after the
     restart the timer service fires it again; the processor records TimerFired once."""
-    runner = Runner(tmp_path)
+    runner = make_runner(backend)
     try:
         async with docket.Engine(
             app, data_dir=runner.data_dir, processor=False, worker=False

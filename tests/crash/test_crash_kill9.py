@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from app_under_test import app, sleep_then_step, twenty_steps
 from crash_harness import (
+    KAFKA_SESSION_MS,
     PARTITIONS,
     Runner,
     Snapshot,
@@ -26,6 +27,7 @@ from crash_harness import (
 
 import docket
 from docket.log.partitioner import partition as partition_of
+from tests.kafka_broker import Broker
 
 STEPS = 20
 SUM_OF_SQUARES = sum(i * i for i in range(1, STEPS + 1))
@@ -86,11 +88,22 @@ async def test_kill9_at_random_moments_during_twenty_steps(tmp_path: Path, seed:
         runner.cleanup()
 
 
-@pytest.mark.parametrize("seed", [5, 6])
-async def test_kill9_at_random_moments_with_concurrent_workflows(tmp_path: Path, seed: int) -> None:
+@pytest.mark.parametrize(
+    ("backend", "seed"),
+    [("embedded", 5), ("embedded", 6), pytest.param("kafka", 5, marks=pytest.mark.kafka)],
+)
+async def test_kill9_at_random_moments_with_concurrent_workflows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str, seed: int
+) -> None:
+    """On Kafka too: there a kill lands inside transactions, whose records readers see."""
     assert {partition_of(w, PARTITIONS) for w in CONCURRENT} == set(range(PARTITIONS))
     rng = random.Random(seed)
-    runner = Runner(tmp_path)
+    broker = None
+    if backend == "kafka":
+        broker = Broker(tmp_path).start()
+        monkeypatch.setenv("DOCKET_BOOTSTRAP_SERVERS", broker.bootstrap)
+        monkeypatch.setenv("DOCKET_KAFKA_SESSION_TIMEOUT_MS", KAFKA_SESSION_MS)
+    runner = Runner(tmp_path, broker.bootstrap if broker else None)
     try:
         async with docket.Engine(
             app, data_dir=runner.data_dir, processor=False, worker=False
@@ -114,6 +127,8 @@ async def test_kill9_at_random_moments_with_concurrent_workflows(tmp_path: Path,
                 assert_steps_ran_per_guarantees(runner, w, crashes[w], set(range(1, STEPS + 1)))
     finally:
         runner.cleanup()
+        if broker is not None:
+            broker.stop()
 
 
 @pytest.mark.parametrize("seed", [1, 2])

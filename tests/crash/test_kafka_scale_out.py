@@ -44,12 +44,16 @@ def spawn(tmp: Path, name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     with open(out, "wb") as sink:
         proc = subprocess.Popen(
             [sys.executable, str(HERE / "app_under_test.py"), str(tmp / name)],
-            env=env, stdout=sink, stderr=subprocess.STDOUT,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
         )
     deadline = time.monotonic() + 60
     while b"READY" not in out.read_bytes():
         assert proc.poll() is None, out.read_text(errors="replace")
-        assert time.monotonic() < deadline, f"engine {name} not ready: {out.read_text(errors='replace')}"
+        assert time.monotonic() < deadline, (
+            f"engine {name} not ready: {out.read_text(errors='replace')}"
+        )
         time.sleep(0.02)
     return proc
 
@@ -67,7 +71,8 @@ async def test_kill9_one_of_two_engines_then_a_third_joins(tmp_path: Path) -> No
         first, second = spawn(tmp_path, "a", env), spawn(tmp_path, "b", env)
         procs += [first, second]
         settings = docket.Settings(
-            data_dir=tmp_path / "client", bootstrap_servers=broker.bootstrap,
+            data_dir=tmp_path / "client",
+            bootstrap_servers=broker.bootstrap,
             kafka_config={"session.timeout.ms": "1000"},
         )
         async with docket.Engine(app, settings=settings, processor=False, worker=False) as client:
@@ -93,7 +98,11 @@ async def test_kill9_one_of_two_engines_then_a_third_joins(tmp_path: Path) -> No
         runs = step_runs(step_log)
         # at least once: every step ran; only steps in flight at the kill (one per workflow)
         # ran again
-        assert WORKFLOWS * STEPS + WORKFLOWS * 3 <= runs <= WORKFLOWS * STEPS + WORKFLOWS * 3 + WORKFLOWS
+        assert (
+            WORKFLOWS * STEPS + WORKFLOWS * 3
+            <= runs
+            <= WORKFLOWS * STEPS + WORKFLOWS * 3 + WORKFLOWS
+        )
         # each history, deduplicated by event id as every reader does, has ids 1..n and
         # no event recorded twice with different content
         log = KafkaLog(broker.bootstrap, namespace="default", partitions=4)
@@ -101,13 +110,19 @@ async def test_kill9_one_of_two_engines_then_a_third_joins(tmp_path: Path) -> No
             history = Topics("default").history
             for i in range(WORKFLOWS):
                 wid = f"wf-{i}"
-                values = [r.value for r in log.read(history, partition_of(wid, 4), 0, 100_000) if r.key == wid]
+                values = [
+                    r.value
+                    for r in log.read(history, partition_of(wid, 4), 0, 100_000)
+                    if r.key == wid
+                ]
                 events: dict[int, bytes] = {}
                 for value in values:
                     event = EVENTS.decode(value)
                     previous = events.setdefault(event["event_id"], value)
                     kind = event["body"]
-                    assert EVENTS.decode(previous)["body"] == kind, f"{wid}: event {event['event_id']} differs"
+                    assert EVENTS.decode(previous)["body"] == kind, (
+                        f"{wid}: event {event['event_id']} differs"
+                    )
                 ids = sorted(events)
                 assert ids == list(range(1, len(ids) + 1)), f"{wid}: ids {ids}"
                 kinds = Counter(EVENTS.decode(v)["body"][0] for v in events.values())
