@@ -51,6 +51,13 @@ def parser() -> argparse.ArgumentParser:
         "--partitions", type=int, default=None, help="partitions per topic (engine default: 4)"
     )
     p.add_argument(
+        "--processors",
+        type=int,
+        default=1,
+        help="engine processes sharing the partitions: the bench's own plus N-1 `docket run`s "
+        "(processor, timers and worker each) on the same data dir or Kafka cluster",
+    )
+    p.add_argument(
         "--worker-concurrency", type=int, default=200, help="steps a worker runs at once"
     )
     p.add_argument(
@@ -96,6 +103,7 @@ def _all(args: argparse.Namespace, argv: list[str]) -> int:
     passthrough = []
     for flag in (
         "partitions",
+        "processors",
         "worker_concurrency",
         "cache_size",
         "timeout",

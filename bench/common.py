@@ -156,10 +156,49 @@ def make_engine(args: Any, data_dir: Path) -> docket.Engine:
 
 @contextlib.asynccontextmanager
 async def engine(args: Any) -> AsyncIterator[docket.Engine]:
-    """A fresh engine on a new temporary data directory, removed afterwards."""
+    """A fresh engine on a new temporary data directory, removed afterwards; with
+    ``--processors N``, N-1 more engine processes share its partitions."""
     with temp_data_dir(args) as data_dir:
         async with make_engine(args, data_dir) as eng:
-            yield eng
+            with more_engines(args, data_dir, args.processors - 1):
+                await _until_shared(eng, args.processors)
+                yield eng
+
+
+@contextlib.contextmanager
+def more_engines(args: Any, data_dir: Path, count: int) -> Iterator[None]:
+    """``count`` `docket run` processes for the bench app on the bench's data dir (and on
+    Kafka when DOCKET_BOOTSTRAP_SERVERS is set), stopped with SIGTERM afterwards."""
+    env = {**os.environ, "DOCKET_DATA_DIR": str(data_dir), "DOCKET_NAMESPACE": NAMESPACE}
+    command = [sys.executable, "-m", "docket.cli", "run", "-A", "bench.apps:app"]
+    command += ["--concurrency", str(args.worker_concurrency)]
+    root = Path(__file__).resolve().parent.parent
+    procs = [
+        subprocess.Popen(command, env=env, cwd=root, stderr=subprocess.DEVNULL)
+        for _ in range(count)
+    ]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+async def _until_shared(eng: docket.Engine, processes: int, timeout: float = 60.0) -> None:
+    """Wait until this engine's processor holds no more than its share of the partitions
+    (the others have joined), so the measurement starts with the work spread."""
+    if processes <= 1 or eng.processor is None or eng.log is None:
+        return
+    share = -(-eng.log.partitions // processes)
+    deadline = time.monotonic() + timeout
+    while len(eng.processor.partitions) > share and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
 
 
 async def bounded(
@@ -183,6 +222,7 @@ async def bounded(
 def engine_params(args: Any) -> dict[str, Any]:
     return {
         "partitions": getattr(args, "effective_partitions", args.partitions),
+        "processors": args.processors,
         "worker_concurrency": args.worker_concurrency,
         "cache_size": 10_000 if args.cache_size is None else args.cache_size,
     }
