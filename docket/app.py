@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, overload
 
 from docket.definitions import DEFAULT_QUEUE, Step, Workflow, check_step_fn, make_workflow
 from docket.errors import DefinitionError
 from docket.retry import RetryPolicy
+from docket.sources import SignalSource, make_source
 
 if TYPE_CHECKING:
     from docket.context import WorkflowContext
@@ -28,6 +29,7 @@ class App:
         self.steps: dict[str, Step[Any, Any]] = {}
         self.dynamic_workflow: Workflow[Any, Any] | None = None
         self.dynamic_step: Step[Any, Any] | None = None
+        self.signal_sources: dict[str, SignalSource] = {}
 
     # -- workflows --------------------------------------------------------------------------
 
@@ -129,6 +131,49 @@ class App:
             return step
 
         return register(fn) if fn is not None else register
+
+    # -- signal sources -------------------------------------------------------------------------
+
+    def signal_source(
+        self,
+        topic: str,
+        *,
+        workflow: Workflow[Any, Any] | str | type,
+        signal: Any,
+        key_to_id: Callable[[str], str] | None = None,
+        start: bool = True,
+        start_args: Sequence[Any] = (),
+        decode: str = "json",
+        name: str | None = None,
+    ) -> SignalSource:
+        """Bind a user topic as a source of signals: the engine consumes it and sends each
+        record, as signal ``signal`` (a ``@docket.signal`` handler or a name), to workflow
+        ``key_to_id(record key)`` (default: the key itself). A workflow that is not running
+        is started first with ``start_args`` (signal-with-start); ``start=False`` only
+        signals running ones. ``decode``: the value is the signal's one argument, as
+        ``"json"`` (default), ``"text"`` (UTF-8) or ``"bytes"``; a record that does not
+        decode is logged and skipped. Each record is delivered once: its signal command is
+        appended together with the commit of its offset. ``name`` (default: the topic) names
+        the binding's consumer group, ``docket.<namespace>.source.<name>``.
+        """
+        source = make_source(
+            topic,
+            workflow=workflow,  # type: ignore[arg-type]  # a class decorated as a workflow
+            signal=signal,
+            key_to_id=key_to_id,
+            start=start,
+            start_args=start_args,
+            decode=decode,
+            name=name,
+            default_queue=self.task_queue,
+        )
+        if source.name in self.signal_sources:
+            raise DefinitionError(
+                f"signal source {source.name!r} is bound twice in app {self.name!r}; pass "
+                "name=... to tell two bindings of one topic apart"
+            )
+        self.signal_sources[source.name] = source
+        return source
 
     # -- lookups --------------------------------------------------------------------------------
 

@@ -667,5 +667,46 @@ def partitions_grow(ctx: click.Context, count: int) -> None:
     click.echo(f"copied {report.total} records; start the engines again")
 
 
+# -- audit ----------------------------------------------------------------------------------------
+
+
+@main.group()
+def audit() -> None:
+    """Export executions' histories from the history topic, for audit."""
+
+
+@audit.command(name="export")
+@click.option(
+    "--since",
+    help="Only runs with events at or after this time: ISO 8601 or a duration ago (2h, 7d).",
+)
+@click.option("--workflow", "workflow_id", help="Only this workflow ID's runs.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the JSON lines here (default: stdout).",
+)
+@click.pass_context
+@_handle_errors
+def audit_export(
+    ctx: click.Context, since: str | None, workflow_id: str | None, output: Path | None
+) -> None:
+    """One JSON line per run, with its whole history, read from the history topic (from its
+    beginning; no engine needs to run)."""
+    from docket.audit import export_audit, parse_time
+
+    when = None
+    if since is not None:
+        try:
+            when = parse_time(since)
+        except ValueError as exc:
+            click.echo(f"error: --since: {exc}", err=True)
+            sys.exit(2)
+    count = export_audit(output, settings=_settings(ctx), since=when, workflow_id=workflow_id)
+    if output is not None:
+        click.echo(f"exported {count} runs to {output}")
+
+
 if __name__ == "__main__":
     main()

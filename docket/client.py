@@ -12,7 +12,7 @@ import time
 import typing
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -24,6 +24,7 @@ from docket.codec.payload import encode_args, from_payload, to_payload
 from docket.codec.records import COMMANDS, REPLIES
 from docket.config import Settings
 from docket.definitions import Workflow
+from docket.emission import encode_headers, encode_value, record_problem
 from docket.errors import (
     ApplicationError,
     ClientError,
@@ -266,6 +267,20 @@ class Client:
         client = cls(log, Topics(log.namespace), StateReader(state_dir, log.partitions))
         client._owns_log = True
         return client
+
+    async def emit(
+        self, topic: str, value: Any, *, key: str, headers: Mapping[str, str | bytes] | None = None
+    ) -> None:
+        """Append a record to a user topic (e.g. one bound as a signal source); returns once it
+        is durable. ``value`` and ``headers`` as for `WorkflowContext.emit`; ``key`` picks the
+        partition, through Docket's partitioner over the topic's own partition count."""
+        problem = record_problem(topic, key, headers, key_required=True)
+        if problem is not None:
+            raise ClientError(f"emit: {problem}")
+        data = encode_value(value, where=f"the value emitted to topic {topic!r}")
+        partition = partition_of(key, self._log.partitions_of(topic))
+        extra = tuple(sorted(encode_headers(headers).items()))
+        await self._writer.append([OutRecord(topic, partition, key, data, extra)])
 
     # -- starting -------------------------------------------------------------------------------
 

@@ -41,6 +41,18 @@ class Settings:
             ``{"security.protocol": "SASL_SSL"}``; from ``DOCKET_KAFKA_SECURITY_PROTOCOL``
             and the like (``DOCKET_KAFKA_`` + the key in capitals, ``.`` as ``_``).
         always_replay: evict every workflow instance after each activation (tests, CI).
+        replication_factor: replicas of each Kafka topic Docket creates; -1 (the default):
+            the broker's ``default.replication.factor``.
+        min_insync_replicas: ``min.insync.replicas`` of the topics Docket creates; None:
+            2 when the replication factor is 3 or more, the broker's default otherwise.
+        command_retention_ms: how long Kafka keeps ``commands`` and ``tasks.*`` records
+            (7 days); a command or task still unread when it expires is lost.
+        reply_retention_ms: how long Kafka keeps ``replies`` records (1 day).
+        schema_registry_url: a Confluent Schema Registry: records on Kafka are then framed
+            with its schema ids (docs/concepts.md, "Schemas on Kafka").
+        schema_registry_config: more registry client settings, e.g.
+            ``{"basic.auth.user.info": "key:secret"}``; from
+            ``DOCKET_SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO`` and the like.
     """
 
     data_dir: Path = Path(".docket")
@@ -49,6 +61,12 @@ class Settings:
     bootstrap_servers: str | None = None
     kafka_config: dict[str, str] = field(default_factory=dict)
     always_replay: bool = False
+    replication_factor: int = -1
+    min_insync_replicas: int | None = None
+    command_retention_ms: int = 7 * 24 * 3600 * 1000
+    reply_retention_ms: int = 24 * 3600 * 1000
+    schema_registry_url: str | None = None
+    schema_registry_config: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not _NAMESPACE.match(self.namespace):
@@ -58,25 +76,52 @@ class Settings:
             )
         if not 1 <= self.partitions <= 256:
             raise ConfigurationError(f"partitions must be between 1 and 256, got {self.partitions}")
+        if self.replication_factor != -1 and self.replication_factor < 1:
+            raise ConfigurationError(
+                f"replication_factor must be -1 (the broker's default) or at least 1, got "
+                f"{self.replication_factor}"
+            )
+        isr = self.min_insync_replicas
+        rf = self.replication_factor
+        if isr is not None and (isr < 1 or (rf != -1 and isr > rf)):
+            raise ConfigurationError(
+                f"min_insync_replicas must be between 1 and the replication factor "
+                f"({self.replication_factor}), got {isr}: more would refuse every write"
+            )
+        for name in ("command_retention_ms", "reply_retention_ms"):
+            if getattr(self, name) != -1 and getattr(self, name) < 60_000:
+                raise ConfigurationError(
+                    f"{name} must be -1 (forever) or at least 60000 (a minute), got "
+                    f"{getattr(self, name)}"
+                )
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
-        """Settings from ``DOCKET_DATA_DIR``, ``DOCKET_NAMESPACE``, ``DOCKET_PARTITIONS``,
-        ``DOCKET_BOOTSTRAP_SERVERS`` and ``DOCKET_ALWAYS_REPLAY``; explicit overrides win
-        (None means "not given")."""
+        """Settings from ``DOCKET_<FIELD>`` variables (``DOCKET_DATA_DIR``,
+        ``DOCKET_PARTITIONS``, ``DOCKET_SCHEMA_REGISTRY_URL``, ...; ``DOCKET_KAFKA_*`` and
+        ``DOCKET_SCHEMA_REGISTRY_*`` collect client settings); explicit overrides win (None
+        means "not given")."""
         env = os.environ
         values: dict[str, object] = {}
         if "DOCKET_DATA_DIR" in env:
             values["data_dir"] = Path(env["DOCKET_DATA_DIR"])
         if "DOCKET_NAMESPACE" in env:
             values["namespace"] = env["DOCKET_NAMESPACE"]
-        if "DOCKET_PARTITIONS" in env:
-            try:
-                values["partitions"] = int(env["DOCKET_PARTITIONS"])
-            except ValueError:
-                raise ConfigurationError(
-                    f"DOCKET_PARTITIONS must be a whole number, got {env['DOCKET_PARTITIONS']!r}"
-                ) from None
+        for name in (
+            "partitions",
+            "replication_factor",
+            "min_insync_replicas",
+            "command_retention_ms",
+            "reply_retention_ms",
+        ):
+            variable = f"DOCKET_{name.upper()}"
+            if variable in env:
+                try:
+                    values[name] = int(env[variable])
+                except ValueError:
+                    raise ConfigurationError(
+                        f"{variable} must be a whole number, got {env[variable]!r}"
+                    ) from None
         if env.get("DOCKET_BOOTSTRAP_SERVERS"):
             values["bootstrap_servers"] = env["DOCKET_BOOTSTRAP_SERVERS"]
         kafka = {
@@ -86,6 +131,15 @@ class Settings:
         }
         if kafka:
             values["kafka_config"] = kafka
+        registry = {
+            name.removeprefix("DOCKET_SCHEMA_REGISTRY_").lower().replace("_", "."): value
+            for name, value in env.items()
+            if name.startswith("DOCKET_SCHEMA_REGISTRY_") and name != "DOCKET_SCHEMA_REGISTRY_URL"
+        }
+        if registry:
+            values["schema_registry_config"] = registry
+        if env.get("DOCKET_SCHEMA_REGISTRY_URL"):
+            values["schema_registry_url"] = env["DOCKET_SCHEMA_REGISTRY_URL"]
         if flag("DOCKET_ALWAYS_REPLAY"):
             values["always_replay"] = True
         values.update({k: v for k, v in overrides.items() if v is not None})

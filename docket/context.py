@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import random as _random
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar, overload
 
@@ -121,6 +121,27 @@ class WorkflowContext:
         """The next signal called ``name`` (those that came earlier wait in order): None for
         a signal without arguments, its argument, or a tuple of its arguments."""
         return await self._instance.mailbox.wait_for_signal(name)
+
+    def emit(
+        self,
+        topic: str,
+        value: Any,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str | bytes] | None = None,
+    ) -> str:
+        """Emit a record to a user topic, atomically with this workflow's history.
+
+        The record is appended in the same log transaction as the ``RecordEmitted`` event
+        that records it, so it exists exactly when the event does; replays never emit it
+        again. ``value``: bytes as they are, str as UTF-8, anything else as JSON. ``key``
+        (default: this workflow's ID) picks the partition, through Docket's partitioner
+        over the topic's own partition count. Topics are not namespaced; names starting
+        with ``docket.`` are refused. Returns the record's identity, also sent as its
+        ``docket-record-id`` header (``<workflow_id>/<run_id>/<seq>``): consumers dedupe by
+        it. Not awaited: nothing comes back from the topic.
+        """
+        return self._instance.emit(topic, value, key, headers, user_location())
 
     def shielded(self) -> _Shield:
         """``async with ctx.shielded():`` a block that a cancellation of the workflow does
@@ -275,6 +296,7 @@ class QueryContext:
             "child",
             "external_workflow",
             "shielded",
+            "emit",
             "random",
             "uuid4",
         ):

@@ -19,6 +19,7 @@ from docket.log.factory import open_log
 from docket.log.topics import Topics
 from docket.reader import StateReader
 from docket.streams.execution import ExecutionProcessor
+from docket.streams.sources import SignalSources
 from docket.streams.timers import TimerService
 from docket.worker import Worker
 
@@ -76,6 +77,7 @@ class Engine:
         self.processor: ExecutionProcessor | None = None
         self.timers: TimerService | None = None
         self.worker: Worker | None = None
+        self.sources: SignalSources | None = None  # the app's signal sources, with the processor
 
     @property
     def client(self) -> Client:
@@ -119,6 +121,17 @@ class Engine:
             await self.timers.group.sync()
             self._spawn(self.processor.run(self._stop), "processor")
             self._spawn(self.timers.run(self._stop), "timers")
+            if self.app.signal_sources:  # groups named by the user's namespace: growth keeps them
+                self.sources = SignalSources(
+                    self.app,
+                    self.log,
+                    Topics(settings.namespace),
+                    topics,
+                    self.clock,
+                    member_id("sources"),
+                )
+                await self.sources.sync()
+                self._spawn(self.sources.run(self._stop), "sources")
         if self._run_worker:
             self.worker = Worker(
                 self.app,
@@ -165,7 +178,7 @@ class Engine:
         self._tasks.clear()
         if self._client is not None:
             await self._client.close()
-        for component in (self.worker, self.timers, self.processor):
+        for component in (self.worker, self.sources, self.timers, self.processor):
             if component is not None:
                 component.close()
         if self.processor is not None:

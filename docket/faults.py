@@ -18,6 +18,7 @@ POINTS = (
     "after_writebatch",  # all durable, before the next poll
     "timer_after_fire_append",  # timer commands appended, timer store not updated
     "worker_after_step",  # step ran, its completion not yet appended
+    "source_after_append",  # a signal source's commands and offsets appended, not noted in memory
     "growth_before_switch",  # a new generation is copied, the layout not yet switched
 )
 

@@ -125,6 +125,19 @@ def _decode(value: Any) -> Any:
     return value
 
 
+def event_to_jsonable(event: Event) -> Any:
+    """One event as JSON-able data that round-trips exactly (bytes as ``{"$bytes": base64}``):
+    the form of `event_to_json` lines and of the events of an audit export."""
+    return _encode(event)
+
+
+def event_from_jsonable(value: Any) -> Event:
+    """The event `event_to_jsonable` made (not checked against the schema)."""
+    event: Event = _decode(value)
+    event["body"] = tuple(event["body"])
+    return event
+
+
 def event_to_json(event: Event) -> str:
     """One event as a JSON line that round-trips exactly (bytes as base64)."""
     return json.dumps(_encode(event), sort_keys=True)
@@ -141,8 +154,7 @@ def load_history(path: str | Path) -> list[Event]:
         if not line.strip():
             continue
         try:
-            event = _decode(json.loads(line))
-            event["body"] = tuple(event["body"])
+            event = event_from_jsonable(json.loads(line))
             EVENTS.encode(event)  # validates the shape
         except (ValueError, KeyError, TypeError, SerializationError) as exc:
             raise SerializationError(f"{path}:{number}: not a Docket history event: {exc}") from exc

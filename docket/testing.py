@@ -130,6 +130,10 @@ class WorkflowEnvironment:
         for partition, offset in timers.offsets.items():
             if offset < log.end_offset(topics.timers, partition):
                 return False
+        for consumer in engine.sources.consumers if engine.sources is not None else ():
+            for partition, offset in consumer.offsets.items():  # records of signal sources
+                if offset < log.end_offset(consumer.source.topic, partition):
+                    return False
         return worker is None or worker.idle()
 
     def _next_due_us(self) -> int | None:

@@ -276,7 +276,10 @@ class Worker:
             for (q, p), part in self._partitions.items()
         }
         try:
-            self.log.append(records, commits, owner=next(iter(self._groups.values())).member)
+            # not atomic: a report whose task offset did not commit is sent again after a
+            # crash, and the processor ignores the second one (Kafka saves a transaction)
+            member = next(iter(self._groups.values())).member
+            self.log.append(records, commits, owner=member, atomic=False)
         except PartitionFencedError as exc:
             # the outcomes are still worth reporting: the processor ignores stale ones
             log.warning("%s", exc)

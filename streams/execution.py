@@ -52,6 +52,7 @@ from docket.streams.closing import before_fold
 from docket.streams.host import PartitionGroup
 from docket.streams.requests import answer_query, check_signal, decide_update
 from docket.streams.restore import restore
+from docket.streams.source_dedupe import SourceDedupe
 from docket.worker import StepContext, current_step
 
 log = logging.getLogger("docket")
@@ -89,6 +90,11 @@ class ExecutionProcessor:
         self._resume: set[str] = set()  # stopped executions to retry (once) after a restart
         self._stopped: set[str] = set()  # executions whose state holds deferred commands
         self._stopping = False
+        self.sourced = SourceDedupe(
+            lambda wid, run_id, after: self.partitions[
+                partition_of(wid, self.log.partitions)
+            ].store.history(wid, run_id, after_event_id=after)
+        )
 
     # -- ownership ------------------------------------------------------------------------------
 
@@ -300,7 +306,7 @@ class ExecutionProcessor:
 
     def _commit(self, batch: Batch, commits: dict[tuple[str, str, int], int]) -> None:
         fault("before_append")
-        records = batch.out.records(self.topics, self.log.partitions)
+        records = batch.out.records(self.topics, self.log.partitions, self.log.partitions_of)
         self.log.append(records, commits, owner=self.group.member)
         fault("after_append_before_writebatch")
         stores: dict[int, StoreBatch] = {}
@@ -366,6 +372,8 @@ class ExecutionProcessor:
                 activation = max(activation, state["last_activation"] + 1)
 
         for command in commands:
+            if self.sourced.repeated(state, command, batch.runs):  # a repeat from the log
+                continue
             if command["body"][0] == "QueryWorkflow":
                 await settle()  # a query sees everything accepted before it
                 batch.out.reply(

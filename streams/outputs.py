@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from docket.codec.records import COMMANDS, REPLIES, TASKS, TIMERS
+from docket.emission import record_headers
 from docket.execution.decide import closed_reply, reply
 from docket.execution.fold import State
 from docket.execution.ids import idempotency_key, timer_id
@@ -29,8 +30,16 @@ class Outputs:
         self._timers: list[tuple[str, bytes]] = []
         self._replies: list[tuple[str, bytes]] = []
         self._commands: list[tuple[str, bytes]] = []  # to other workflows (children, parents)
+        self._emitted: list[OutRecord] = []  # to user topics; partition set by `records`
 
-    def records(self, topics: Topics, partitions: int) -> list[OutRecord]:
+    def records(
+        self,
+        topics: Topics,
+        partitions: int,
+        partitions_of: Callable[[str], int] | None = None,
+    ) -> list[OutRecord]:
+        """Every output record; ``partitions_of(topic)`` is a user topic's own partition
+        count (its records are routed over it, by their keys)."""
         out = [
             OutRecord(topics.history, partition_of(k, partitions), k, v) for k, v in self._history
         ]
@@ -46,6 +55,9 @@ class Outputs:
         out += [
             OutRecord(topics.commands, partition_of(k, partitions), k, v) for k, v in self._commands
         ]
+        for r in self._emitted:
+            count = partitions_of(r.topic) if partitions_of is not None else partitions
+            out.append(OutRecord(r.topic, partition_of(r.key, count), r.key, r.value, r.headers))
         return out
 
     def extend(self, other: Outputs) -> None:
@@ -54,6 +66,7 @@ class Outputs:
         self._timers += other._timers
         self._replies += other._replies
         self._commands += other._commands
+        self._emitted += other._emitted
 
     def history(self, workflow_id: str, value: bytes) -> None:
         self._history.append((workflow_id, value))
@@ -293,6 +306,12 @@ class Outputs:
             )
         elif kind == "TimerStarted":
             self._step_timer(state, "sleep", body["seq"], 0, body["fire_at_us"])
+        elif kind == "RecordEmitted":
+            headers = record_headers(
+                state["workflow_id"], state["run_id"], body["seq"], body["headers"]
+            )
+            record = OutRecord(body["topic"], -1, body["key"], body["value"], headers)
+            self._emitted.append(record)
         elif kind == "WatcherAdded":
             self.reply(
                 reply(

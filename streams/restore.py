@@ -9,6 +9,7 @@ harmless.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from docket.codec.records import EVENTS, STATES
@@ -19,12 +20,17 @@ from docket.state.store import PartitionStore
 log = logging.getLogger("docket")
 
 READ_BATCH = 2000
+PROGRESS_S = 5.0
 
 
 def restore(log_: Log, history_topic: str, store: PartitionStore, partition: int) -> int:
-    """Fold history from the store's checkpoint to the end of the log; return the end."""
+    """Fold history from the store's checkpoint to the end of the log; return the end.
+
+    A long restore (a new machine taking a partition over) says how far it is every
+    PROGRESS_S seconds; it commits every batch, so an interrupted one resumes there."""
     offset = store.checkpoint()
     folded = 0
+    started = reported = time.monotonic()
     while True:
         records = log_.read(history_topic, partition, offset, READ_BATCH)
         if not records:
@@ -49,8 +55,23 @@ def restore(log_: Log, history_topic: str, store: PartitionStore, partition: int
                 batch.mark_stopped(wid, bool(state["deferred"]))
         offset = records[-1].offset + 1
         batch.commit(offset)
+        if time.monotonic() - reported >= PROGRESS_S:
+            reported = time.monotonic()
+            log.info(
+                "partition %d: restoring from the log, %d history events so far (offset %d), "
+                "%.0f s",
+                partition,
+                folded,
+                offset,
+                reported - started,
+            )
     if folded:
-        log.info("partition %d: restored %d history events from the log", partition, folded)
+        log.info(
+            "partition %d: restored %d history events from the log in %.1f s",
+            partition,
+            folded,
+            time.monotonic() - started,
+        )
     return offset
 
 

@@ -89,6 +89,13 @@ class Codec:
 
     def decode(self, data: bytes) -> dict[str, Any]:
         if len(data) < 10 or data[:2] != MAGIC:
+            if data[:1] == b"\x00" and len(data) >= 5:  # the Kafka log resolves these
+                raise SerializationError(
+                    f"a {self.family} record in Confluent Schema Registry framing with schema "
+                    f"id {int.from_bytes(data[1:5], 'big')}, which names no schema of this "
+                    "Docket: set DOCKET_SCHEMA_REGISTRY_URL to the registry its writer used, "
+                    "or upgrade this process if a newer Docket wrote it"
+                )
             raise SerializationError(
                 f"not a Docket {self.family} record: expected Avro single-object encoding "
                 f"(starts with C3 01), got {data[:10]!r}"

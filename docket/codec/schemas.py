@@ -50,3 +50,43 @@ def schema_fingerprint(parsed: Any) -> bytes:
 def current(family: str) -> Any:
     """The current parsed schema of a record family (``command``, ``event``, ...)."""
     return parse_family(_load_json(family))
+
+
+_NAMED_KINDS = ("record", "error", "enum", "fixed")
+
+
+@cache
+def standalone(family: str) -> str:
+    """The current schema of ``family`` as one self-contained JSON document, for readers
+    outside Docket (the schemas topic, a schema registry): each named type is defined where
+    it is first used, as Avro requires, and referred to by name after that; docs and
+    defaults are kept. It describes the same records as the family's schema, but its
+    canonical form per the Avro specification is not the one Docket's fingerprints are
+    computed over (fastavro's expansion repeats a named type used twice): readers look
+    fingerprints up, never recompute them."""
+    parsed = current(family)
+    named: dict[str, Any] = parsed["__named_schemas"]
+    defined: set[str] = set()
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, str):
+            return inline(named[node]) if node in named and node not in defined else node
+        if isinstance(node, list):  # a union
+            return [inline(branch) for branch in node]
+        if not isinstance(node, dict):
+            return node
+        out = {k: v for k, v in node.items() if not k.startswith("__")}
+        if out.get("type") in _NAMED_KINDS:
+            defined.add(out["name"])
+        else:
+            for key in ("type", "items", "values"):
+                if key in out:
+                    out[key] = inline(out[key])
+        if "fields" in out:
+            out["fields"] = [
+                {**{k: v for k, v in f.items() if not k.startswith("__")}, "type": inline(f["type"])}
+                for f in out["fields"]
+            ]
+        return out
+
+    return json.dumps(inline(parsed))

@@ -261,6 +261,7 @@ HANDLERS: dict[str, Callable[..., State]] = {
     "ExternalSignalDelivered": _signal_settled,
     "ExternalSignalFailed": _signal_settled,
     "WorkflowTimedOut": _timed_out,
+    "RecordEmitted": lambda state, event, body: state,  # the record went out with the event
     "WorkflowCompleted": _close(COMPLETED),
     "WorkflowFailed": _close(FAILED),
 }

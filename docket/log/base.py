@@ -13,6 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+# record headers, in order (names may repeat, as in Kafka)
+Headers = tuple[tuple[str, bytes], ...]
+
 
 @dataclass(frozen=True, slots=True)
 class LogRecord:
@@ -24,6 +27,7 @@ class LogRecord:
     key: str
     value: bytes
     ts_us: int
+    headers: Headers = ()  # user topics only: Docket's own records carry none
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +38,7 @@ class OutRecord:
     partition: int
     key: str
     value: bytes
+    headers: Headers = ()
 
 
 # (group, topic, partition) -> next offset to read
@@ -50,11 +55,15 @@ class Log(Protocol):
         commits: Commits | None = None,
         *,
         owner: str | None = None,
+        atomic: bool = True,
     ) -> None:
         """Append ``records`` and store ``commits`` atomically: all of it or none of it.
 
         With ``owner``, fail with PartitionFencedError unless ``owner`` still holds the lease
-        of every committed (group, topic, partition).
+        of every committed (group, topic, partition). ``atomic=False`` lets a backend store
+        the records first and the commits after, when the caller tolerates its input coming
+        back once more (a worker's reports: the processor dedupes them); Kafka then skips a
+        transaction.
         """
 
     def read(self, topic: str, partition: int, offset: int, limit: int) -> list[LogRecord]:
@@ -94,6 +103,16 @@ class Log(Protocol):
 
     def live_groups(self, prefix: str) -> list[str]:
         """The groups whose names start with ``prefix`` and that have live members now."""
+
+    def partitions_of(self, topic: str) -> int:
+        """The partition count of a user topic (one whose name does not start with
+        ``docket.``): the count it has, or, for a topic that does not exist yet, the
+        namespace's count, with which it is created now. Docket's own topics answer the
+        namespace's count."""
+
+    def size_group(self, group: str, partitions: int) -> None:
+        """Make ``group`` own ``partitions`` partitions instead of the namespace's count (a
+        group that consumes a user topic); call it before the group's first heartbeat."""
 
     def close(self) -> None: ...
 

@@ -16,6 +16,8 @@ over the sorted live members; a member works on a partition only while it holds 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 import os
 import socket
@@ -26,7 +28,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from docket.errors import ConfigurationError, LogError, PartitionFencedError
-from docket.log.base import Commits, LogRecord, OutRecord
+from docket.log.base import Commits, Headers, LogRecord, OutRecord
+from docket.log.topics import is_docket_topic
 
 SESSION_TIMEOUT_US = 6_000_000
 POLL_INTERVAL = 0.005
@@ -36,7 +39,7 @@ _HOST = socket.gethostname()
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
-    key TEXT NOT NULL, value BLOB NOT NULL, ts_us INTEGER NOT NULL,
+    key TEXT NOT NULL, value BLOB NOT NULL, ts_us INTEGER NOT NULL, headers BLOB,
     PRIMARY KEY (topic, partition, offset)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS heads (
     topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
@@ -52,6 +55,8 @@ CREATE TABLE IF NOT EXISTS leases (
     PRIMARY KEY (grp, partition)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS namespaces (
     namespace TEXT PRIMARY KEY, partitions INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS user_topics (
+    topic TEXT PRIMARY KEY, partitions INTEGER NOT NULL);
 """
 
 
@@ -104,8 +109,11 @@ class EmbeddedLog:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            self._add_headers_column()
         except sqlite3.Error as exc:
             raise LogError(f"cannot open the embedded log at {self.path}: {exc}") from exc
+        self._user_topics: dict[str, int] = {}  # user topic -> partitions, as recorded
+        self._group_sizes: dict[str, int] = {}  # group -> partitions, when not the namespace's
         self.namespace = namespace
         self.partitions = self._register_namespace(namespace, partitions, create)
         self._generation = 0
@@ -143,6 +151,14 @@ class EmbeddedLog:
     def _transaction(self) -> _Txn:
         return _Txn(self._db, self.path)
 
+    def _add_headers_column(self) -> None:
+        """Logs created before records had headers get the column (NULL: no headers)."""
+        if "headers" in {row[1] for row in self._db.execute("PRAGMA table_info(records)")}:
+            return
+        with self._transaction():
+            if "headers" not in {row[1] for row in self._db.execute("PRAGMA table_info(records)")}:
+                self._db.execute("ALTER TABLE records ADD COLUMN headers BLOB")
+
     # -- appending ---------------------------------------------------------------------------
 
     def append(
@@ -151,6 +167,7 @@ class EmbeddedLog:
         commits: Commits | None = None,
         *,
         owner: str | None = None,
+        atomic: bool = True,  # SQLite is always atomic, and that costs nothing extra
     ) -> None:
         if not records and not commits:
             return
@@ -171,10 +188,15 @@ class EmbeddedLog:
                 ).fetchone()
                 offset = row[0] if row else 0
                 for record in group:
-                    rows.append((topic, partition, offset, record.key, record.value, ts))
+                    headers = _pack_headers(record.headers) if record.headers else None
+                    rows.append((topic, partition, offset, record.key, record.value, ts, headers))
                     offset += 1
                 heads.append((topic, partition, offset))
-            db.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)", rows)
+            db.executemany(
+                "INSERT INTO records (topic, partition, offset, key, value, ts_us, headers) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
             db.executemany("INSERT OR REPLACE INTO heads VALUES (?, ?, ?)", heads)
             if commits:
                 db.executemany(
@@ -205,13 +227,16 @@ class EmbeddedLog:
     def read(self, topic: str, partition: int, offset: int, limit: int) -> list[LogRecord]:
         try:
             rows = self._db.execute(
-                "SELECT offset, key, value, ts_us FROM records WHERE topic=? AND partition=? "
-                "AND offset>=? ORDER BY offset LIMIT ?",
+                "SELECT offset, key, value, ts_us, headers FROM records WHERE topic=? AND "
+                "partition=? AND offset>=? ORDER BY offset LIMIT ?",
                 (topic, partition, offset, limit),
             ).fetchall()
         except sqlite3.Error as exc:
             raise LogError(f"cannot read {topic}[{partition}] at offset {offset}: {exc}") from exc
-        return [LogRecord(topic, partition, o, k, v, ts) for o, k, v, ts in rows]
+        return [
+            LogRecord(topic, partition, o, k, v, ts, _unpack_headers(h) if h else ())
+            for o, k, v, ts, h in rows
+        ]
 
     def poll(self, topic: str, partition: int, offset: int, limit: int) -> list[LogRecord]:
         """`read` for poll loops that take a `change_token` every round.
@@ -298,7 +323,8 @@ class EmbeddedLog:
             )
         live = sorted(m for m, _ in rows if m not in dead)
         index = live.index(member)
-        return [p for p in range(self.partitions) if p % len(live) == index]
+        count = self._group_sizes.get(group, self.partitions)
+        return [p for p in range(count) if p % len(live) == index]
 
     def acquire(self, group: str, partitions: Iterable[int], member: str) -> list[int]:
         now = _now_us()
@@ -345,8 +371,40 @@ class EmbeddedLog:
         live = {g for g, m, hb in rows if hb >= now - SESSION_TIMEOUT_US and not _is_dead(m)}
         return sorted(live)
 
+    def partitions_of(self, topic: str) -> int:
+        """A user topic's count is recorded the first time any namespace uses it (the
+        namespace's count then), so every namespace sharing the data directory routes its
+        keys alike."""
+        if is_docket_topic(topic):
+            return self.partitions
+        known = self._user_topics.get(topic)
+        if known is None:
+            with self._transaction():
+                row = self._db.execute(
+                    "SELECT partitions FROM user_topics WHERE topic=?", (topic,)
+                ).fetchone()
+                if row is None:
+                    self._db.execute(
+                        "INSERT INTO user_topics VALUES (?, ?)", (topic, self.partitions)
+                    )
+                known = self.partitions if row is None else int(row[0])
+            self._user_topics[topic] = known
+        return known
+
+    def size_group(self, group: str, partitions: int) -> None:
+        self._group_sizes[group] = partitions
+
     def close(self) -> None:
         self._db.close()
+
+
+def _pack_headers(headers: Headers) -> bytes:
+    """Headers in a column: JSON of [name, base64 value] pairs (they are rare: user topics)."""
+    return json.dumps([[k, base64.b64encode(v).decode()] for k, v in headers]).encode()
+
+
+def _unpack_headers(packed: bytes) -> Headers:
+    return tuple((k, base64.b64decode(v)) for k, v in json.loads(packed))
 
 
 class _Txn:

@@ -42,12 +42,26 @@ def open_namespace(settings: Settings, namespace: str, partitions: int, *, creat
     """The backend's log for one storage namespace, with no layout lookup."""
     if settings.bootstrap_servers:
         from docket.log.kafka import KafkaLog
+        from docket.log.provisioning import TopicPolicy
+        from docket.log.registry import ConfluentSchemaRegistry
 
+        registry = None
+        if settings.schema_registry_url:
+            registry = ConfluentSchemaRegistry(
+                settings.schema_registry_url, settings.schema_registry_config
+            )
         return KafkaLog(
             settings.bootstrap_servers,
             namespace=namespace,
             partitions=partitions,
             config=settings.kafka_config,
+            topic_policy=TopicPolicy(
+                replication_factor=settings.replication_factor,
+                min_insync_replicas=settings.min_insync_replicas,
+                command_retention_ms=settings.command_retention_ms,
+                reply_retention_ms=settings.reply_retention_ms,
+            ),
+            schema_registry=registry,
         )
     from docket.log.embedded import EmbeddedLog
 

@@ -3,7 +3,10 @@
 What maps to what:
 
 - a topic partition is a Kafka topic partition; Docket provisions its topics (`ensure_topic`)
-  with the namespace's partition count and never lets the client library pick a partition;
+  with the namespace's partition count and per-topic retention and replication
+  (docket/log/provisioning.py), and never lets the client library pick a partition;
+- records stay Avro: their schemas are published for outside readers, and with a schema
+  registry they travel in Confluent's framing (docket/log/registry.py);
 - an append with consumer offsets is one Kafka transaction (records plus
   ``send_offsets_to_transaction``); an append without offsets goes through an idempotent
   producer. Offsets are increasing, not gap-free: transaction markers take offsets too;
@@ -34,10 +37,13 @@ from typing import Any
 
 from docket.errors import ConfigurationError, LogError, PartitionFencedError
 from docket.log.base import Commits, LogRecord, OutRecord
-from docket.log.topics import Topics
+from docket.log.provisioning import TopicPolicy, TopicSpec
+from docket.log.registry import RegistryFraming, SchemaRegistry, schema_records
+from docket.log.topics import Topics, is_docket_topic
 
 LOCAL_WAIT_S = 0.02  # how often pollers look for other processes' appends
 SESSION_TIMEOUT_MS = 6000
+FALSY = {"0", "false", "no", "off"}
 
 
 def _kafka() -> Any:
@@ -59,10 +65,14 @@ class KafkaLog:
         partitions: int,
         config: Mapping[str, str] | None = None,
         session_timeout_ms: int | None = None,
+        topic_policy: TopicPolicy | None = None,
+        schema_registry: SchemaRegistry | None = None,
     ) -> None:
         """``config`` passes librdkafka settings through (TLS, SASL, ...); its
         ``session.timeout.ms`` sets the group session timeout: how soon partitions of a dead
-        member move, and about twice how long a first join takes."""
+        member move, and about twice how long a first join takes. ``topic_policy`` says how
+        topics are created (docket/log/provisioning.py); with ``schema_registry``, records
+        are Confluent-framed on Kafka (docket/log/registry.py)."""
         kafka = _kafka()
         from confluent_kafka.admin import AdminClient
 
@@ -71,6 +81,9 @@ class KafkaLog:
         self.partitions = partitions
         conf = dict(config or {})
         session = conf.pop("session.timeout.ms", None)  # a consumer-group setting only
+        # "transactions=false" (DOCKET_KAFKA_TRANSACTIONS) for brokers that have none (Azure
+        # Event Hubs, for one): appends then store records, then offsets (see `append`)
+        self._transactions = str(conf.pop("transactions", "true")).lower() not in FALSY
         self._session_ms = session_timeout_ms or int(session or SESSION_TIMEOUT_MS)
         self._conf: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, **conf}
         self._admin: Any = AdminClient(self._conf)
@@ -79,6 +92,9 @@ class KafkaLog:
         )
         self._txn_producer: Any = None
         self._topics: set[str] = set()
+        self._policy = topic_policy or TopicPolicy()
+        self._framing = RegistryFraming(schema_registry) if schema_registry else None
+        self._schemas_published = False
         self._readers: dict[str, _TopicReader] = {}
         self._offset_clients: dict[str, Any] = {}
         self._members: dict[tuple[str, str], _Member] = {}
@@ -86,6 +102,8 @@ class KafkaLog:
         self._generation = 0
         self._waiters: list[asyncio.Future[None]] = []
         self._lock = threading.Lock()
+        self._user_topics: dict[str, int] = {}  # user topic -> its partition count
+        self._sized: dict[str, int] = {}  # membership topic of a sized group -> its count
         self._check_cluster()
         self._adopt_partition_count()
 
@@ -115,17 +133,22 @@ class KafkaLog:
             self.partitions = len(metadata.partitions)
 
     def ensure_topic(self, topic: str, *, config: Mapping[str, str] | None = None) -> None:
-        """Create ``topic`` with the namespace's partition count unless it exists; refuse a
-        topic that exists with another count (keys would route to the wrong partitions)."""
+        """Create ``topic`` as the topic policy says (partitions: the namespace's count, or 1
+        for the layout and schemas topics) unless it exists; refuse a topic that exists
+        with another count (keys would route to the wrong partitions). The first topic a
+        log touches also gets the namespace's schemas published (docket/log/registry.py)."""
         if topic in self._topics:
             return
         NewTopic = self._kafka.admin.NewTopic
-        # the layout topic has one partition whatever the count: it says what the count is
-        partitions = 1 if topic == Topics(self.namespace).layout else self.partitions
+        spec = self._policy.spec(self.namespace, topic, self.partitions)
+        partitions = spec.partitions
         metadata = self._admin.list_topics(topic=None, timeout=10).topics.get(topic)
-        if metadata is None:
+        if metadata is not None:
+            self._warn_on_drift(topic, spec)
+        else:
+            settings = {**spec.config, **(config or {})}
             futures = self._admin.create_topics(
-                [NewTopic(topic, partitions, 1, config=dict(config or {}))]
+                [NewTopic(topic, partitions, spec.replication_factor, config=settings)]
             )
             try:
                 futures[topic].result(10)
@@ -141,6 +164,103 @@ class KafkaLog:
                 "partitions. Use the namespace's partition count"
             )
         self._topics.add(topic)
+        if not self._schemas_published:
+            self._schemas_published = True
+            self._publish_schemas()
+
+    def _warn_on_drift(self, topic: str, spec: TopicSpec) -> None:
+        """Docket never alters an existing topic: it says where one differs from its policy
+        (a topic from an older Docket, or a changed DOCKET_*_RETENTION_MS)."""
+        if not spec.config:
+            return
+        admin = self._kafka.admin
+        resource = admin.ConfigResource(admin.ResourceType.TOPIC, topic)
+        try:
+            described = self._admin.describe_configs([resource])[resource].result(10)
+        except self._kafka.KafkaException:
+            return  # not allowed to describe it: nothing to compare
+        drift = spec.differences({name: entry.value for name, entry in described.items()})
+        if drift:
+            logging.getLogger("docket").warning(
+                "Kafka topic %r has %s where Docket provisions %s; Docket does not change "
+                "existing topics: alter them if you want its settings (docs/operations.md, "
+                "'Kafka topics')",
+                topic,
+                drift,
+                {name: spec.config[name] for name in drift},
+            )
+
+    def _publish_schemas(self) -> None:
+        """Put the schemas this Docket writes on the namespace's schemas topic for readers
+        outside Docket, those not there yet (a restart adds nothing). Docket does not need
+        them, so a failure is only a warning."""
+        topic = Topics(self.namespace).schemas
+        try:
+            present: set[str] = set()
+            offset = 0
+            while batch := self.read(topic, 0, offset, 10_000):
+                present.update(r.key for r in batch)
+                offset = batch[-1].offset + 1
+            records = schema_records()
+            self.append([OutRecord(topic, 0, k, v) for k, v in records.items() if k not in present])
+        except (LogError, ConfigurationError, self._kafka.KafkaException) as exc:
+            logging.getLogger("docket").warning(
+                "could not publish Docket's schemas to Kafka topic %r: %s", topic, exc
+            )
+        finally:
+            reader = self._readers.pop(topic, None)
+            if reader is not None:
+                reader.close()
+
+    def _ensure(self, topic: str) -> None:
+        """Docket's topics have the namespace's count (`ensure_topic`); user topics, and the
+        membership topics of groups that consume them, have counts of their own."""
+        if topic in self._topics:
+            return
+        sized = self._sized.get(topic)
+        if sized is not None:
+            self._topic_count(topic, create_with=sized, require=sized)
+            self._topics.add(topic)
+        elif is_docket_topic(topic):
+            self.ensure_topic(topic)
+        else:
+            self.partitions_of(topic)
+
+    def partitions_of(self, topic: str) -> int:
+        """The broker's count for a user topic that exists (it is the user's: any count);
+        one that does not is created with the namespace's count."""
+        if is_docket_topic(topic):
+            return self.partitions
+        known = self._user_topics.get(topic)
+        if known is None:
+            known = self._user_topics[topic] = self._topic_count(topic, create_with=self.partitions)
+        return known
+
+    def size_group(self, group: str, partitions: int) -> None:
+        self._sized[f"{group}.members"] = partitions
+
+    def _topic_count(self, topic: str, *, create_with: int, require: int | None = None) -> int:
+        """The partition count of ``topic``, created with ``create_with`` partitions if it
+        does not exist; ``require``: refuse any other count."""
+        metadata = self._admin.list_topics(topic=None, timeout=10).topics.get(topic)
+        if metadata is None:
+            spec = self._policy.spec(self.namespace, topic, create_with)
+            new = self._kafka.admin.NewTopic(
+                topic, create_with, spec.replication_factor, config=dict(spec.config)
+            )
+            try:
+                self._admin.create_topics([new])[topic].result(10)
+            except self._kafka.KafkaException as exc:
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise LogError(f"cannot create Kafka topic {topic!r}: {exc}") from exc
+            metadata = self._admin.list_topics(topic=None, timeout=10).topics.get(topic)
+        count = len(metadata.partitions) if metadata is not None else create_with
+        if require is not None and count != require:
+            raise ConfigurationError(
+                f"Kafka topic {topic!r} has {count} partitions but must have {require} (one per "
+                "partition of the topic its group consumes): delete it, it only holds membership"
+            )
+        return count
 
     # -- appending ------------------------------------------------------------------------------
 
@@ -150,13 +270,16 @@ class KafkaLog:
         commits: Commits | None = None,
         *,
         owner: str | None = None,
+        atomic: bool = True,
     ) -> None:
         if not records and not commits:
             return
         for topic in {r.topic for r in records} | {t for _, t, _ in commits or {}}:
-            self.ensure_topic(topic)
+            self._ensure(topic)
         if owner is not None and commits:
             self._check_leases(owner, {(g, p) for g, _, p in commits})
+        if self._framing is not None:
+            records = self._framing.outgoing(records)
         delivered: list[tuple[str, int, int]] = []
         errors: list[str] = []
         ts_ms = int(time.time() * 1000)
@@ -170,6 +293,13 @@ class KafkaLog:
         try:
             if commits and not records:  # offsets alone: a plain commit per group
                 self._commit_offsets(commits)
+            elif commits and not (atomic and self._transactions):
+                # at least once: the records, then the offsets; after a crash between the
+                # two the input comes back, and its outputs, identical, are deduped
+                _produce(self._producer, records, report, ts_ms)
+                self._producer.flush()
+                if not errors:
+                    self._commit_offsets(commits)
             elif commits:
                 self._append_transaction(records, commits, report, ts_ms)
             else:
@@ -244,7 +374,7 @@ class KafkaLog:
     def _read(
         self, topic: str, partition: int, offset: int, limit: int, *, to_the_end: bool
     ) -> list[LogRecord]:
-        self.ensure_topic(topic)
+        self._ensure(topic)
         reader = self._readers.get(topic)
         if reader is None:
             reader = self._readers[topic] = _TopicReader(self, topic)
@@ -267,7 +397,7 @@ class KafkaLog:
             known = records[-1].offset + 1
 
     def committed(self, group: str, topic: str, partition: int) -> int:
-        self.ensure_topic(topic)
+        self._ensure(topic)
         consumer = self._offset_client(group)
         try:
             (tp,) = consumer.committed([self._kafka.TopicPartition(topic, partition)], timeout=10)
@@ -317,11 +447,12 @@ class KafkaLog:
             # its own Kafka group: the group named ``group`` only stores offsets, and Kafka
             # takes commits without a generation only from groups that have no members
             topic = f"{group}.members"
-            self.ensure_topic(topic)
+            self._ensure(topic)
             found = self._members[(group, member)] = _Member(self, topic, member, topic)
             # a member will commit: pay for the transactional producer's set-up and the
             # group coordinator's lookup now, not in the first workflow's latency
-            self._transactional()
+            if self._transactions:
+                self._transactional()
             self.committed(group, topic, 0)
         return found
 
@@ -382,6 +513,8 @@ class KafkaLog:
         self._producer.flush(10)
         if self._txn_producer is not None:
             self._txn_producer.flush(10)
+        if self._framing is not None:
+            self._framing.registry.close()
         # librdkafka clients stop when they are freed: drop every reference now
         self._producer = self._txn_producer = self._admin = None
         self._readers.clear()
@@ -411,6 +544,9 @@ class _TopicReader:
                 # read_committed would stall every reader of a partition for the transaction
                 # timeout when a process dies mid-transaction; outputs are deduped anyway
                 "isolation.level": "read_uncommitted",
+                # an offset that retention deleted resumes at the oldest record left, not
+                # (librdkafka's default) at the end, which would skip what is still there
+                "auto.offset.reset": "earliest",
                 "fetch.wait.max.ms": 5,
                 "fetch.error.backoff.ms": 5,
             }
@@ -484,13 +620,17 @@ class _TopicReader:
                         self._eof[partition] = message.offset()
                     continue
                 key = message.key()
+                value = message.value() or b""
+                if self._log._framing is not None:
+                    value = self._log._framing.incoming(value)
                 record = LogRecord(
                     self.topic,
                     partition,
                     message.offset(),
-                    key.decode() if key is not None else "",
-                    message.value() or b"",
+                    key.decode("utf-8", "replace") if key is not None else "",
+                    value,
                     message.timestamp()[1] * 1000,
+                    tuple((k, v or b"") for k, v in message.headers() or ()),
                 )
                 buffered = self._buffer.setdefault(partition, [])
                 if record.offset >= self._cursor.get(partition, 0) and (
@@ -508,12 +648,15 @@ class _Member:
 
     A thread polls it, so rebalances complete without waiting for the engine's next sync
     (the group protocol needs every member to rejoin); the engine reads ``assigned``.
+
+    Rebalancing is cooperative (the ``cooperative-sticky`` assignor): a rebalance revokes
+    only the partitions that move, and members keep working on the others meanwhile,
+    instead of every member stopping everything at every join or leave.
     """
 
     def __init__(self, log: KafkaLog, group: str, member: str, topic: str) -> None:
-        self.assigned: set[int] = set()
+        self.assigned: frozenset[int] = frozenset()  # replaced, never mutated: read by the loop
         self._joined = threading.Event()
-        self._stable = threading.Event()
         self._stop = threading.Event()
         self._consumer = log._kafka.Consumer(
             {
@@ -523,11 +666,13 @@ class _Member:
                 "enable.auto.commit": False,
                 "session.timeout.ms": log._session_ms,
                 "heartbeat.interval.ms": max(100, log._session_ms // 6),
-                "partition.assignment.strategy": "range",
+                "partition.assignment.strategy": "cooperative-sticky",
             }
         )
         self._wait_s = max(30.0, log._session_ms / 1000 * 5)
-        self._consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        self._consumer.subscribe(
+            [topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
+        )
         self._thread = threading.Thread(
             target=self._run, name=f"docket-member-{group}", daemon=True
         )
@@ -539,18 +684,17 @@ class _Member:
         while not self._stop.is_set():
             self._consumer.poll(0.05)
 
+    # Cooperative callbacks carry increments: what is added, what is taken away. (The
+    # client applies them itself once the callback returns.)
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
-        self.assigned = {tp.partition for tp in partitions}
+        self.assigned = self.assigned | {tp.partition for tp in partitions}
         self._joined.set()
-        self._stable.set()
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
-        self._stable.clear()
-        self.assigned = set()
+        self.assigned = self.assigned - {tp.partition for tp in partitions}
 
     def poll(self) -> set[int]:
-        """What is assigned now (waiting out a rebalance in progress)."""
-        self._stable.wait(self._wait_s)
+        """What is assigned now."""
         return set(self.assigned)
 
     def close(self) -> None:
@@ -562,8 +706,15 @@ class _Member:
 def _produce(producer: Any, records: Sequence[OutRecord], report: Any, ts_ms: int) -> None:
     """Queue ``records`` on ``producer``, each to the partition Docket chose."""
     for r in records:
+        extra = {"headers": list(r.headers)} if r.headers else {}
         producer.produce(
-            r.topic, r.value, r.key, partition=r.partition, timestamp=ts_ms, on_delivery=report
+            r.topic,
+            r.value,
+            r.key,
+            partition=r.partition,
+            timestamp=ts_ms,
+            on_delivery=report,
+            **extra,
         )
 
 

@@ -34,6 +34,11 @@ class Topics:
     def replies(self) -> str:
         return self._name("replies")
 
+    @property
+    def schemas(self) -> str:
+        """Docket's Avro schemas for readers outside Docket (docket/log/registry.py)."""
+        return self._name("schemas")
+
     def tasks(self, queue: str) -> str:
         return self._name(f"tasks.{queue}")
 
@@ -41,3 +46,12 @@ class Topics:
         """A consumer group name: namespaced, so apps sharing a data directory or a Kafka
         cluster under different namespaces never share partitions."""
         return self._name(role)
+
+
+DOCKET_PREFIX = "docket."
+
+
+def is_docket_topic(name: str) -> bool:
+    """Whether ``name`` is one of Docket's own topics (any namespace) rather than a user
+    topic: user topics are not namespaced, and may have any partition count."""
+    return name.startswith(DOCKET_PREFIX)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ from docket.codec.failure import from_failure, to_failure
 from docket.codec.payload import decode_args, encode_args, from_payload, to_payload
 from docket.context import ContinueAsNew, WorkflowContext
 from docket.definitions import Step, Workflow
+from docket.emission import encode_headers, encode_value, record_id, record_problem
 from docket.errors import CancelledError, SerializationError, WorkflowError
 from docket.execution.ids import continued_run_id
 from docket.retry import RetryPolicy
@@ -280,6 +281,32 @@ class WorkflowInstance:
     def record(self, kind: str, body: dict[str, Any], location: str) -> None:
         """Ask for an event to be recorded (replay checks it against history)."""
         self._commands.append(Command(kind, body, location))
+
+    def emit(
+        self,
+        topic: str,
+        value: Any,
+        key: str | None,
+        headers: Mapping[str, str | bytes] | None,
+        location: str,
+    ) -> str:
+        """Record a RecordEmitted (the processor appends the record with the event); return
+        the record's identity. Bad input raises here, in the workflow code that asked."""
+        problem = record_problem(topic, key, headers)
+        if problem is not None:
+            raise WorkflowError(
+                f"ctx.emit in workflow {self.workflow_type!r} ({location}): {problem}"
+            )
+        seq = self.next_seq()
+        body = {
+            "seq": seq,
+            "topic": topic,
+            "key": self.workflow_id if key is None else key,
+            "value": encode_value(value, where=f"the value emitted to topic {topic!r}"),
+            "headers": encode_headers(headers),
+        }
+        self._commands.append(Command("RecordEmitted", body, location))
+        return record_id(self.workflow_id, self.run_id, seq)
 
     async def run_step(
         self,

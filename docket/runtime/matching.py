@@ -25,6 +25,7 @@ COMMAND_EVENTS = frozenset(
         "ChildWorkflowScheduled",
         "ChildCancelRequested",
         "ExternalSignalScheduled",
+        "RecordEmitted",
         "WorkflowContinuedAsNew",
         "WorkflowCompleted",
         "WorkflowFailed",
@@ -50,6 +51,8 @@ def _describe(kind: str, body: dict[str, Any]) -> str:
         return f"cancelling the child at seq {body['seq']}"
     if kind == "ExternalSignalScheduled":
         return f"signal {body['signal_name']!r} to {body['workflow_id']!r} at seq {body['seq']}"
+    if kind == "RecordEmitted":
+        return f"a record to topic {body['topic']!r} with key {body['key']!r} at seq {body['seq']}"
     return {
         "WorkflowCompleted": "the workflow to complete",
         "WorkflowContinuedAsNew": "the workflow to continue as new",
@@ -65,6 +68,12 @@ def _args(body: dict[str, Any]) -> str:
     ]
     text = ", ".join(parts)
     return f"({text[:200]}{'...' if len(text) > 200 else ''})"
+
+
+def _value(body: dict[str, Any]) -> str:
+    text = body["value"].decode("utf-8", "replace")
+    headers = f" and headers {sorted(body['headers'])}" if body["headers"] else ""
+    return f"{text[:200]!r}{'...' if len(text) > 200 else ''}{headers}"
 
 
 def _same(command: Command, kind: str, body: dict[str, Any]) -> bool:
@@ -93,6 +102,8 @@ def _same(command: Command, kind: str, body: dict[str, Any]) -> bool:
         )
     if kind == "UpdateCompleted":
         return bool(command.body["update_id"] == body["update_id"])
+    if kind == "RecordEmitted":  # the record is an effect: what it says counts, like arguments
+        return all(command.body[k] == body[k] for k in ("seq", "topic", "key", "value", "headers"))
     return True
 
 
@@ -150,7 +161,10 @@ def _check(
         if not _same(command, kind, body):
             asked = _describe(command.kind, command.body)
             recorded_as = _describe(kind, body)
-            if asked == recorded_as:  # same step at the same seq: the arguments differ
+            if asked == recorded_as and kind == "RecordEmitted":  # the value or headers differ
+                asked += f" with value {_value(command.body)}"
+                recorded_as += f" with value {_value(body)}"
+            elif asked == recorded_as:  # same step at the same seq: the arguments differ
                 asked += f" with arguments {_args(command.body)}"
                 recorded_as += f" with arguments {_args(body)}"
             raise NondeterminismError(

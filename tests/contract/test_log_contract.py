@@ -446,7 +446,32 @@ class TestKafkaLog(LogContract):
                 f"log = KafkaLog({self.bootstrap!r}, namespace='test', partitions={self.partitions},"
                 f" session_timeout_ms={self.SESSION_MS})")
 
+    def test_appends_without_transactions_store_records_and_offsets(self) -> None:
+        """DOCKET_KAFKA_TRANSACTIONS=false (brokers without transactions): the same
+        contract for a completed append, the records first and then the offsets."""
+        log = KafkaLog(self.bootstrap, namespace="test", partitions=self.partitions,
+                       session_timeout_ms=self.SESSION_MS, config={"transactions": "false"})
+        try:
+            member = self.member("a")
+            assert log.acquire(GROUP, [0], member) == [0]
+            log.append([OutRecord(OTHER, 0, "k", b"1"), OutRecord(OTHER, 0, "k", b"2")],
+                       {(GROUP, TOPIC, 0): 5}, owner=member)
+            assert values(log.read(OTHER, 0, 0, 10)) == [b"1", b"2"]
+            assert log.committed(GROUP, TOPIC, 0) == 5
+            assert log._txn_producer is None  # no transaction was even set up
+        finally:
+            log.close()
+
     # -- where Kafka's group protocol is not explicit leases -------------------------------------
+
+    def test_release_by_a_non_owner_changes_nothing(self, log: Log, other: Log) -> None:
+        """Kafka form: releasing is the group's business (a no-op call); whatever the
+        cooperative rebalance moves to the newcomer, the old member has given up first."""
+        a, b = self.member("a"), self.member("b")
+        assert log.acquire(GROUP, [0, 1, 2], a) == [0, 1, 2]
+        other.release(GROUP, [0, 1, 2], b)
+        held_b = other.acquire(GROUP, [0, 1, 2], b)
+        assert not set(log.acquire(GROUP, [0, 1, 2], a)) & set(held_b)
 
     def test_leases_are_exclusive_until_released(self, log: Log, other: Log) -> None:
         """Kafka form: partitions are split between members by the group, each held by one

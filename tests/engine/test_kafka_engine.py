@@ -3,7 +3,9 @@ the same app code as on the embedded log, selected by DOCKET_BOOTSTRAP_SERVERS."
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +16,7 @@ import pytest
 
 import docket
 from docket.log.kafka import KafkaLog
+from docket.streams import restore as restore_module
 from tests.kafka_broker import Broker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,9 +75,27 @@ async def test_signals_queries_updates_timers_and_steps(kafka: Broker, tmp_path:
         assert kinds.count("SignalReceived") == 2 and "TimerFired" in kinds
 
 
-async def test_state_is_restored_from_the_log_on_a_new_machine(kafka: Broker, tmp_path: Path) -> None:
+async def test_runs_without_transactions(
+    kafka: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """For brokers that have none: every append stores records, then offsets."""
+    monkeypatch.setenv("DOCKET_KAFKA_TRANSACTIONS", "false")
+    async with docket.Engine(app, data_dir=tmp_path / "data") as engine:
+        handle = await engine.client.start(Greeter, 2, workflow_id="plain")
+        await handle.signal(Greeter.add, "ada")
+        await handle.signal(Greeter.add, "grace")
+        assert await handle.result(timeout=30) == ["ADA", "GRACE"]
+        assert engine.log._txn_producer is None  # type: ignore[union-attr]
+
+
+async def test_state_is_restored_from_the_log_on_a_new_machine(
+    kafka: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The RocksDB stores are a cache of the history topic: an engine with an empty data
-    directory (another machine) folds history from Kafka and carries the workflow on."""
+    directory (another machine) folds history from Kafka, saying how far it got, and
+    carries the workflow on."""
+    monkeypatch.setattr(restore_module, "PROGRESS_S", 0.0)  # report after every batch
+    caplog.set_level(logging.INFO, logger="docket")
     async with docket.Engine(app, data_dir=tmp_path / "first") as engine:
         handle = await engine.client.start(Greeter, 2, workflow_id="moving")
         await handle.signal(Greeter.add, "ada")
@@ -85,6 +106,9 @@ async def test_state_is_restored_from_the_log_on_a_new_machine(kafka: Broker, tm
         assert await handle.query(Greeter.seen) == ["ada"]  # restored from the history topic
         await handle.signal(Greeter.add, "grace")
         assert await handle.result(timeout=30) == ["ADA", "GRACE"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "docket"]
+    assert any("restoring from the log" in m for m in logged), logged
+    assert any(re.search(r"restored \d+ history events from the log in", m) for m in logged)
 
 
 # Every example runs unchanged on Kafka: the same scripts, with DOCKET_BOOTSTRAP_SERVERS set.

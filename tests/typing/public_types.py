@@ -24,10 +24,12 @@ async def hello(ctx: docket.WorkflowContext, name: str) -> str:
     assert_type(await ctx.step(greet, name), str)
     assert_type(await ctx.step(count, [1, 2]), int)
     assert_type(await ctx.local_step(count, [1]), int)
+    assert_type(ctx.emit("greetings", {"name": name}, key=name, headers={"h": b"v"}), str)
     return name
 
 
 async def use(client: docket.Client) -> None:
+    assert_type(await client.emit("greetings", b"raw", key="k"), None)
     handle = await client.start(hello, "x", workflow_id="t")
     assert_type(handle, docket.WorkflowHandle[str])
     assert_type(await handle.result(), str)
@@ -55,3 +57,7 @@ async def use_class_workflow(client: docket.Client) -> None:
     update = await client.update_with_start(Cart, workflow_id="cart", update=Cart.add, update_args=("x",))
     assert_type(update, docket.UpdateHandle)
     assert count is not None
+
+
+source = app.signal_source("names", workflow=hello, signal="name", key_to_id=str.upper)
+assert_type(source.topic, str)

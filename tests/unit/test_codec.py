@@ -153,6 +153,8 @@ EVENT_BODIES: dict[str, dict[str, Any]] = {
                                "kwargs": {}, "task_queue": "default",
                                "signals": [{"signal_name": "add", "args": [payload("x")], "kwargs": {}}]},
     "UpdateCompleted": {"update_id": "u-1", "result": None, "failure": failure()},
+    "RecordEmitted": {"seq": 5, "topic": "orders", "key": "o-1", "value": b'{"total":10}',
+                      "headers": {"trace": b"\x00\xff"}},
     "CancelRequested": {"reason": "stop"},
     "WorkflowCancelled": {"failure": failure()},
     "WorkflowCompleted": {"result": payload({"total": 10})},

@@ -199,6 +199,11 @@ def test_every_event_type_folds_and_bumps_last_event_id() -> None:
     h.add("UpdateCompleted", {"update_id": "u-1", "result": to_payload(1), "failure": None}, activation=2)
     assert h.state["updates"] == {} and h.state["updates_done"] == {"u-1": h.state["last_event_id"]}
     assert h.state["deferred"] == [] and h.state["stopped_reason"] is None
+    before = dict(h.state)
+    h.add("RecordEmitted", {"seq": 11, "topic": "orders", "key": "k", "value": b"v", "headers": {}},
+          activation=2)
+    assert {k: v for k, v in h.state.items() if k != "last_event_id"} == {
+        k: v for k, v in before.items() if k != "last_event_id"}  # the record is only an output
     h.add("StepFailed", {"seq": 3, "attempt": 1, "failure": failure()}, activation=3)
     h.add("WorkflowFailed", {"failure": failure()}, activation=3, ts_us=T0 + 20)
     kinds = {e["body"][0] for e in h.events} | {"WorkflowCompleted", "WorkflowTerminated",

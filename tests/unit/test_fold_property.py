@@ -46,7 +46,8 @@ PARTITIONS = 1  # the fold is per workflow; one partition keeps each example che
 TOPICS = Topics("prop")
 T0 = 1_700_000_000_000_000
 WIDS = ("wf-a", "wf-b", "wf-c")
-ITEMS = ("step", "sleep", "pair", "race", "side", "fail")
+ITEMS = ("step", "sleep", "pair", "race", "side", "fail", "emit")
+EMITTED = "prop-events"  # a user topic the workflows emit to
 POLICIES = ("allow_after_close", "reject_duplicate", "return_existing")
 # fsync-free scratch space when the machine has it: this test is about logic, not durability
 FAST_TMP = "/dev/shm" if Path("/dev/shm").is_dir() and os.access("/dev/shm", os.W_OK) else None
@@ -86,6 +87,8 @@ async def flow(ctx: docket.WorkflowContext, plan: list[str]) -> list[Any]:
                 out.append(await ctx.side_effect(lambda i=i: i * 7))  # type: ignore[misc]
             elif item == "fail":
                 raise docket.ApplicationError(f"plan item {i} fails the run", type="PlanFailed")
+            elif item == "emit":
+                out.append(ctx.emit(EMITTED, {"i": i, "at": ctx.now().isoformat()}, key=f"k{i}"))
         except StepError:
             out.append("step failed")
     return out
@@ -112,7 +115,8 @@ def read_all(log: EmbeddedLog, topic: str) -> dict[int, list[bytes]]:
 
 
 def output_topics(log: EmbeddedLog) -> dict[str, dict[int, list[bytes]]]:
-    return {t: read_all(log, t) for t in (TOPICS.history, TOPICS.timers, TOPICS.tasks("default"), TOPICS.replies)}
+    return {t: read_all(log, t) for t in (TOPICS.history, TOPICS.timers, TOPICS.tasks("default"), TOPICS.replies,
+                                          EMITTED)}
 
 
 class Harness:
@@ -421,6 +425,16 @@ class ProcessorMachine(RuleBasedStateMachine):
                 assert ids == list(range(1, len(ids) + 1)), f"event ids of run {run_id}: {ids}"
                 stored = [EVENTS.decode(v) for v in part.store.history(wid, run_id)]
                 assert stored == [e for e in events if e["run_id"] == run_id]
+
+    @invariant()
+    def emitted_records_match_history(self) -> None:
+        """A record is in the user topic exactly when its RecordEmitted is in history: once."""
+        recorded = sorted(
+            f"{e['workflow_id']}/{e['run_id']}/{e['body'][1]['seq']}"
+            for events in self._history().values() for e in events if e["body"][0] == "RecordEmitted")
+        ids = sorted(dict(r.headers)["docket-record-id"].decode()
+                     for p in range(PARTITIONS) for r in self.live.log.read(EMITTED, p, 0, 1_000_000))
+        assert ids == recorded
 
     @invariant()
     def checkpoints_follow_the_log(self) -> None:
