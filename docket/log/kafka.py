@@ -44,6 +44,7 @@ from docket.log.topics import Topics, is_docket_topic
 LOCAL_WAIT_S = 0.02  # how often pollers look for other processes' appends
 SESSION_TIMEOUT_MS = 6000
 FALSY = {"0", "false", "no", "off"}
+FETCH_WAIT_MS = 5  # see _TopicReader
 
 
 def _kafka() -> Any:
@@ -81,6 +82,7 @@ class KafkaLog:
         self.partitions = partitions
         conf = dict(config or {})
         session = conf.pop("session.timeout.ms", None)  # a consumer-group setting only
+        self._fetch_wait_ms = int(conf.pop("fetch.wait.max.ms", FETCH_WAIT_MS))  # readers only
         # "transactions=false" (DOCKET_KAFKA_TRANSACTIONS) for brokers that have none (Azure
         # Event Hubs, for one): appends then store records, then offsets (see `append`)
         self._transactions = str(conf.pop("transactions", "true")).lower() not in FALSY
@@ -547,7 +549,10 @@ class _TopicReader:
                 # an offset that retention deleted resumes at the oldest record left, not
                 # (librdkafka's default) at the end, which would skip what is still there
                 "auto.offset.reset": "earliest",
-                "fetch.wait.max.ms": 5,
+                # how long the broker may hold a fetch that finds nothing new. Kafka answers
+                # as soon as records arrive, so more only saves idle traffic there; Tansu
+                # holds every such fetch to the end. DOCKET_KAFKA_FETCH_WAIT_MAX_MS overrides
+                "fetch.wait.max.ms": log._fetch_wait_ms,
                 "fetch.error.backoff.ms": 5,
             }
         )

@@ -462,6 +462,17 @@ class TestKafkaLog(LogContract):
         finally:
             log.close()
 
+    def test_fetch_wait_is_a_reader_setting(self) -> None:
+        """DOCKET_KAFKA_FETCH_WAIT_MAX_MS reaches the readers only (producers would warn)."""
+        log = KafkaLog(self.bootstrap, namespace="test", partitions=self.partitions,
+                       config={"fetch.wait.max.ms": "50"})
+        try:
+            assert log._fetch_wait_ms == 50 and "fetch.wait.max.ms" not in log._conf
+            log.append([OutRecord(OTHER, 0, "k", b"1")])
+            assert values(log.read(OTHER, 0, 0, 10)) == [b"1"]
+        finally:
+            log.close()
+
     # -- where Kafka's group protocol is not explicit leases -------------------------------------
 
     def test_release_by_a_non_owner_changes_nothing(self, log: Log, other: Log) -> None:
