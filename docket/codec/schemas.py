@@ -84,7 +84,10 @@ def standalone(family: str) -> str:
                     out[key] = inline(out[key])
         if "fields" in out:
             out["fields"] = [
-                {**{k: v for k, v in f.items() if not k.startswith("__")}, "type": inline(f["type"])}
+                {
+                    **{k: v for k, v in f.items() if not k.startswith("__")},
+                    "type": inline(f["type"]),
+                }
                 for f in out["fields"]
             ]
         return out

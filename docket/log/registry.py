@@ -40,8 +40,14 @@ CONFLUENT_MAGIC = b"\x00"
 _PREFIX = len(MAGIC) + 8  # C3 01 + fingerprint
 _CONFLUENT_PREFIX = 5  # 00 + schema id
 # registry client settings that are numbers (DOCKET_SCHEMA_REGISTRY_* values are strings)
-_NUMERIC = ("timeout", "cache.capacity", "cache.latest.ttl.sec", "max.retries",
-            "retries.wait.ms", "retries.max.wait.ms")
+_NUMERIC = (
+    "timeout",
+    "cache.capacity",
+    "cache.latest.ttl.sec",
+    "max.retries",
+    "retries.wait.ms",
+    "retries.max.wait.ms",
+)
 
 
 def schema_records() -> dict[str, bytes]:
