@@ -39,6 +39,7 @@ from docket.log.base import GroupCommit, Log, OutRecord
 from docket.log.partitioner import partition as partition_of
 from docket.log.topics import Topics
 from docket.reader import HistoryEvent, StateReader, WorkflowDescription, to_history_event
+from docket.streams.replica import HistoryReplica
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -264,7 +265,9 @@ class Client:
         settings = settings or Settings.from_env(**overrides)
         log = open_log(settings, create=False)
         state_dir = settings.data_dir / "state" / log.namespace
-        client = cls(log, Topics(log.namespace), StateReader(state_dir, log.partitions))
+        topics = Topics(log.namespace)
+        replica = HistoryReplica(log, topics.history) if settings.bootstrap_servers else None
+        client = cls(log, topics, StateReader(state_dir, log.partitions, replica=replica))
         client._owns_log = True
         return client
 
@@ -751,6 +754,7 @@ class Client:
                 await self._listener
             except asyncio.CancelledError:
                 pass
+        self._reader.close()
         if self._owns_log:
             self._log.close()
 

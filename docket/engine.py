@@ -19,6 +19,7 @@ from docket.log.factory import open_log
 from docket.log.topics import Topics
 from docket.reader import StateReader
 from docket.streams.execution import ExecutionProcessor
+from docket.streams.replica import HistoryReplica
 from docket.streams.sources import SignalSources
 from docket.streams.timers import TimerService
 from docket.worker import Worker
@@ -144,12 +145,15 @@ class Engine:
             await self.worker.sync_groups()  # own task partitions before the first start
             self._spawn(self.worker.run(self._stop), "worker")
         processor = self.processor
+        # on Kafka another machine may hold a partition: what this one has may be stale
+        kafka = self.settings.bootstrap_servers is not None
         reader = StateReader(
             self.state_dir,
             self.log.partitions,
             live=lambda p: (
                 processor.partitions[p].store if processor and p in processor.partitions else None
             ),
+            replica=HistoryReplica(self.log, topics.history) if kafka else None,
         )
         self._client = Client(self.log, topics, reader)
 

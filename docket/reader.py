@@ -16,6 +16,7 @@ from docket.codec.records import EVENTS, STATES
 from docket.errors import WorkflowNotFoundError
 from docket.log.partitioner import partition as partition_of
 from docket.state.store import PartitionStore
+from docket.streams.replica import HistoryReplica
 
 
 def _time(us: int | None) -> datetime | None:
@@ -156,15 +157,22 @@ class StateReader:
         state_dir: Path,
         partitions: int,
         live: Callable[[int], PartitionStore | None] = lambda p: None,
+        replica: HistoryReplica | None = None,
     ) -> None:
+        """Reads a partition's state from this process's own store when it holds the
+        partition (``live``), else from ``replica`` when given (on Kafka: the history topic,
+        folded here), else from a read-only snapshot of the store in ``state_dir``."""
         self.state_dir = state_dir
         self.partitions = partitions
         self._live = live
+        self._replica = replica
 
     def _with_store(self, partition: int, fn: Callable[[PartitionStore], Any]) -> Any:
         store = self._live(partition)
         if store is not None:
             return fn(store)
+        if self._replica is not None:
+            return fn(self._replica.store(partition))
         snapshot = PartitionStore.open_read_only(self.state_dir / f"p{partition}", partition)
         if snapshot is None:
             return None
@@ -208,3 +216,7 @@ class StateReader:
         for partition in range(self.partitions):
             for raw in self._with_store(partition, lambda s: list(s.executions())) or []:
                 yield STATES.decode(raw)
+
+    def close(self) -> None:
+        if self._replica is not None:
+            self._replica.close()

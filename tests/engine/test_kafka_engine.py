@@ -111,6 +111,32 @@ async def test_state_is_restored_from_the_log_on_a_new_machine(
     assert any(re.search(r"restored \d+ history events from the log in", m) for m in logged)
 
 
+async def test_describe_history_and_list_from_a_machine_without_the_partitions(
+    kafka: Broker, tmp_path: Path
+) -> None:
+    """A client elsewhere (an empty data directory) reads state folded from the history
+    topic, brought up to date before each read."""
+    async with docket.Engine(app, data_dir=tmp_path / "engine") as engine:
+        handle = await engine.client.start(Greeter, 2, workflow_id="far")
+        await handle.signal(Greeter.add, "ada")
+        await engine.client.start(Greeter, 0, workflow_id="done")
+        assert await engine.client.get_handle("done").result(timeout=30) == []
+        elsewhere = docket.Client.connect(data_dir=tmp_path / "elsewhere")
+        try:
+            far = elsewhere.get_handle("far")
+            assert (await far.describe()).status == "running"
+            kinds = [e.type for e in await far.history()]
+            assert kinds[0] == "WorkflowStarted" and "SignalReceived" in kinds
+            listed = {d.workflow_id: d.status for d in await elsewhere.list()}
+            assert listed == {"far": "running", "done": "completed"}
+            await far.signal(Greeter.add, "grace")
+            assert await far.result(timeout=30) == ["ADA", "GRACE"]
+            assert (await far.describe()).status == "completed"  # caught up again
+        finally:
+            await elsewhere.close()
+    assert not (tmp_path / "elsewhere" / "state").exists()  # nothing kept on that machine
+
+
 # Every example runs unchanged on Kafka: the same scripts, with DOCKET_BOOTSTRAP_SERVERS set.
 EXAMPLES = sorted(p.stem for p in (ROOT / "examples").glob("*.py"))
 
