@@ -15,45 +15,20 @@ event ids 1..n with no gap or duplicate (in the store and in the history topic),
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from app_under_test import app, sleep_then_step, twenty_steps
-from crash_harness import KAFKA_SESSION_MS, KILLED, Runner, assert_history_sound, runs_per_seq
+from conftest import KAFKA
+from crash_harness import KILLED, Runner, assert_history_sound, runs_per_seq
 
 import docket
-from tests.kafka_broker import Broker
-
-KAFKA = pytest.param("kafka", marks=pytest.mark.kafka)
 
 STEPS = 20
 SUM_OF_SQUARES = sum(i * i for i in range(1, STEPS + 1))
 
 
 PROCESSOR_POINTS = ("before_append", "after_append_before_writebatch", "after_writebatch")
-
-
-@pytest.fixture
-def make_runner(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[[str], Runner]]:
-    """A runner on the embedded log, or on a Kafka broker started for the test (the test
-    process's client then uses the broker too)."""
-    brokers: list[Broker] = []
-
-    def make(backend: str) -> Runner:
-        if backend == "embedded":
-            return Runner(tmp_path)
-        broker = Broker(tmp_path).start()
-        brokers.append(broker)
-        monkeypatch.setenv("DOCKET_BOOTSTRAP_SERVERS", broker.bootstrap)
-        monkeypatch.setenv("DOCKET_KAFKA_SESSION_TIMEOUT_MS", KAFKA_SESSION_MS)
-        return Runner(tmp_path, broker.bootstrap)
-
-    yield make
-    for broker in brokers:
-        broker.stop()
 
 
 def completed_when_processor_crashes(point: str, after: int) -> set[int]:

@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from app_under_test import app, sleep_then_step, twenty_steps
 from crash_harness import (
-    KAFKA_SESSION_MS,
     PARTITIONS,
     Runner,
     Snapshot,
@@ -27,7 +26,6 @@ from crash_harness import (
 
 import docket
 from docket.log.partitioner import partition as partition_of
-from tests.kafka_broker import Broker
 
 STEPS = 20
 SUM_OF_SQUARES = sum(i * i for i in range(1, STEPS + 1))
@@ -66,10 +64,20 @@ async def kill_at_random_moments(
     return crashes
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-async def test_kill9_at_random_moments_during_twenty_steps(tmp_path: Path, seed: int) -> None:
+@pytest.mark.parametrize(
+    ("backend", "seed"),
+    [
+        ("embedded", 1),
+        ("embedded", 2),
+        ("embedded", 3),
+        pytest.param("kafka", 1, marks=pytest.mark.kafka),
+    ],
+)
+async def test_kill9_at_random_moments_during_twenty_steps(
+    make_runner: Callable[[str], Runner], backend: str, seed: int
+) -> None:
     rng = random.Random(seed)
-    runner = Runner(tmp_path)
+    runner = make_runner(backend)
     try:
         async with docket.Engine(
             app, data_dir=runner.data_dir, processor=False, worker=False
@@ -93,17 +101,12 @@ async def test_kill9_at_random_moments_during_twenty_steps(tmp_path: Path, seed:
     [("embedded", 5), ("embedded", 6), pytest.param("kafka", 5, marks=pytest.mark.kafka)],
 )
 async def test_kill9_at_random_moments_with_concurrent_workflows(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str, seed: int
+    make_runner: Callable[[str], Runner], backend: str, seed: int
 ) -> None:
     """On Kafka too: there a kill lands inside transactions, whose records readers see."""
     assert {partition_of(w, PARTITIONS) for w in CONCURRENT} == set(range(PARTITIONS))
     rng = random.Random(seed)
-    broker = None
-    if backend == "kafka":
-        broker = Broker(tmp_path).start()
-        monkeypatch.setenv("DOCKET_BOOTSTRAP_SERVERS", broker.bootstrap)
-        monkeypatch.setenv("DOCKET_KAFKA_SESSION_TIMEOUT_MS", KAFKA_SESSION_MS)
-    runner = Runner(tmp_path, broker.bootstrap if broker else None)
+    runner = make_runner(backend)
     try:
         async with docket.Engine(
             app, data_dir=runner.data_dir, processor=False, worker=False
@@ -127,18 +130,21 @@ async def test_kill9_at_random_moments_with_concurrent_workflows(
                 assert_steps_ran_per_guarantees(runner, w, crashes[w], set(range(1, STEPS + 1)))
     finally:
         runner.cleanup()
-        if broker is not None:
-            broker.stop()
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-async def test_kill9_during_sleep_timer_fires_after_restart(tmp_path: Path, seed: int) -> None:
+@pytest.mark.parametrize(
+    ("backend", "seed"),
+    [("embedded", 1), ("embedded", 2), pytest.param("kafka", 1, marks=pytest.mark.kafka)],
+)
+async def test_kill9_during_sleep_timer_fires_after_restart(
+    make_runner: Callable[[str], Runner], backend: str, seed: int
+) -> None:
     """Killed during the 2 s sleep; the engine stays down until the timer is overdue. After
     the restart the timer fires, exactly once in history. A second kill a few milliseconds
     after that restart lands while the timer fires or the step runs: the step then runs at
     most once more, and never again once its completion is recorded."""
     rng = random.Random(seed)
-    runner = Runner(tmp_path)
+    runner = make_runner(backend)
     crashes: list[Snapshot] = []
     try:
         async with docket.Engine(

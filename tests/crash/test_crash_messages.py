@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from app_under_test import Tally, app, chained_steps, parent_of_three
+from conftest import BACKENDS
 from crash_harness import KILLED, Runner
 
 import docket
@@ -24,12 +25,17 @@ SIGNALS = 12
 POINTS = ("before_append", "after_append_before_writebatch", "after_writebatch")
 
 
-@pytest.mark.parametrize("point", POINTS)
-@pytest.mark.parametrize("after", [1, 3])
+@pytest.mark.parametrize(
+    ("backend", "point", "after"),
+    [
+        *(("embedded", point, after) for point in POINTS for after in (1, 3)),
+        pytest.param("kafka", "after_append_before_writebatch", 3, marks=pytest.mark.kafka),
+    ],
+)
 async def test_signals_are_delivered_once_across_a_processor_crash(
-    tmp_path: Path, point: str, after: int
+    make_runner: Callable[[str], Runner], backend: str, point: str, after: int
 ) -> None:
-    runner = Runner(tmp_path)
+    runner = make_runner(backend)
     try:
         async with docket.Engine(
             app, data_dir=runner.data_dir, processor=False, worker=False
@@ -57,11 +63,17 @@ async def test_signals_are_delivered_once_across_a_processor_crash(
         runner.cleanup()
 
 
-@pytest.mark.parametrize("point", POINTS)
+@pytest.mark.parametrize(
+    ("backend", "point"),
+    [
+        *(("embedded", point) for point in POINTS),
+        pytest.param("kafka", "after_append_before_writebatch", marks=pytest.mark.kafka),
+    ],
+)
 async def test_an_update_has_one_outcome_across_a_processor_crash(
-    tmp_path: Path, point: str
+    make_runner: Callable[[str], Runner], backend: str, point: str
 ) -> None:
-    runner = Runner(tmp_path)
+    runner = make_runner(backend)
     try:
         async with docket.Engine(
             app, data_dir=runner.data_dir, processor=False, worker=False
@@ -85,8 +97,11 @@ async def test_an_update_has_one_outcome_across_a_processor_crash(
         runner.cleanup()
 
 
-async def test_kill9_while_an_update_waits_for_its_step(tmp_path: Path) -> None:
-    runner = Runner(tmp_path)
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_kill9_while_an_update_waits_for_its_step(
+    make_runner: Callable[[str], Runner], backend: str
+) -> None:
+    runner = make_runner(backend)
     try:
         async with docket.Engine(
             app, data_dir=runner.data_dir, processor=False, worker=False
@@ -112,12 +127,15 @@ async def test_kill9_while_an_update_waits_for_its_step(tmp_path: Path) -> None:
         runner.cleanup()
 
 
-async def test_kill9_during_continue_as_new(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_kill9_during_continue_as_new(
+    make_runner: Callable[[str], Runner], backend: str
+) -> None:
     """A chain of runs that each run two steps and continue as new, killed at random moments:
     the chain completes, every run starts once, and no run is started twice or skipped."""
     total, runs = 16, 9  # two steps per run, and a last run that finds nothing left
     rng = random.Random(7)
-    runner = Runner(tmp_path)
+    runner = make_runner(backend)
     try:
         async with docket.Engine(
             app, data_dir=runner.data_dir, processor=False, worker=False
@@ -151,13 +169,18 @@ async def test_kill9_during_continue_as_new(tmp_path: Path) -> None:
         runner.cleanup()
 
 
-@pytest.mark.parametrize("seed", [11, 12])
-async def test_kill9_while_children_run(tmp_path: Path, seed: int) -> None:
+@pytest.mark.parametrize(
+    ("backend", "seed"),
+    [("embedded", 11), ("embedded", 12), pytest.param("kafka", 11, marks=pytest.mark.kafka)],
+)
+async def test_kill9_while_children_run(
+    make_runner: Callable[[str], Runner], backend: str, seed: int
+) -> None:
     """A parent with three children on other partitions, the engine killed at random
     moments: every child starts once (one run each), its result and its signal reach the
     parent once, and the parent completes with the right results."""
     rng = random.Random(seed)
-    runner = Runner(tmp_path)
+    runner = make_runner(backend)
     try:
         async with docket.Engine(
             app, data_dir=runner.data_dir, processor=False, worker=False

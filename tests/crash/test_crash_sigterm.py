@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
+from collections.abc import Callable
 
+import pytest
 from app_under_test import app, sleep_then_step, slow_then_fast, twenty_steps
+from conftest import BACKENDS
 from crash_harness import Runner, assert_history_sound, runs_per_seq
 
 import docket
@@ -20,8 +22,11 @@ STEPS = 20
 SUM_OF_SQUARES = sum(i * i for i in range(1, STEPS + 1))
 
 
-async def test_sigterm_mid_workflow_and_mid_sleep_then_restart(tmp_path: Path) -> None:
-    runner = Runner(tmp_path)
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_sigterm_mid_workflow_and_mid_sleep_then_restart(
+    make_runner: Callable[[str], Runner], backend: str
+) -> None:
+    runner = make_runner(backend)
     try:
         async with docket.Engine(
             app, data_dir=runner.data_dir, processor=False, worker=False
@@ -62,10 +67,13 @@ async def test_sigterm_mid_workflow_and_mid_sleep_then_restart(tmp_path: Path) -
         runner.cleanup()
 
 
-async def test_sigterm_while_a_step_runs_finishes_and_reports_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_sigterm_while_a_step_runs_finishes_and_reports_it(
+    make_runner: Callable[[str], Runner], backend: str
+) -> None:
     """SIGTERM 0.3 s into a 1.5 s step: the engine waits for the step, reports it, exits 0;
     after the restart the step is not run again and the workflow goes on."""
-    runner = Runner(tmp_path)
+    runner = make_runner(backend)
     try:
         async with docket.Engine(
             app, data_dir=runner.data_dir, processor=False, worker=False

@@ -55,8 +55,9 @@ def make_runner(
 
 def user_records(runner: Runner, topic: str) -> list[LogRecord]:
     """Every record of a user topic, straight from the log (take it with no runner alive)."""
-    log = open_log(Settings(data_dir=runner.data_dir, bootstrap_servers=runner.bootstrap),
-                   create=False)
+    log = open_log(
+        Settings(data_dir=runner.data_dir, bootstrap_servers=runner.bootstrap), create=False
+    )
     try:
         return [r for p in range(log.partitions_of(topic)) for r in log.read(topic, p, 0, 100_000)]
     finally:
@@ -77,7 +78,9 @@ async def test_emitted_records_match_history_after_a_crash(
 ) -> None:
     runner = make_runner(backend)
     try:
-        async with docket.Engine(app, data_dir=runner.data_dir, processor=False, worker=False) as client_engine:
+        async with docket.Engine(
+            app, data_dir=runner.data_dir, processor=False, worker=False
+        ) as client_engine:
             await runner.spawn(fault=point, after=5)  # the batch of step 5's completion
             starting = asyncio.ensure_future(
                 client_engine.client.start(emit_per_step, STEPS, workflow_id="emits")
@@ -91,14 +94,19 @@ async def test_emitted_records_match_history_after_a_crash(
             assert await runner.terminate() == 0, runner.output()
         events = runner.snapshot("emits").events
         assert [e["event_id"] for e in events] == list(range(1, len(events) + 1))
-        emitted = [f"emits/{e['run_id']}/{e['body'][1]['seq']}" for e in events
-                   if e["body"][0] == "RecordEmitted"]
+        emitted = [
+            f"emits/{e['run_id']}/{e['body'][1]['seq']}"
+            for e in events
+            if e["body"][0] == "RecordEmitted"
+        ]
         records = user_records(runner, "crash-events")
         ids = [dict(r.headers)["docket-record-id"].decode() for r in records]
         assert len(emitted) == STEPS and sorted(ids) == sorted(emitted)  # each once
         by_id = dict(zip(ids, records, strict=True))
         squares = sorted(by_id[i].value for i in emitted)
-        assert squares == sorted(f'{{"index":{i},"square":{i * i}}}'.encode() for i in range(1, STEPS + 1))
+        assert squares == sorted(
+            f'{{"index":{i},"square":{i * i}}}'.encode() for i in range(1, STEPS + 1)
+        )
     finally:
         runner.cleanup()
 
@@ -117,7 +125,9 @@ async def test_each_source_record_is_delivered_once_across_a_crash(
     runner = make_runner(backend)
     keys = ["a", "b", "c"]
     try:
-        async with docket.Engine(app, data_dir=runner.data_dir, processor=False, worker=False) as client_engine:
+        async with docket.Engine(
+            app, data_dir=runner.data_dir, processor=False, worker=False
+        ) as client_engine:
             client = client_engine.client
             await runner.spawn(fault=point, after=after)
             for value in range(PER_KEY):
