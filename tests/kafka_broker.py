@@ -6,12 +6,16 @@ test an empty cluster). A broker that cannot start fails the test: nothing skips
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 READY_TIMEOUT_S = 30.0
 
@@ -76,3 +80,18 @@ class Broker:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+
+
+@contextlib.contextmanager
+def serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, session_ms: str = "1000"
+) -> Iterator[Broker]:
+    """A broker for one test, with DOCKET_BOOTSTRAP_SERVERS pointing this process at it and a
+    short group session (fast joins and hand-overs: Tansu joins in about session/2)."""
+    broker = Broker(tmp_path).start()
+    monkeypatch.setenv("DOCKET_BOOTSTRAP_SERVERS", broker.bootstrap)
+    monkeypatch.setenv("DOCKET_KAFKA_SESSION_TIMEOUT_MS", session_ms)
+    try:
+        yield broker
+    finally:
+        broker.stop()

@@ -117,6 +117,39 @@ class Log(Protocol):
     def close(self) -> None: ...
 
 
+class AppendWaiters:
+    """The loops of this process waiting for an append (`Log.wait_for_append`): each waits
+    on a future that the next append, or a timer, completes."""
+
+    def __init__(self) -> None:
+        self._waiting: list[asyncio.Future[None]] = []
+
+    async def wait(self, seconds: float) -> None:
+        """Return after the next `wake_all`, or after ``seconds``. A plain future and
+        call_later, not asyncio.wait_for: on Python 3.11 wait_for can swallow a cancellation
+        that races with the inner wait, and then the caller's task never stops."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiting.append(waiter)
+        timer = loop.call_later(seconds, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            if not waiter.done():
+                waiter.cancel()
+
+    def wake_all(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:
+            _wake(waiter)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class GroupCommit:
     """Coalesces appends made in the same event-loop tick into one log transaction.
 

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from docket.errors import ConfigurationError, LogError, PartitionFencedError
-from docket.log.base import Commits, Headers, LogRecord, OutRecord
+from docket.log.base import AppendWaiters, Commits, Headers, LogRecord, OutRecord
 from docket.log.topics import is_docket_topic
 
 SESSION_TIMEOUT_US = 6_000_000
@@ -82,11 +82,6 @@ def _is_dead(member: str) -> bool:
     return False
 
 
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
-
-
 def _now_us() -> int:
     return time.time_ns() // 1000
 
@@ -117,7 +112,7 @@ class EmbeddedLog:
         self.namespace = namespace
         self.partitions = self._register_namespace(namespace, partitions, create)
         self._generation = 0
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters = AppendWaiters()
         self._version = -1
         self._version_checked_at = -1.0
         self._ends: dict[tuple[str, int], int] = {}  # next offset per partition, for poll
@@ -206,9 +201,7 @@ class EmbeddedLog:
         for topic, partition, end in heads:
             self._ends[(topic, partition)] = end
         self._generation += 1
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            _wake(waiter)
+        self._waiters.wake_all()
 
     def _check_leases(self, owner: str, leases: set[tuple[str, int]]) -> None:
         for group, partition in leases:
@@ -283,24 +276,13 @@ class EmbeddedLog:
         return (self._generation, version)
 
     async def wait_for_append(self, token: object, timeout: float) -> None:
-        # A plain future + call_later, not asyncio.wait_for: on Python 3.11 wait_for can
-        # swallow a cancellation that races with the inner wait, and then the caller's
-        # task never stops.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while self.change_token() == token:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
-            waiter: asyncio.Future[None] = loop.create_future()
-            self._waiters.append(waiter)
-            timer = loop.call_later(min(remaining, POLL_INTERVAL), _wake, waiter)
-            try:
-                await waiter
-            finally:
-                timer.cancel()
-                if not waiter.done():
-                    waiter.cancel()
+            await self._waiters.wait(min(remaining, POLL_INTERVAL))
 
     # -- groups ----------------------------------------------------------------------------------
 

@@ -27,7 +27,6 @@ start of the last batch): ends come from this process's delivery reports and fro
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -36,7 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from docket.errors import ConfigurationError, LogError, PartitionFencedError
-from docket.log.base import Commits, LogRecord, OutRecord
+from docket.log.base import AppendWaiters, Commits, LogRecord, OutRecord
 from docket.log.provisioning import TopicPolicy, TopicSpec
 from docket.log.registry import RegistryFraming, SchemaRegistry, schema_records
 from docket.log.topics import Topics, is_docket_topic
@@ -102,7 +101,7 @@ class KafkaLog:
         self._members: dict[tuple[str, str], _Member] = {}
         self._ends: dict[tuple[str, int], int] = {}
         self._generation = 0
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters = AppendWaiters()
         self._lock = threading.Lock()
         self._user_topics: dict[str, int] = {}  # user topic -> its partition count
         self._sized: dict[str, int] = {}  # membership topic of a sized group -> its count
@@ -316,9 +315,7 @@ class KafkaLog:
                 key = (topic, partition)
                 self._ends[key] = max(self._ends.get(key, 0), offset + 1)
             self._generation += 1
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            _wake(waiter)
+        self._waiters.wake_all()
 
     def _append_transaction(
         self, records: Sequence[OutRecord], commits: Commits, report: Any, ts_ms: int
@@ -430,16 +427,7 @@ class KafkaLog:
         polling, at most LOCAL_WAIT_S later."""
         if self._generation != token:
             return
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._waiters.append(waiter)
-        timer = loop.call_later(min(timeout, LOCAL_WAIT_S), _wake, waiter)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            if not waiter.done():
-                waiter.cancel()
+        await self._waiters.wait(min(timeout, LOCAL_WAIT_S))
 
     # -- groups --------------------------------------------------------------------------------------
 
@@ -721,11 +709,6 @@ def _produce(producer: Any, records: Sequence[OutRecord], report: Any, ts_ms: in
             on_delivery=report,
             **extra,
         )
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 __all__ = ["KafkaLog"]

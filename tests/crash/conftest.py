@@ -3,13 +3,14 @@ broker started for the test."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from crash_harness import KAFKA_SESSION_MS, Runner
 
-from tests.kafka_broker import Broker
+from tests.kafka_broker import serving
 
 KAFKA = pytest.param("kafka", marks=pytest.mark.kafka)
 BACKENDS = ["embedded", KAFKA]
@@ -21,17 +22,12 @@ def make_runner(
 ) -> Iterator[Callable[[str], Runner]]:
     """A runner on the embedded log, or on a Kafka broker started for the test (the test
     process's client then uses the broker too)."""
-    brokers: list[Broker] = []
+    with contextlib.ExitStack() as brokers:
 
-    def make(backend: str) -> Runner:
-        if backend == "embedded":
-            return Runner(tmp_path)
-        broker = Broker(tmp_path).start()
-        brokers.append(broker)
-        monkeypatch.setenv("DOCKET_BOOTSTRAP_SERVERS", broker.bootstrap)
-        monkeypatch.setenv("DOCKET_KAFKA_SESSION_TIMEOUT_MS", KAFKA_SESSION_MS)
-        return Runner(tmp_path, broker.bootstrap)
+        def make(backend: str) -> Runner:
+            if backend == "embedded":
+                return Runner(tmp_path)
+            broker = brokers.enter_context(serving(tmp_path, monkeypatch, KAFKA_SESSION_MS))
+            return Runner(tmp_path, broker.bootstrap)
 
-    yield make
-    for broker in brokers:
-        broker.stop()
+        yield make

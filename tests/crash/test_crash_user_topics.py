@@ -10,13 +10,13 @@ at named fault points and restarted:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import crash_harness
 import pytest
-from crash_harness import KAFKA_SESSION_MS, KILLED, Runner
+from crash_harness import KILLED, Runner
 from user_topics_under_test import PER_KEY, app, emit_per_step
 
 import docket
@@ -24,7 +24,6 @@ from docket.config import Settings
 from docket.errors import WorkflowNotFoundError
 from docket.log.base import LogRecord
 from docket.log.factory import open_log
-from tests.kafka_broker import Broker
 
 SCRIPT = Path(__file__).with_name("user_topics_under_test.py")
 KAFKA = pytest.mark.kafka
@@ -33,24 +32,11 @@ STEPS = 10
 
 @pytest.fixture
 def make_runner(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[[str], Runner]]:
-    """A runner of this file's app, on the embedded log or on a broker started for the test."""
+    make_runner: Callable[[str], Runner], monkeypatch: pytest.MonkeyPatch
+) -> Callable[[str], Runner]:
+    """The crash tests' runners (conftest.py), running this file's app."""
     monkeypatch.setattr(crash_harness, "RUNNER", SCRIPT)
-    brokers: list[Broker] = []
-
-    def make(backend: str) -> Runner:
-        if backend == "embedded":
-            return Runner(tmp_path)
-        broker = Broker(tmp_path).start()
-        brokers.append(broker)
-        monkeypatch.setenv("DOCKET_BOOTSTRAP_SERVERS", broker.bootstrap)
-        monkeypatch.setenv("DOCKET_KAFKA_SESSION_TIMEOUT_MS", KAFKA_SESSION_MS)
-        return Runner(tmp_path, broker.bootstrap)
-
-    yield make
-    for broker in brokers:
-        broker.stop()
+    return make_runner
 
 
 def user_records(runner: Runner, topic: str) -> list[LogRecord]:

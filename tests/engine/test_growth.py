@@ -18,7 +18,7 @@ from docket.config import Settings
 from docket.errors import ConfigurationError
 from docket.log.growth import grow, layout_of
 from docket.log.partitioner import partition
-from tests.kafka_broker import Broker
+from tests.kafka_broker import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 app = docket.App("growing")
@@ -58,11 +58,8 @@ def backend(
     if request.param == "embedded":
         yield "embedded"
         return
-    broker = Broker(tmp_path).start()
-    monkeypatch.setenv("DOCKET_BOOTSTRAP_SERVERS", broker.bootstrap)
-    monkeypatch.setenv("DOCKET_KAFKA_SESSION_TIMEOUT_MS", "1000")
-    yield "kafka"
-    broker.stop()
+    with serving(tmp_path, monkeypatch):
+        yield "kafka"
 
 
 async def test_every_execution_survives_growing_from_2_to_6_partitions(backend: str) -> None:

@@ -9,7 +9,6 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,15 +50,6 @@ class Greeter:
     @docket.query
     def seen(self, ctx: docket.QueryContext) -> list[str]:
         return list(self.names)
-
-
-@pytest.fixture
-def kafka(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Broker]:
-    broker = Broker(tmp_path).start()
-    monkeypatch.setenv("DOCKET_BOOTSTRAP_SERVERS", broker.bootstrap)
-    monkeypatch.setenv("DOCKET_KAFKA_SESSION_TIMEOUT_MS", "1000")
-    yield broker
-    broker.stop()
 
 
 async def test_signals_queries_updates_timers_and_steps(kafka: Broker, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,15 +43,6 @@ async def double(n: int) -> int:
 async def doubler(ctx: docket.WorkflowContext, n: int) -> int:
     await ctx.sleep(0.2)  # through the timers topic
     return await ctx.step(double, n)  # through tasks.default and commands
-
-
-@pytest.fixture
-def kafka(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Broker]:
-    broker = Broker(tmp_path).start()
-    monkeypatch.setenv("DOCKET_BOOTSTRAP_SERVERS", broker.bootstrap)
-    monkeypatch.setenv("DOCKET_KAFKA_SESSION_TIMEOUT_MS", "1000")
-    yield broker
-    broker.stop()
 
 
 def describe(bootstrap: str, prefix: str) -> dict[str, dict[str, str]]:

@@ -13,7 +13,7 @@ import pytest
 
 import docket
 from docket.log.base import Log, LogRecord
-from tests.kafka_broker import Broker
+from tests.kafka_broker import serving
 
 app = docket.App("user-topics")
 
@@ -86,13 +86,8 @@ def backend(
     if request.param == "embedded":
         yield "embedded"
         return
-    broker = Broker(tmp_path).start()
-    monkeypatch.setenv("DOCKET_BOOTSTRAP_SERVERS", broker.bootstrap)
-    monkeypatch.setenv("DOCKET_KAFKA_SESSION_TIMEOUT_MS", "1000")
-    try:
+    with serving(tmp_path, monkeypatch):
         yield "kafka"
-    finally:
-        broker.stop()
 
 
 def topic_records(log: Log, topic: str) -> list[LogRecord]:

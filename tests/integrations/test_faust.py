@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -129,15 +129,6 @@ def test_the_codec_reads_records_framed_for_a_schema_registry() -> None:
 
 
 # -- a Faust app and a Docket engine on one broker ----------------------------------------------
-
-
-@pytest.fixture
-def kafka(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Broker]:
-    broker = Broker(tmp_path).start()
-    monkeypatch.setenv("DOCKET_BOOTSTRAP_SERVERS", broker.bootstrap)
-    monkeypatch.setenv("DOCKET_KAFKA_SESSION_TIMEOUT_MS", "1000")
-    yield broker
-    broker.stop()
 
 
 def _faust_app(broker: Broker) -> faust.App:
