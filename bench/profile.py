@@ -26,6 +26,7 @@ _COMPONENTS = [
     ("docket/log/embedded.py", None, "sqlite: append/other"),
     ("docket/log/base.py", None, "log: group commit"),
     ("docket/codec/records.py", None, "avro encode/decode"),
+    ("docket/codec/compiled.py", None, "avro encode/decode"),  # also its generated code
     ("docket/codec/payload.py", None, "payload json/args"),
     ("docket/codec/failure.py", None, "failure codec"),
     ("docket/state/store.py", None, "rocksdb state store"),
@@ -34,6 +35,8 @@ _COMPONENTS = [
     ("docket/context.py", None, "workflow runtime (deterministic loop)"),
     ("docket/execution/", None, "decide/fold"),
     ("streams/outputs.py", None, "outputs"),
+    ("streams/handoff.py", None, "processor (other)"),
+    ("streams/batch.py", None, "rocksdb state store"),
     ("streams/host.py", None, "partition group"),
     ("streams/execution.py", None, "processor (other)"),
     ("docket/worker.py", None, "worker"),
