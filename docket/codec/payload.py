@@ -71,7 +71,7 @@ def from_payload(payload: Payload, hint: Any = None, *, where: str = "value") ->
     if encoding != JSON:
         raise SerializationError(f"cannot decode {where}: unknown payload encoding {encoding!r}")
     try:
-        value = json.loads(payload["data"])
+        value = json.loads(payload["data"].decode())  # UTF-8, as written: skips sniffing
     except ValueError as exc:
         raise SerializationError(f"cannot decode {where}: {exc}") from exc
     if hint is None:

@@ -4,20 +4,39 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
+import os
 import uuid
 
 _RUN_NS = uuid.UUID("6f1c1f9e-6a6b-4f0e-9d8e-3c1b2a4d5e6f")
+_RUN_NS_BYTES = _RUN_NS.bytes
 
 
 def run_id_for(start_command_id: str) -> str:
     """A run's id derives from the command that started it: a re-delivered start is a no-op."""
-    return str(uuid.uuid5(_RUN_NS, start_command_id))
+    return _uuid5(start_command_id)
 
 
 def continued_run_id(run_id: str) -> str:
     """The run that continue-as-new starts after ``run_id``: the same on every replay."""
-    return str(uuid.uuid5(_RUN_NS, f"{run_id}/continued"))
+    return _uuid5(f"{run_id}/continued")
+
+
+def _uuid5(name: str) -> str:
+    """``str(uuid.uuid5(_RUN_NS, name))`` without building UUID objects (a third of the
+    cost, on every start); tests check the two agree."""
+    digest = bytearray(hashlib.sha1(_RUN_NS_BYTES + name.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def new_request_id() -> str:
+    """A random id for a client's request (not derived from anything: each call is new);
+    128 bits, like ``uuid4().hex``, for a third of the cost."""
+    return os.urandom(16).hex()
 
 
 def timer_id(

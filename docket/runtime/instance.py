@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -439,16 +440,27 @@ def bind_check(
     fn: Callable[..., Any], skip: int, args: list[Any], kwargs: dict[str, Any], where: str
 ) -> None:
     """Arguments that do not match the signature fail the run with a clear message."""
+    signature, fewest, most = _signature_after(fn, skip)
+    if not kwargs and fewest <= len(args) <= most:
+        return  # positional arguments only, as many as it takes: Signature.bind costs ~40 µs
     try:
-        _signature_after(fn, skip).bind(*args, **kwargs)
+        signature.bind(*args, **kwargs)
     except TypeError as exc:
         raise TypeError(f"arguments do not match {where}: {exc}") from None
 
 
 @functools.lru_cache(maxsize=1024)
-def _signature_after(fn: Callable[..., Any], skip: int) -> inspect.Signature:
+def _signature_after(fn: Callable[..., Any], skip: int) -> tuple[inspect.Signature, int, int]:
+    """The signature after ``skip`` leading parameters, with the counts of positional
+    arguments that surely bind (-1 when a keyword-only parameter has no default)."""
     signature = inspect.signature(fn)
-    return signature.replace(parameters=list(signature.parameters.values())[skip:])
+    params = list(signature.parameters.values())[skip:]
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    fewest = sum(1 for p in positional if p.default is p.empty)
+    most = sys.maxsize if any(p.kind == p.VAR_POSITIONAL for p in params) else len(positional)
+    if any(p.kind == p.KEYWORD_ONLY and p.default is p.empty for p in params):
+        fewest, most = 1, 0  # never binds from positional arguments alone: let bind say why
+    return signature.replace(parameters=params), fewest, most
 
 
 def _ms(delta: Any) -> int | None:
