@@ -34,7 +34,7 @@ from docket.errors import (
     WorkflowFailedError,
     WorkflowNotFoundError,
 )
-from docket.execution.ids import parse_task_token
+from docket.execution.ids import new_request_id, parse_task_token
 from docket.log.base import GroupCommit, Log, OutRecord
 from docket.log.partitioner import partition as partition_of
 from docket.log.topics import Topics
@@ -129,10 +129,10 @@ class WorkflowHandle(Generic[R]):
         """Send an update and return once it is accepted (validated and recorded); await
         ``result()`` on the returned handle for the handler's outcome."""
         name = _handler_name(update, "__docket_update__")
-        update_id = update_id or uuid.uuid4().hex
+        update_id = update_id or new_request_id()
         body = self._client._update_body(self.run_id, name, update_id, args, kwargs)
         outcome = self._client._expect_outcome(update_id)
-        command_id = uuid.uuid4().hex
+        command_id = new_request_id()
         try:
             reply = await self._client._request(
                 self.workflow_id, command_id, ("UpdateWorkflow", body)
@@ -148,7 +148,7 @@ class WorkflowHandle(Generic[R]):
         escape, ``result()`` raises WorkflowFailedError caused by CancelledError."""
         body = {"run_id": self.run_id, "reason": reason, "reply_to": self._client.client_id}
         reply = await self._client._request(
-            self.workflow_id, uuid.uuid4().hex, ("CancelWorkflow", body)
+            self.workflow_id, new_request_id(), ("CancelWorkflow", body)
         )
         self._client._raise_refusal(reply, self.workflow_id, "cancel")
 
@@ -157,7 +157,7 @@ class WorkflowHandle(Generic[R]):
         and ``result()`` raises WorkflowFailedError. Recorded in history with ``reason``."""
         body = {"run_id": self.run_id, "reason": reason, "reply_to": self._client.client_id}
         reply = await self._client._request(
-            self.workflow_id, uuid.uuid4().hex, ("TerminateWorkflow", body)
+            self.workflow_id, new_request_id(), ("TerminateWorkflow", body)
         )
         self._client._raise_refusal(reply, self.workflow_id, "terminate")
 
@@ -240,7 +240,7 @@ class Client:
         self._log = log
         self._topics = topics
         self._reader = reader
-        self.client_id = f"client-{uuid.uuid4().hex}"
+        self.client_id = f"client-{new_request_id()}"
         self.reply_timeout = reply_timeout
         self._partition = partition_of(self.client_id, log.partitions)
         self._offset = log.end_offset(topics.replies, self._partition)
@@ -365,7 +365,7 @@ class Client:
                 f"workflow {workflow.name!r} has no update {name!r}; nothing was started"
             )
         start = self._start_command(workflow, args, kwargs)
-        update_id = update_id or uuid.uuid4().hex
+        update_id = update_id or new_request_id()
         body = self._update_body(None, name, update_id, update_args, {})
         outcome = self._expect_outcome(update_id)
         try:
@@ -410,7 +410,7 @@ class Client:
             **fields,
             "reply_to": self.client_id,
         }
-        reply = await self._request(workflow_id, uuid.uuid4().hex, (kind, body))
+        reply = await self._request(workflow_id, new_request_id(), (kind, body))
         self._raise_refusal(reply, workflow_id, f"{kind} by task token")
 
     def get_handle(
@@ -474,7 +474,7 @@ class Client:
             "reply_to": self.client_id,
             **timing,
         }
-        return _Start(workflow_id, uuid.uuid4().hex, ("StartWorkflow", body), name, hint, policy)
+        return _Start(workflow_id, new_request_id(), ("StartWorkflow", body), name, hint, policy)
 
     def _started(self, start: _Start, reply: dict[str, Any]) -> WorkflowHandle[Any]:
         """The handle for a start's reply, or the error it means."""
@@ -503,7 +503,7 @@ class Client:
         order. Returns the run's handle and the second command's reply."""
         self._ensure_listener()
         loop = asyncio.get_running_loop()
-        then_id = uuid.uuid4().hex
+        then_id = new_request_id()
         started: asyncio.Future[dict[str, Any]] = loop.create_future()
         answered: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._waiters[start.command_id], self._waiters[then_id] = started, answered
@@ -590,7 +590,7 @@ class Client:
             "reply_to": self.client_id,
         }
         command = "SignalWorkflow" if kind == "signal" else "QueryWorkflow"
-        reply = await self._request(workflow_id, uuid.uuid4().hex, (command, body))
+        reply = await self._request(workflow_id, new_request_id(), (command, body))
         self._raise_refusal(reply, workflow_id, what)
         return reply
 
@@ -624,7 +624,9 @@ class Client:
     async def _send(
         self, workflow_id: str, command_id: str, body: tuple[str, dict[str, Any]]
     ) -> None:
-        await self._writer.append([self._record(workflow_id, command_id, body)])
+        # not flushed to disk on its own: its reply comes after the processor's append, whose
+        # flush takes this record along (the WAL is one file); unanswered, it was never acked
+        await self._writer.append([self._record(workflow_id, command_id, body)], sync=False)
 
     def _record(
         self, workflow_id: str, command_id: str, body: tuple[str, dict[str, Any]]
@@ -684,7 +686,7 @@ class Client:
             if run_id not in self._watching:
                 reply = await self._request(
                     workflow_id,
-                    uuid.uuid4().hex,
+                    new_request_id(),
                     ("WatchWorkflow", {"run_id": run_id, "reply_to": self.client_id}),
                 )
                 if reply["kind"] == "not_found":

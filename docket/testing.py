@@ -124,6 +124,8 @@ class WorkflowEnvironment:
         if log is None or processor is None or timers is None:
             return False
         topics = processor.topics
+        if processor.inbox:  # reports the worker handed over, not yet processed
+            return False
         for partition, cursor in processor.partitions.items():
             if cursor.offset < log.end_offset(topics.commands, partition):
                 return False

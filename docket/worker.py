@@ -13,10 +13,10 @@ import asyncio
 import contextvars
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from docket.app import App
 from docket.codec.failure import to_failure
@@ -31,7 +31,7 @@ from docket.errors import (
 )
 from docket.execution.ids import task_token
 from docket.faults import fault
-from docket.log.base import Log, OutRecord
+from docket.log.base import Commits, Log, OutRecord
 from docket.log.partitioner import partition as partition_of
 from docket.log.topics import Topics
 from docket.streams.host import PartitionGroup
@@ -135,6 +135,23 @@ class _Partition:
         return min(self.in_flight) if self.in_flight else self.next_read
 
 
+class ReportSink(Protocol):
+    """A co-located execution processor that takes reports straight into its next batch
+    (``docket/streams/handoff.py``), sparing a log round trip per step."""
+
+    def owns(self, workflow_id: str) -> bool:
+        """Whether it would take this workflow's reports now."""
+
+    def take(
+        self,
+        reports: list[dict[str, Any]],
+        commits: Commits,
+        owners: Mapping[str, str],
+        on_fenced: Callable[[], None],
+    ) -> None:
+        """Take reports and the task offsets they settle; the sink makes both durable."""
+
+
 class Worker:
     def __init__(
         self,
@@ -162,7 +179,8 @@ class Worker:
             for q in self.queues
         }
         self._running = 0
-        self._outbox: list[OutRecord] = []
+        self._outbox: list[dict[str, Any]] = []  # commands reporting outcomes
+        self.reports_to: ReportSink | None = None
         self._done = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._running_steps: dict[tuple[str, str, int, int], StepContext] = {}
@@ -270,11 +288,22 @@ class Worker:
     def _flush(self) -> bool:
         if not self._outbox:
             return False
-        records, self._outbox = self._outbox, []
+        reports, self._outbox = self._outbox, []
         commits = {
             (self.topics.group(f"worker.{q}"), self.topics.tasks(q), p): part.committable()
             for (q, p), part in self._partitions.items()
         }
+        sink = self.reports_to
+        if sink is not None:
+            handed = [r for r in reports if sink.owns(r["workflow_id"])]
+            if handed:
+                others = [r for r in reports if not sink.owns(r["workflow_id"])]
+                if others:  # durable before the sink commits the offsets that settle them
+                    self.log.append(self._records(others))
+                owners = {g.group: g.member for g in self._groups.values()}
+                sink.take(handed, commits, owners, self._fenced)
+                return True
+        records = self._records(reports)
         try:
             # not atomic: a report whose task offset did not commit is sent again after a
             # crash, and the processor ignores the second one (Kafka saves a transaction)
@@ -284,9 +313,24 @@ class Worker:
             # the outcomes are still worth reporting: the processor ignores stale ones
             log.warning("%s", exc)
             self.log.append(records)
-            for group in self._groups.values():
-                group.fenced()
+            self._fenced()
         return True
+
+    def _fenced(self) -> None:
+        for group in self._groups.values():
+            group.fenced()
+
+    def _records(self, reports: list[dict[str, Any]]) -> list[OutRecord]:
+        n = self.log.partitions
+        return [
+            OutRecord(
+                self.topics.commands,
+                partition_of(r["workflow_id"], n),
+                r["workflow_id"],
+                COMMANDS.encode(r),
+            )
+            for r in reports
+        ]
 
     async def _run_task(
         self, queue: str, partition: int, offset: int, task: dict[str, Any]
@@ -396,14 +440,7 @@ class Worker:
             "ts_us": time.time_ns() // 1000,
             "body": body,
         }
-        self._outbox.append(
-            OutRecord(
-                self.topics.commands,
-                partition_of(workflow_id, self.log.partitions),
-                workflow_id,
-                COMMANDS.encode(command),
-            )
-        )
+        self._outbox.append(command)
 
     def send_heartbeat(self, ctx: StepContext, details: Any) -> None:
         payload = None if details is None else to_payload(details, where="heartbeat details")

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from docket.codec.records import STATES
 from docket.execution.fold import State
-from docket.state.store import PartitionStore
+from docket.log.partitioner import partition as partition_of
+from docket.state.store import PartitionStore, StoreBatch
 from docket.streams.outputs import Outputs
 
 
@@ -46,3 +48,33 @@ class StopExecution(Exception):  # noqa: N818 - control flow inside the processo
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def write_stores(
+    batch: Batch,
+    cursors: dict[int, PartitionCursor],
+    offsets: dict[int, int],
+    stopped: set[str],
+    partitions: int,
+) -> None:
+    """Fold a batch the log now holds into the state stores: one WriteBatch per partition
+    in ``offsets`` (each partition the batch read or wrote, with its next command offset),
+    carrying the new events, the changed executions and the history checkpoint. Keeps
+    ``stopped`` (the executions holding deferred commands) in step with the store."""
+    stores: dict[int, StoreBatch] = {}
+    for partition, offset in offsets.items():
+        cursor = cursors[partition]
+        stores[partition] = cursor.store.batch()
+        cursor.history_end += len(batch.events.get(partition, ()))
+        cursor.offset = offset
+    for partition, events in batch.events.items():
+        for wid, run_id, event_id, value in events:
+            stores[partition].put_event(wid, run_id, event_id, value)
+    for wid, state in batch.states.items():
+        store_batch = stores[partition_of(wid, partitions)]
+        store_batch.put_execution(wid, STATES.encode(state))
+        if bool(state["deferred"]) != (wid in stopped):
+            store_batch.mark_stopped(wid, bool(state["deferred"]))
+            (stopped.add if state["deferred"] else stopped.discard)(wid)
+    for partition, store_batch in stores.items():
+        store_batch.commit(cursors[partition].history_end)

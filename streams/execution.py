@@ -41,14 +41,15 @@ from docket.execution.decide import RESOLUTIONS, Decision, decide, reply
 from docket.execution.fold import RUNNING, State, apply, clone
 from docket.execution.ids import idempotency_key
 from docket.faults import fault
-from docket.log.base import Log
+from docket.log.base import Commits, Log
 from docket.log.partitioner import partition as partition_of
 from docket.log.topics import Topics
 from docket.runtime.instance import Command, WorkflowInstance
 from docket.runtime.matching import replay
-from docket.state.store import PartitionStore, StoreBatch
-from docket.streams.batch import Batch, PartitionCursor, StopExecution
+from docket.state.store import PartitionStore
+from docket.streams.batch import Batch, PartitionCursor, StopExecution, write_stores
 from docket.streams.closing import before_fold
+from docket.streams.handoff import ReportInbox
 from docket.streams.host import PartitionGroup
 from docket.streams.requests import answer_query, check_signal, decide_update
 from docket.streams.restore import restore
@@ -90,6 +91,7 @@ class ExecutionProcessor:
         self._resume: set[str] = set()  # stopped executions to retry (once) after a restart
         self._stopped: set[str] = set()  # executions whose state holds deferred commands
         self._stopping = False
+        self.inbox = ReportInbox(log_, topics, lambda p: p in self.partitions)
         self.sourced = SourceDedupe(
             lambda wid, run_id, after: self.partitions[
                 partition_of(wid, self.log.partitions)
@@ -126,6 +128,7 @@ class ExecutionProcessor:
             ids.difference_update({w for w in ids if partition_of(w, n) == partition})
 
     def close(self) -> None:
+        self.inbox.close()
         self.group.leave()
 
     # -- the loop -------------------------------------------------------------------------------
@@ -143,11 +146,23 @@ class ExecutionProcessor:
                 self._instances.clear()
                 self._states.clear()
                 continue
-            if not worked:
-                await self.log.wait_for_append(token, IDLE_WAIT_S)
+            if not worked and not self.inbox:
+                await self.inbox.wait(token, IDLE_WAIT_S)
+        self.inbox.close()
 
     async def poll_once(self) -> bool:
         """Process one batch; False if there was nothing to read."""
+        handed, worker_commits = self.inbox.take_all()
+        try:
+            return await self._poll(handed, worker_commits)
+        except BaseException:  # not made durable: append them as the worker would have
+            if handed or worker_commits:
+                self.inbox.give_back(handed, worker_commits)
+            raise
+
+    async def _poll(
+        self, handed: list[dict[str, Any]], worker_commits: dict[tuple[str, str, int], int]
+    ) -> bool:
         commands_topic = self.topics.commands
         inputs: list[tuple[int, int, dict[str, Any]]] = []
         commits: dict[tuple[str, str, int], int] = {}
@@ -167,10 +182,12 @@ class ExecutionProcessor:
                         record.offset,
                         exc,
                     )
+        n = self.log.partitions
+        inputs += [(partition_of(r["workflow_id"], n), -1, r) for r in handed]  # -1: not on the log
         resumes = [
             w for w in self._resume if partition_of(w, self.log.partitions) in self.partitions
         ]
-        if not commits and not resumes:
+        if not commits and not resumes and not inputs and not worker_commits:
             return False
         now_us = self.clock.now_us()
         batch = Batch()
@@ -194,7 +211,7 @@ class ExecutionProcessor:
         for workflow_id, commands in by_workflow.items():
             self._resume.discard(workflow_id)
             await self._process_isolated(workflow_id, commands, now_us, batch)
-        self._commit(batch, commits)
+        self._commit(batch, commits, worker_commits)
         return True
 
     async def _process_isolated(
@@ -304,31 +321,30 @@ class ExecutionProcessor:
         batch.states[workflow_id] = state
         self._cache_state(workflow_id, state)
 
-    def _commit(self, batch: Batch, commits: dict[tuple[str, str, int], int]) -> None:
+    def _commit(self, batch: Batch, commits: Commits, worker_commits: Commits) -> None:
         fault("before_append")
         records = batch.out.records(self.topics, self.log.partitions, self.log.partitions_of)
-        self.log.append(records, commits, owner=self.group.member)
-        fault("after_append_before_writebatch")
-        stores: dict[int, StoreBatch] = {}
-        for partition in {p for (_, _, p) in commits} | set(batch.events):
-            part = self.partitions[partition]
-            stores[partition] = part.store.batch()
-            part.history_end += len(batch.events.get(partition, ()))
-            part.offset = commits.get(
-                (self.group_name, self.topics.commands, partition), part.offset
-            )
         n = self.log.partitions
-        for partition, events in batch.events.items():
-            for wid, run_id, event_id, value in events:
-                stores[partition].put_event(wid, run_id, event_id, value)
-        for wid, state in batch.states.items():
-            store_batch = stores[partition_of(wid, n)]
-            store_batch.put_execution(wid, STATES.encode(state))
-            if bool(state["deferred"]) != (wid in self._stopped):
-                store_batch.mark_stopped(wid, bool(state["deferred"]))
-                (self._stopped.add if state["deferred"] else self._stopped.discard)(wid)
-        for partition, store_batch in stores.items():
-            store_batch.commit(self.partitions[partition].history_end)
+        touched = set(batch.events) | {partition_of(w, n) for w in batch.states}
+        commits = {  # every partition written gets its lease checked (fenced), moved or not
+            **{
+                (self.group_name, self.topics.commands, p): self.partitions[p].offset
+                for p in touched
+            },
+            **commits,
+        }
+        if not worker_commits:
+            self.log.append(records, commits, owner=self.group.member)
+        else:  # the co-located worker's task offsets ride along, fenced on its leases
+            try:
+                owners = self.inbox.owner_map(self.group_name, self.group.member)
+                self.log.append(records, {**commits, **worker_commits}, owner=owners)
+            except PartitionFencedError:  # the worker's leases, or ours? Ours raise again:
+                self.log.append(records, commits, owner=self.group.member)
+                self.inbox.worker_fenced()
+        fault("after_append_before_writebatch")
+        offsets = {p: o for (g, _, p), o in commits.items() if g == self.group_name}
+        write_stores(batch, self.partitions, offsets, self._stopped, n)
         fault("after_writebatch")
 
     # -- one workflow -----------------------------------------------------------------------------

@@ -44,6 +44,15 @@ class OutRecord:
 # (group, topic, partition) -> next offset to read
 Commits = Mapping[tuple[str, str, int], int]
 
+# who must hold the leases of committed partitions: one member, or a member per group (a
+# processor's append that also commits its co-located worker's task offsets)
+Owner = str | Mapping[str, str]
+
+
+def owner_in(owner: Owner, group: str) -> str:
+    """The member that must hold ``group``'s leases for an append by ``owner``."""
+    return owner if isinstance(owner, str) else owner.get(group, "")
+
 
 class Log(Protocol):
     namespace: str  # where this log's topics, groups and state live (see layout.py)
@@ -54,16 +63,20 @@ class Log(Protocol):
         records: Sequence[OutRecord],
         commits: Commits | None = None,
         *,
-        owner: str | None = None,
+        owner: Owner | None = None,
         atomic: bool = True,
+        sync: bool = True,
     ) -> None:
         """Append ``records`` and store ``commits`` atomically: all of it or none of it.
 
-        With ``owner``, fail with PartitionFencedError unless ``owner`` still holds the lease
-        of every committed (group, topic, partition). ``atomic=False`` lets a backend store
+        With ``owner``, fail with PartitionFencedError unless ``owner`` (or, given a member
+        per group, that group's member) still holds the lease of every committed
+        (group, topic, partition). ``atomic=False`` lets a backend store
         the records first and the commits after, when the caller tolerates its input coming
         back once more (a worker's reports: the processor dedupes them); Kafka then skips a
-        transaction.
+        transaction. ``sync=False`` lets a backend skip flushing to disk when nothing is
+        acknowledged on the strength of this append alone: a client's request, answered only
+        once the processor's own (flushed) append, which comes after it, holds the outcome.
         """
 
     def read(self, topic: str, partition: int, offset: int, limit: int) -> list[LogRecord]:
@@ -161,21 +174,25 @@ class GroupCommit:
         self._log = log
         self._pending: list[OutRecord] = []
         self._waiters: list[asyncio.Future[None]] = []
+        self._sync = False
 
-    def append(self, records: Sequence[OutRecord]) -> asyncio.Future[None]:
+    def append(self, records: Sequence[OutRecord], *, sync: bool = True) -> asyncio.Future[None]:
+        """Append with the others of this tick; ``sync`` as in `Log.append` (the batch is
+        flushed to disk if any of its appends asks for it)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         if not self._waiters:
             loop.call_soon(self._flush)
         self._pending.extend(records)
         self._waiters.append(future)
+        self._sync = self._sync or sync
         return future
 
     def _flush(self) -> None:
-        records, waiters = self._pending, self._waiters
-        self._pending, self._waiters = [], []
+        records, waiters, sync = self._pending, self._waiters, self._sync
+        self._pending, self._waiters, self._sync = [], [], False
         try:
-            self._log.append(records)
+            self._log.append(records, sync=sync)
         except Exception as exc:
             for waiter in waiters:
                 if not waiter.done():

@@ -28,7 +28,15 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from docket.errors import ConfigurationError, LogError, PartitionFencedError
-from docket.log.base import AppendWaiters, Commits, Headers, LogRecord, OutRecord
+from docket.log.base import (
+    AppendWaiters,
+    Commits,
+    Headers,
+    LogRecord,
+    OutRecord,
+    Owner,
+    owner_in,
+)
 from docket.log.topics import is_docket_topic
 
 SESSION_TIMEOUT_US = 6_000_000
@@ -143,8 +151,8 @@ class EmbeddedLog:
             )
         return existing
 
-    def _transaction(self) -> _Txn:
-        return _Txn(self._db, self.path)
+    def _transaction(self, sync: bool = True) -> _Txn:
+        return _Txn(self._db, self.path, sync)
 
     def _add_headers_column(self) -> None:
         """Logs created before records had headers get the column (NULL: no headers)."""
@@ -161,8 +169,9 @@ class EmbeddedLog:
         records: Sequence[OutRecord],
         commits: Commits | None = None,
         *,
-        owner: str | None = None,
+        owner: Owner | None = None,
         atomic: bool = True,  # SQLite is always atomic, and that costs nothing extra
+        sync: bool = True,
     ) -> None:
         if not records and not commits:
             return
@@ -171,7 +180,7 @@ class EmbeddedLog:
         for record in records:
             by_partition[(record.topic, record.partition)].append(record)
         db = self._db
-        with self._transaction():
+        with self._transaction(sync):
             if owner is not None and commits:
                 self._check_leases(owner, {(g, p) for g, _, p in commits})
             rows = []
@@ -203,8 +212,9 @@ class EmbeddedLog:
         self._generation += 1
         self._waiters.wake_all()
 
-    def _check_leases(self, owner: str, leases: set[tuple[str, int]]) -> None:
+    def _check_leases(self, owners: Owner, leases: set[tuple[str, int]]) -> None:
         for group, partition in leases:
+            owner = owner_in(owners, group)
             row = self._db.execute(
                 "SELECT owner FROM leases WHERE grp=? AND partition=?", (group, partition)
             ).fetchone()
@@ -392,17 +402,31 @@ def _unpack_headers(packed: bytes) -> Headers:
 class _Txn:
     """BEGIN IMMEDIATE ... COMMIT, rolling back on error and translating sqlite3 errors."""
 
-    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, db: sqlite3.Connection, path: Path, sync: bool = True) -> None:
         self._db = db
         self._path = path
+        self._sync = sync
 
     def __enter__(self) -> None:
         try:
+            if not self._sync:  # WAL + NORMAL: no fsync; the next FULL commit flushes it too
+                self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
+            self._restore()
             raise LogError(f"cannot begin a transaction on {self._path}: {exc}") from exc
 
+    def _restore(self) -> None:
+        if not self._sync:
+            self._db.execute("PRAGMA synchronous=FULL")
+
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        try:
+            self._end(exc)
+        finally:
+            self._restore()
+
+    def _end(self, exc: BaseException | None) -> None:
         if exc is None:
             try:
                 self._db.execute("COMMIT")

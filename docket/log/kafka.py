@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from docket.errors import ConfigurationError, LogError, PartitionFencedError
-from docket.log.base import AppendWaiters, Commits, LogRecord, OutRecord
+from docket.log.base import AppendWaiters, Commits, LogRecord, OutRecord, Owner, owner_in
 from docket.log.provisioning import TopicPolicy, TopicSpec
 from docket.log.registry import RegistryFraming, SchemaRegistry, schema_records
 from docket.log.topics import Topics, is_docket_topic
@@ -270,8 +270,9 @@ class KafkaLog:
         records: Sequence[OutRecord],
         commits: Commits | None = None,
         *,
-        owner: str | None = None,
+        owner: Owner | None = None,
         atomic: bool = True,
+        sync: bool = True,  # the broker's acks are the durability: nothing to skip here
     ) -> None:
         if not records and not commits:
             return
@@ -483,8 +484,9 @@ class KafkaLog:
                 live.append(name.removesuffix(".members"))
         return sorted(live)
 
-    def _check_leases(self, owner: str, leases: set[tuple[str, int]]) -> None:
+    def _check_leases(self, owners: Owner, leases: set[tuple[str, int]]) -> None:
         for group, partition in leases:
+            owner = owner_in(owners, group)
             found = self._members.get((group, owner))
             if found is None or partition not in found.assigned:
                 raise PartitionFencedError(

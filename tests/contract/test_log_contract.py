@@ -166,6 +166,23 @@ class LogContract:
         finally:
             again.close()
 
+    def test_an_unsynced_append_is_committed_and_survives_reopening(
+        self, where: Path, other: Log
+    ) -> None:
+        """``sync=False`` skips only the flush to disk (a client's requests): the records
+        and offsets are committed, seen by other handles, and kept across a reopen."""
+        first = self.open_log(where)
+        first.append([OutRecord(TOPIC, 2, "k", b"request")], {(GROUP, TOPIC, 2): 1}, sync=False)
+        first.append([OutRecord(TOPIC, 2, "k", b"answer")])  # a synced append after it
+        assert values(other.read(TOPIC, 2, 0, 10)) == [b"request", b"answer"]
+        first.close()
+        again = self.open_log(where)
+        try:
+            assert values(again.read(TOPIC, 2, 0, 10)) == [b"request", b"answer"]
+            assert again.committed(GROUP, TOPIC, 2) == 1
+        finally:
+            again.close()
+
     # -- atomic append + commit -------------------------------------------------------------------
 
     def test_append_and_commit_together(self, log: Log, other: Log) -> None:
@@ -376,6 +393,16 @@ class TestEmbeddedLog(LogContract):
         return member_id(name)  # role@host:pid:random, as the engine names its members
 
     # -- embedded-only behaviour --------------------------------------------------------------------
+
+    def test_every_other_append_stays_fsynced(self, log: Log) -> None:
+        """An unsynced append (and a failed one) puts synchronous=FULL back for the rest."""
+        assert isinstance(log, EmbeddedLog)
+        full = 2
+        log.append([OutRecord(TOPIC, 0, "k", b"request")], sync=False)
+        assert log._db.execute("PRAGMA synchronous").fetchone()[0] == full
+        with pytest.raises(LogError):
+            log.append([OutRecord(TOPIC, 1, "k", None)], sync=False)  # type: ignore[arg-type]
+        assert log._db.execute("PRAGMA synchronous").fetchone()[0] == full
 
     def test_a_failing_append_rolls_back_everything(self, log: Log, where: Path) -> None:
         log.append([OutRecord(TOPIC, 0, "k", b"kept")])

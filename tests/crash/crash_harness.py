@@ -232,7 +232,9 @@ def assert_history_sound(runner: Runner, workflow_id: str, history: list[Any]) -
     assert [e.type for e in history] == final.kinds()
     run_ids = {e["run_id"] for e in final.events}
     assert len(run_ids) == 1, f"more than one run: {run_ids}"
-    # every reported completion reached history (no lost command)
+    # every completion reported on the log reached history (no lost command); a worker
+    # beside the processor hands its reports over instead (streams/handoff.py), and those
+    # reach history with the task offsets, or the task runs again
     reported = {
         (c["body"][1]["seq"], c["body"][1]["attempt"])
         for c in final.commands
@@ -243,7 +245,7 @@ def assert_history_sound(runner: Runner, workflow_id: str, history: list[Any]) -
         for e in final.events
         if e["body"][0] == "StepCompleted"
     }
-    assert reported == recorded, f"reported {sorted(reported)} but recorded {sorted(recorded)}"
+    assert reported <= recorded, f"reported {sorted(reported)} but recorded {sorted(recorded)}"
     # every task (step attempt) was emitted once: a duplicate would run a step twice
     tasks = [TASKS.decode(v) for v in runner.read_topic(TOPICS.tasks("default"), workflow_id)]
     if runner.bootstrap is not None:
@@ -302,7 +304,7 @@ def assert_steps_ran_per_guarantees(
         assert not rerun, (
             f"crash {number}: steps {sorted(rerun)} were reported complete and ran again"
         )
-        in_flight.update(crash.started_seqs() - crash.reported_seqs())
+        in_flight.update(crash.started_seqs() - crash.reported_seqs() - crash.completed_seqs())
     too_many = {s: n for s, n in runs.items() if n > 1 + in_flight[s]}
     assert not too_many, (
         f"steps ran more often than at-least-once allows (runs per seq {dict(runs)}, "

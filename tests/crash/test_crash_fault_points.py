@@ -73,8 +73,12 @@ async def test_processor_fault_point(
             assert crash.completed_seqs() == completed_when_processor_crashes(point, after)
             if after == 0 and point == "before_append":
                 assert crash.events == [] and not starting.done()
-            # the crash is in the processor, between steps: no step was in flight
-            assert crash.started_seqs() == crash.reported_seqs() == set(range(1, after + 1))
+            assert crash.started_seqs() == set(range(1, after + 1))
+            # the worker handed step ``after``'s report to the processor (streams/handoff.py):
+            # a crash before the batch's append loses it with the task offset, and the step
+            # runs once more; from the append on, its completion is in history
+            unsettled = crash.started_seqs() - crash.completed_seqs()
+            assert unsettled == ({after} if point == "before_append" and after else set())
 
             await runner.spawn()
             handle = await asyncio.wait_for(starting, 30)
@@ -88,8 +92,10 @@ async def test_processor_fault_point(
             lines = runner.snapshot("wf").lines
             rerun = {seq for _, seq, _ in lines[len(crash.lines) :]} & crash.completed_seqs()
             assert not rerun, f"completed steps ran again after the restart: {sorted(rerun)}"
-            # no step was in flight at the crash, so every step ran exactly once
-            assert runs_per_seq(lines) == {seq: 1 for seq in range(1, STEPS + 1)}
+            # every step ran exactly once, but the unsettled one: at least once, once more
+            expected = {seq: 1 for seq in range(1, STEPS + 1)}
+            expected.update({seq: 2 for seq in unsettled})
+            assert runs_per_seq(lines) == expected
     finally:
         runner.cleanup()
 
@@ -119,7 +125,8 @@ async def test_worker_after_step_reruns_only_the_unreported_step(
             assert await runner.wait_exit() == KILLED, runner.output()
 
             crash = runner.snapshot("wf")
-            assert crash.completed_seqs() == crash.reported_seqs() == set(range(1, in_flight))
+            assert crash.completed_seqs() == set(range(1, in_flight))
+            assert crash.reported_seqs() <= crash.completed_seqs()  # most were handed over
             assert crash.started_seqs() == set(range(1, in_flight + 1))
 
             await runner.spawn()
