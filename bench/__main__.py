@@ -58,6 +58,11 @@ def parser() -> argparse.ArgumentParser:
         "(processor, timers and worker each) on the same data dir or Kafka cluster",
     )
     p.add_argument(
+        "--client-only",
+        action="store_true",
+        help="the bench process runs only the client: --processors `docket run`s do the work",
+    )
+    p.add_argument(
         "--worker-concurrency", type=int, default=200, help="steps a worker runs at once"
     )
     p.add_argument(

@@ -142,6 +142,7 @@ def temp_data_dir(args: Any) -> Iterator[Path]:
 
 
 def make_engine(args: Any, data_dir: Path) -> docket.Engine:
+    client_only = getattr(args, "client_only", False)
     eng = docket.Engine(
         app,
         data_dir=data_dir,
@@ -149,6 +150,8 @@ def make_engine(args: Any, data_dir: Path) -> docket.Engine:
         partitions=args.partitions,
         max_concurrency=args.worker_concurrency,
         workflow_cache_size=args.cache_size,
+        processor=not client_only,
+        worker=not client_only,
     )
     args.effective_partitions = eng.settings.partitions  # what the engine really uses
     return eng
@@ -157,11 +160,16 @@ def make_engine(args: Any, data_dir: Path) -> docket.Engine:
 @contextlib.asynccontextmanager
 async def engine(args: Any) -> AsyncIterator[docket.Engine]:
     """A fresh engine on a new temporary data directory, removed afterwards; with
-    ``--processors N``, N-1 more engine processes share its partitions."""
+    ``--processors N``, N-1 more engine processes share its partitions (N of them, and this
+    process only a client, with ``--client-only``)."""
+    client_only = getattr(args, "client_only", False)
     with temp_data_dir(args) as data_dir:
         async with make_engine(args, data_dir) as eng:
-            with more_engines(args, data_dir, args.processors - 1):
-                await _until_shared(eng, args.processors)
+            with more_engines(args, data_dir, args.processors - (0 if client_only else 1)):
+                if client_only:
+                    await _until_served(data_dir, args.processors)
+                else:
+                    await _until_shared(eng, args.processors)
                 yield eng
 
 
@@ -201,6 +209,22 @@ async def _until_shared(eng: docket.Engine, processes: int, timeout: float = 60.
         await asyncio.sleep(0.1)
 
 
+async def _until_served(data_dir: Path, processes: int, timeout: float = 60.0) -> None:
+    """Wait until ``processes`` processors hold the partitions (the `docket run`s started):
+    read off the embedded log's lease table; on Kafka, give them a few seconds."""
+    if os.environ.get("DOCKET_BOOTSTRAP_SERVERS"):
+        await asyncio.sleep(5)
+        return
+    group = f"docket.{NAMESPACE}.processor"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.closing(sqlite3.connect(data_dir / "log.sqlite3")) as db:
+            query = "SELECT COUNT(DISTINCT owner) FROM leases WHERE grp=?"
+            if db.execute(query, (group,)).fetchone()[0] >= processes:
+                return
+        await asyncio.sleep(0.1)
+
+
 async def bounded(
     concurrency: int, items: Iterable[T], fn: Callable[[T], Awaitable[Any]]
 ) -> list[Any]:
@@ -223,6 +247,7 @@ def engine_params(args: Any) -> dict[str, Any]:
     return {
         "partitions": getattr(args, "effective_partitions", args.partitions),
         "processors": args.processors,
+        "client_only": getattr(args, "client_only", False),
         "worker_concurrency": args.worker_concurrency,
         "cache_size": 10_000 if args.cache_size is None else args.cache_size,
     }

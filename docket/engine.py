@@ -142,8 +142,8 @@ class Engine:
                 max_concurrency=self._max_concurrency,
                 queues=set(self._task_queues) if self._task_queues else None,
             )
-            if self.processor is not None:  # reports skip the log round trip (handoff.py)
-                self.worker.reports_to = self.processor.inbox
+            if self.processor is not None and self.log.reads_whole_appends:
+                self.worker.reports_to = self.processor.inbox  # no log round trip (handoff.py)
             await self.worker.sync_groups()  # own task partitions before the first start
             self._spawn(self.worker.run(self._stop), "worker")
         processor = self.processor

@@ -57,6 +57,10 @@ def owner_in(owner: Owner, group: str) -> str:
 class Log(Protocol):
     namespace: str  # where this log's topics, groups and state live (see layout.py)
     partitions: int
+    # Readers never see part of an append (SQLite). Kafka's read_uncommitted readers can see
+    # part of a transaction a crash cut short: only inputs on the log are then processed
+    # again, so a worker must not hand its reports to the processor in memory (handoff.py).
+    reads_whole_appends: bool
 
     def append(
         self,

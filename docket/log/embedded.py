@@ -97,6 +97,8 @@ def _now_us() -> int:
 class EmbeddedLog:
     """The SQLite log. One instance per process; use it from one thread (the event loop)."""
 
+    reads_whole_appends = True  # one SQLite transaction: all of it is visible, or none
+
     def __init__(
         self, data_dir: Path, *, namespace: str, partitions: int, create: bool = True
     ) -> None:

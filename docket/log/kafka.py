@@ -57,6 +57,10 @@ def _kafka() -> Any:
 
 
 class KafkaLog:
+    # a transaction spans produce requests; a kill between them leaves part of it visible
+    # to read_uncommitted readers, and the rest is only written when its input runs again
+    reads_whole_appends = False
+
     def __init__(
         self,
         bootstrap_servers: str,

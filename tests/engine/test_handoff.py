@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import docket
 from docket.codec.records import COMMANDS
 from docket.log.base import Log
 from docket.log.topics import Topics
+from tests.kafka_broker import Broker
 
 app = docket.App("handoff")
 
@@ -66,3 +69,16 @@ async def test_a_worker_in_another_engine_appends_its_reports(tmp_path: Path) ->
         assert kinds == ["StartWorkflow"] + ["CompleteStep"] * 3
         assert worker.worker is not None and worker.worker.reports_to is None
         assert_task_offsets_settled(processor.log, topics)
+
+
+@pytest.mark.kafka
+async def test_on_kafka_reports_go_through_the_log(kafka: Broker, tmp_path: Path) -> None:
+    """Kafka readers can see part of a transaction a kill cut short; a report handed over
+    in memory could then never be processed again, so there it takes the log."""
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        assert engine.worker is not None and engine.worker.reports_to is None
+        handle = await engine.client.start(three_steps, 5)
+        assert await handle.result(timeout=30) == 40
+        assert engine.log is not None and engine.processor is not None
+        kinds = command_kinds(engine.log, engine.processor.topics)
+        assert sorted(kinds) == ["CompleteStep"] * 3 + ["StartWorkflow"]
