@@ -135,6 +135,21 @@ class _Partition:
         return min(self.in_flight) if self.in_flight else self.next_read
 
 
+def report_records(
+    topics: Topics, partitions: int, reports: list[dict[str, Any]]
+) -> list[OutRecord]:
+    """Step reports as ``commands`` records, each on its workflow's partition."""
+    return [
+        OutRecord(
+            topics.commands,
+            partition_of(r["workflow_id"], partitions),
+            r["workflow_id"],
+            COMMANDS.encode(r),
+        )
+        for r in reports
+    ]
+
+
 class ReportSink(Protocol):
     """A co-located execution processor that takes reports straight into its next batch
     (``docket/streams/handoff.py``), sparing a log round trip per step."""
@@ -299,11 +314,11 @@ class Worker:
             if handed:
                 others = [r for r in reports if not sink.owns(r["workflow_id"])]
                 if others:  # durable before the sink commits the offsets that settle them
-                    self.log.append(self._records(others))
+                    self.log.append(report_records(self.topics, self.log.partitions, others))
                 owners = {g.group: g.member for g in self._groups.values()}
                 sink.take(handed, commits, owners, self._fenced)
                 return True
-        records = self._records(reports)
+        records = report_records(self.topics, self.log.partitions, reports)
         try:
             # not atomic: a report whose task offset did not commit is sent again after a
             # crash, and the processor ignores the second one (Kafka saves a transaction)
@@ -319,18 +334,6 @@ class Worker:
     def _fenced(self) -> None:
         for group in self._groups.values():
             group.fenced()
-
-    def _records(self, reports: list[dict[str, Any]]) -> list[OutRecord]:
-        n = self.log.partitions
-        return [
-            OutRecord(
-                self.topics.commands,
-                partition_of(r["workflow_id"], n),
-                r["workflow_id"],
-                COMMANDS.encode(r),
-            )
-            for r in reports
-        ]
 
     async def _run_task(
         self, queue: str, partition: int, offset: int, task: dict[str, Any]

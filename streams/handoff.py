@@ -24,11 +24,11 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from docket.codec.records import COMMANDS
 from docket.errors import PartitionFencedError
-from docket.log.base import Commits, Log, OutRecord
+from docket.log.base import Commits, Log, wake
 from docket.log.partitioner import partition as partition_of
 from docket.log.topics import Topics
+from docket.worker import report_records
 
 
 class ReportInbox:
@@ -63,7 +63,7 @@ class ReportInbox:
         if on_fenced not in self._on_fenced:
             self._on_fenced.append(on_fenced)
         if self._wakeup is not None:
-            _wake(self._wakeup)
+            wake(self._wakeup)
 
     # -- the processor's side -----------------------------------------------------------------------
 
@@ -78,9 +78,12 @@ class ReportInbox:
         reports, commits = self.reports, self.commits
         self.reports, self.commits = [], {}
         n = self.log.partitions
-        kept = [r for r in reports if self._owned(partition_of(r["workflow_id"], n))]
-        if len(kept) < len(reports):
-            self.give_back([r for r in reports if r not in kept], {})
+        kept: list[dict[str, Any]] = []
+        lost: list[dict[str, Any]] = []
+        for report in reports:
+            (kept if self._owned(partition_of(report["workflow_id"], n)) else lost).append(report)
+        if lost:
+            self.give_back(lost, {})
         return kept, commits
 
     def owner_map(self, group: str, member: str) -> dict[str, str]:
@@ -97,16 +100,7 @@ class ReportInbox:
     ) -> None:
         """Append reports the processor could not make durable to ``commands``, then the
         worker's offsets, as the worker would have."""
-        n = self.log.partitions
-        records = [
-            OutRecord(
-                self.topics.commands,
-                partition_of(r["workflow_id"], n),
-                r["workflow_id"],
-                COMMANDS.encode(r),
-            )
-            for r in reports
-        ]
+        records = report_records(self.topics, self.log.partitions, reports)
         try:
             self.log.append(records, commits, owner=self.owners, atomic=False)
         except PartitionFencedError:  # the reports still count: the processor dedupes them
@@ -127,14 +121,9 @@ class ReportInbox:
         loop = asyncio.get_running_loop()
         self._wakeup = wakeup = loop.create_future()
         waiting = loop.create_task(self.log.wait_for_append(token, timeout))
-        waiting.add_done_callback(lambda _: _wake(wakeup))
+        waiting.add_done_callback(lambda _: wake(wakeup))
         try:
             await wakeup
         finally:
             self._wakeup = None
             waiting.cancel()
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)

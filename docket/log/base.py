@@ -148,7 +148,7 @@ class AppendWaiters:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiting.append(waiter)
-        timer = loop.call_later(seconds, _wake, waiter)
+        timer = loop.call_later(seconds, wake, waiter)
         try:
             await waiter
         finally:
@@ -159,10 +159,11 @@ class AppendWaiters:
     def wake_all(self) -> None:
         waiting, self._waiting = self._waiting, []
         for waiter in waiting:
-            _wake(waiter)
+            wake(waiter)
 
 
-def _wake(waiter: asyncio.Future[None]) -> None:
+def wake(waiter: asyncio.Future[None]) -> None:
+    """Complete ``waiter`` unless it is done already (woken, timed out or cancelled)."""
     if not waiter.done():
         waiter.set_result(None)
 
