@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import fcntl
 import json
 import logging
 import os
@@ -38,6 +39,7 @@ from docket.log.base import (
     owner_in,
 )
 from docket.log.topics import is_docket_topic
+from docket.log.wakeup import Wakeups
 
 SESSION_TIMEOUT_US = 6_000_000
 POLL_INTERVAL = 0.005
@@ -108,7 +110,14 @@ class EmbeddedLog:
                 f"no Docket data at {self.path}: the data directory is missing or empty. "
                 "Start an engine there first ('docket run -A module:app') or pass --data-dir"
             )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Beside the database: see _Txn for why writers queue on it.
+            self._write_lock = os.open(
+                self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600
+            )
+        except OSError as exc:
+            raise LogError(f"cannot open the embedded log at {self.path}: {exc}") from exc
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -116,6 +125,7 @@ class EmbeddedLog:
             self._db.executescript(_SCHEMA)
             self._add_headers_column()
         except sqlite3.Error as exc:
+            os.close(self._write_lock)
             raise LogError(f"cannot open the embedded log at {self.path}: {exc}") from exc
         self._user_topics: dict[str, int] = {}  # user topic -> partitions, as recorded
         self._group_sizes: dict[str, int] = {}  # group -> partitions, when not the namespace's
@@ -126,6 +136,7 @@ class EmbeddedLog:
         self._version = -1
         self._version_checked_at = -1.0
         self._ends: dict[tuple[str, int], int] = {}  # next offset per partition, for poll
+        self._wakeups = Wakeups(self.path.parent)
 
     def _register_namespace(self, namespace: str, partitions: int, create: bool) -> int:
         with self._transaction():
@@ -154,7 +165,7 @@ class EmbeddedLog:
         return existing
 
     def _transaction(self, sync: bool = True) -> _Txn:
-        return _Txn(self._db, self.path, sync)
+        return _Txn(self._db, self.path, sync, self._write_lock)
 
     def _add_headers_column(self) -> None:
         """Logs created before records had headers get the column (NULL: no headers)."""
@@ -213,6 +224,7 @@ class EmbeddedLog:
             self._ends[(topic, partition)] = end
         self._generation += 1
         self._waiters.wake_all()
+        self._wakeups.notify()
 
     def _check_leases(self, owners: Owner, leases: set[tuple[str, int]]) -> None:
         for group, partition in leases:
@@ -288,6 +300,7 @@ class EmbeddedLog:
         return (self._generation, version)
 
     async def wait_for_append(self, token: object, timeout: float) -> None:
+        self._wakeups.watch(self._peer_appended)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while self.change_token() == token:
@@ -295,6 +308,10 @@ class EmbeddedLog:
             if remaining <= 0:
                 return
             await self._waiters.wait(min(remaining, POLL_INTERVAL))
+
+    def _peer_appended(self) -> None:
+        self._version_checked_at = -1.0  # make the next change_token look at data_version
+        self._waiters.wake_all()
 
     # -- groups ----------------------------------------------------------------------------------
 
@@ -389,7 +406,9 @@ class EmbeddedLog:
         self._group_sizes[group] = partitions
 
     def close(self) -> None:
+        self._wakeups.close()
         self._db.close()
+        os.close(self._write_lock)
 
 
 def _pack_headers(headers: Headers) -> bytes:
@@ -404,18 +423,25 @@ def _unpack_headers(packed: bytes) -> Headers:
 class _Txn:
     """BEGIN IMMEDIATE ... COMMIT, rolling back on error and translating sqlite3 errors."""
 
-    def __init__(self, db: sqlite3.Connection, path: Path, sync: bool = True) -> None:
+    def __init__(self, db: sqlite3.Connection, path: Path, sync: bool, lock: int) -> None:
         self._db = db
         self._path = path
         self._sync = sync
+        self._lock = lock
 
     def __enter__(self) -> None:
+        # Writers queue on a file lock before SQLite's: the kernel hands it over the moment
+        # it is released, where SQLite's busy handler sleeps 1, 2, 5, 10 ms... between
+        # tries, which would make every contended append between processes milliseconds
+        # late. A dead holder's lock is released by the kernel.
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
         try:
             if not self._sync:  # WAL + NORMAL: no fsync; the next FULL commit flushes it too
                 self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             self._restore()
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
             raise LogError(f"cannot begin a transaction on {self._path}: {exc}") from exc
 
     def _restore(self) -> None:
@@ -426,7 +452,10 @@ class _Txn:
         try:
             self._end(exc)
         finally:
-            self._restore()
+            try:
+                self._restore()
+            finally:
+                fcntl.flock(self._lock, fcntl.LOCK_UN)
 
     def _end(self, exc: BaseException | None) -> None:
         if exc is None:
