@@ -16,9 +16,7 @@ over the sorted live members; a member works on a partition only while it holds 
 from __future__ import annotations
 
 import asyncio
-import base64
 import fcntl
-import json
 import logging
 import os
 import socket
@@ -29,10 +27,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from docket.errors import ConfigurationError, LogError, PartitionFencedError
+from docket.log import batches
 from docket.log.base import (
     AppendWaiters,
     Commits,
-    Headers,
     LogRecord,
     OutRecord,
     Owner,
@@ -46,11 +44,9 @@ POLL_INTERVAL = 0.005
 VERSION_CHECK_S = 0.002
 _HOST = socket.gethostname()
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS records (
-    topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
-    key TEXT NOT NULL, value BLOB NOT NULL, ts_us INTEGER NOT NULL, headers BLOB,
-    PRIMARY KEY (topic, partition, offset)) WITHOUT ROWID;
+_SCHEMA = (
+    batches.BATCHES_TABLE
+    + """
 CREATE TABLE IF NOT EXISTS heads (
     topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
     PRIMARY KEY (topic, partition)) WITHOUT ROWID;
@@ -68,6 +64,7 @@ CREATE TABLE IF NOT EXISTS namespaces (
 CREATE TABLE IF NOT EXISTS user_topics (
     topic TEXT PRIMARY KEY, partitions INTEGER NOT NULL);
 """
+)
 
 
 def member_id(role: str) -> str:
@@ -123,7 +120,7 @@ class EmbeddedLog:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
-            self._add_headers_column()
+            self._migrate_records_table()
         except sqlite3.Error as exc:
             os.close(self._write_lock)
             raise LogError(f"cannot open the embedded log at {self.path}: {exc}") from exc
@@ -167,13 +164,16 @@ class EmbeddedLog:
     def _transaction(self, sync: bool = True) -> _Txn:
         return _Txn(self._db, self.path, sync, self._write_lock)
 
-    def _add_headers_column(self) -> None:
-        """Logs created before records had headers get the column (NULL: no headers)."""
-        if "headers" in {row[1] for row in self._db.execute("PRAGMA table_info(records)")}:
+    def _migrate_records_table(self) -> None:
+        """Logs written one row per record (before batches) are copied into batches once."""
+        exists = "SELECT 1 FROM sqlite_master WHERE type='table' AND name='records'"
+        if self._db.execute(exists).fetchone() is None:
             return
         with self._transaction():
-            if "headers" not in {row[1] for row in self._db.execute("PRAGMA table_info(records)")}:
-                self._db.execute("ALTER TABLE records ADD COLUMN headers BLOB")
+            copied = batches.migrate_records_table(self._db)
+        logging.getLogger("docket").info(
+            "%s: moved the log to one row per append (%d batches)", self.path, copied
+        )
 
     # -- appending ---------------------------------------------------------------------------
 
@@ -188,32 +188,31 @@ class EmbeddedLog:
     ) -> None:
         if not records and not commits:
             return
-        ts = _now_us()
         by_partition: dict[tuple[str, int], list[OutRecord]] = defaultdict(list)
         for record in records:
             by_partition[(record.topic, record.partition)].append(record)
+        try:  # packed before the transaction: the write lock is held for less
+            packed = [
+                (where, len(group), batches.pack(group)) for where, group in by_partition.items()
+            ]
+        except batches.RecordFormatError as exc:
+            raise LogError(f"cannot append to {self.path}: {exc}") from None
+        ts = _now_us()
         db = self._db
         with self._transaction(sync):
             if owner is not None and commits:
                 self._check_leases(owner, {(g, p) for g, _, p in commits})
             rows = []
             heads = []
-            for (topic, partition), group in by_partition.items():
+            for (topic, partition), count, blob in packed:
                 row = db.execute(
                     "SELECT next_offset FROM heads WHERE topic=? AND partition=?",
                     (topic, partition),
                 ).fetchone()
-                offset = row[0] if row else 0
-                for record in group:
-                    headers = _pack_headers(record.headers) if record.headers else None
-                    rows.append((topic, partition, offset, record.key, record.value, ts, headers))
-                    offset += 1
-                heads.append((topic, partition, offset))
-            db.executemany(
-                "INSERT INTO records (topic, partition, offset, key, value, ts_us, headers) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+                base = row[0] if row else 0
+                rows.append((topic, partition, base + count - 1, base, ts, blob))
+                heads.append((topic, partition, base + count))
+            db.executemany(batches.INSERT_BATCH, rows)
             db.executemany("INSERT OR REPLACE INTO heads VALUES (?, ?, ?)", heads)
             if commits:
                 db.executemany(
@@ -243,17 +242,9 @@ class EmbeddedLog:
 
     def read(self, topic: str, partition: int, offset: int, limit: int) -> list[LogRecord]:
         try:
-            rows = self._db.execute(
-                "SELECT offset, key, value, ts_us, headers FROM records WHERE topic=? AND "
-                "partition=? AND offset>=? ORDER BY offset LIMIT ?",
-                (topic, partition, offset, limit),
-            ).fetchall()
+            return batches.read(self._db, topic, partition, offset, limit)
         except sqlite3.Error as exc:
             raise LogError(f"cannot read {topic}[{partition}] at offset {offset}: {exc}") from exc
-        return [
-            LogRecord(topic, partition, o, k, v, ts, _unpack_headers(h) if h else ())
-            for o, k, v, ts, h in rows
-        ]
 
     def poll(self, topic: str, partition: int, offset: int, limit: int) -> list[LogRecord]:
         """`read` for poll loops that take a `change_token` every round.
@@ -409,15 +400,6 @@ class EmbeddedLog:
         self._wakeups.close()
         self._db.close()
         os.close(self._write_lock)
-
-
-def _pack_headers(headers: Headers) -> bytes:
-    """Headers in a column: JSON of [name, base64 value] pairs (they are rare: user topics)."""
-    return json.dumps([[k, base64.b64encode(v).decode()] for k, v in headers]).encode()
-
-
-def _unpack_headers(packed: bytes) -> Headers:
-    return tuple((k, base64.b64decode(v)) for k, v in json.loads(packed))
 
 
 class _Txn:

@@ -72,7 +72,7 @@ def test_a_sized_group_owns_the_topic_partitions_and_fences_on_them(open_log: Op
     assert other.committed(group, "orders", 4) == 7
 
 
-def test_an_embedded_log_from_before_headers_gets_the_column(tmp_path: Path) -> None:
+def test_an_embedded_log_from_before_headers_and_batches_is_moved_to_batches(tmp_path: Path) -> None:
     path = tmp_path / "log"
     path.mkdir()
     db = sqlite3.connect(path / "log.sqlite3")
@@ -95,5 +95,7 @@ def test_an_embedded_log_from_before_headers_gets_the_column(tmp_path: Path) -> 
     again = EmbeddedLog(path, namespace="t", partitions=1)  # opening it again changes nothing
     try:
         assert [r.value for r in again.read("docket.t.history", 0, 0, 10)] == [b"\x01", b"\x02"]
+        assert again.read("docket.t.history", 0, 0, 10)[0].ts_us == 5
+        assert again._db.execute("SELECT name FROM sqlite_master WHERE name='records'").fetchone() is None
     finally:
         again.close()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from docket.codec.records import COMMANDS, EVENTS, TASKS
+from docket.log import batches
 from docket.log.partitioner import partition as partition_of
 from docket.log.topics import Topics
 
@@ -152,13 +153,10 @@ class Runner:
             return self._read_kafka_topic(topic, key)
         db = sqlite3.connect(f"file:{self.data_dir / 'log.sqlite3'}?mode=ro", uri=True)
         try:
-            rows = db.execute(
-                "SELECT value FROM records WHERE topic=? AND partition=? AND key=? ORDER BY offset",
-                (topic, partition_of(key, PARTITIONS), key),
-            ).fetchall()
+            records = batches.read(db, topic, partition_of(key, PARTITIONS), 0, 10**9)
         finally:
             db.close()
-        return [bytes(value) for (value,) in rows]
+        return [r.value for r in records if r.key == key]
 
     def _read_kafka_topic(self, topic: str, key: str) -> list[bytes]:
         from docket.log.kafka import KafkaLog
