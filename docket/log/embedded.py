@@ -252,8 +252,9 @@ class EmbeddedLog:
         Skips SQLite when nothing can have been appended to the partition past ``offset``:
         this process's own appends are tracked exactly, and any other process's commit
         changes ``data_version``, which the last `change_token` call checked (and which
-        clears what is known). An append racing with the poll is seen next round, because
-        `wait_for_append` returns at once when the token has changed.
+        then reads every partition's end from ``heads``, in one query). An append racing
+        with the poll is seen next round, because `wait_for_append` returns at once when
+        the token has changed.
         """
         known_end = self._ends.get((topic, partition))
         if known_end is not None and offset >= known_end:
@@ -285,9 +286,14 @@ class EmbeddedLog:
             return (self._generation, self._version)
         self._version_checked_at = now
         version = self._db.execute("PRAGMA data_version").fetchone()[0]
-        if version != self._version:  # another process committed: forget what poll knew
+        if version != self._version:  # another process committed: learn every new end at once
             self._version = version
-            self._ends.clear()
+            self._ends = {
+                (topic, partition): end
+                for topic, partition, end in self._db.execute(
+                    "SELECT topic, partition, next_offset FROM heads"
+                )
+            }
         return (self._generation, version)
 
     async def wait_for_append(self, token: object, timeout: float) -> None:
