@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -165,3 +165,60 @@ def test_missing_data_directory(tmp_path: Path) -> None:
     result = docket_cli(tmp_path / "nowhere", "workflow", "list")
     assert result.returncode == 1
     assert "no Docket data at" in result.stderr and "Traceback" not in result.stderr
+
+
+def _processor_owners(data_dir: Path) -> dict[int, str]:
+    import sqlite3
+
+    with sqlite3.connect(f"file:{data_dir / 'log.sqlite3'}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT partition, owner FROM leases WHERE grp='docket.default.processor'")
+        return dict(rows.fetchall())
+
+
+def _until(condition: Callable[[], bool], what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.05)
+
+
+def test_two_engines_share_the_partitions_and_one_takes_over_from_a_killed_one(tmp_path: Path) -> None:
+    """Two `docket run`s on one data directory split the partitions; after `kill -9` of one,
+    the other takes its partitions over and finishes its workflows, those in flight too."""
+    import asyncio
+
+    import docket
+
+    first = _spawn(tmp_path, "run", "-A", "cli_app:app")
+    _until(lambda: (tmp_path / "log.sqlite3").exists(), "the first engine made the log")
+    second = _spawn(tmp_path, "run", "-A", "cli_app:app")
+    try:
+        _until(lambda: len(set(_processor_owners(tmp_path).values())) == 2, "both engines hold partitions")
+        owners = _processor_owners(tmp_path)
+        assert sorted(owners) == [0, 1, 2, 3]
+        assert {o.split(":")[1] for o in owners.values()} == {str(first.pid), str(second.pid)}
+
+        async def run() -> None:
+            client = docket.Client.connect(data_dir=tmp_path)
+            try:
+                names = [f"n{i}" for i in range(24)]  # spread over all four partitions
+                handles = [await client.start("greet", n, workflow_id=f"split-{n}") for n in names]
+                assert [await h.result(timeout=30) for h in handles] == [f"HELLO {n.upper()}!" for n in names]
+                slow = [await client.start("wait_and_shout", 1.5, workflow_id=f"slow-{i}") for i in range(8)]
+                await asyncio.sleep(0.5)  # their first steps are running on both engines
+                first.kill()  # kill -9: no chance to release its leases
+                assert [await h.result(timeout=40) for h in slow] == ["DONE!"] * 8
+                after = [await client.start("greet", f"a{i}", workflow_id=f"after-{i}") for i in range(8)]
+                assert [await h.result(timeout=30) for h in after] == [f"HELLO A{i}!" for i in range(8)]
+            finally:
+                await client.close()
+
+        asyncio.run(run())
+        taken_over = _processor_owners(tmp_path)
+        assert sorted(taken_over) == [0, 1, 2, 3]
+        assert {o.split(":")[1] for o in taken_over.values()} == {str(second.pid)}
+    finally:
+        if first.poll() is None:
+            first.kill()
+        first.communicate()
+        _stop(second)
