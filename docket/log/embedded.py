@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import logging
 import os
 import socket
 import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from docket.errors import ConfigurationError, LogError, PartitionFencedError
@@ -46,6 +47,7 @@ _HOST = socket.gethostname()
 
 _SCHEMA = (
     batches.BATCHES_TABLE
+    + batches.OLDER_VERSIONS_GUARD
     + """
 CREATE TABLE IF NOT EXISTS heads (
     topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
@@ -107,23 +109,29 @@ class EmbeddedLog:
                 f"no Docket data at {self.path}: the data directory is missing or empty. "
                 "Start an engine there first ('docket run -A module:app') or pass --data-dir"
             )
+        self._write_lock = -1
+        self._closers: list[Callable[[], None]] = []  # what close() undoes, newest first
+        try:
+            self._open(namespace, partitions, create)
+        except BaseException:
+            self.close()  # what was opened before the error: no fd or pipe outlives it
+            raise
+
+    def _open(self, namespace: str, partitions: int, create: bool) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Beside the database: see _Txn for why writers queue on it.
-            self._write_lock = os.open(
-                self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600
-            )
-        except OSError as exc:
-            raise LogError(f"cannot open the embedded log at {self.path}: {exc}") from exc
-        try:
+            # Beside the database, with its permissions (0666 less the umask): see _Txn
+            # for why writers queue on it.
+            self._write_lock = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT)
+            self._closers.append(functools.partial(os.close, self._write_lock))
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+            self._closers.append(self._db.close)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
-            self._migrate_records_table()
-        except sqlite3.Error as exc:
-            os.close(self._write_lock)
+        except (OSError, sqlite3.Error) as exc:
             raise LogError(f"cannot open the embedded log at {self.path}: {exc}") from exc
+        self._migrate_records_table()
         self._user_topics: dict[str, int] = {}  # user topic -> partitions, as recorded
         self._group_sizes: dict[str, int] = {}  # group -> partitions, when not the namespace's
         self.namespace = namespace
@@ -134,6 +142,7 @@ class EmbeddedLog:
         self._version_checked_at = -1.0
         self._ends: dict[tuple[str, int], int] = {}  # next offset per partition, for poll
         self._wakeups = Wakeups(self.path.parent)
+        self._closers.append(self._wakeups.close)
 
     def _register_namespace(self, namespace: str, partitions: int, create: bool) -> int:
         with self._transaction():
@@ -403,9 +412,11 @@ class EmbeddedLog:
         self._group_sizes[group] = partitions
 
     def close(self) -> None:
-        self._wakeups.close()
-        self._db.close()
-        os.close(self._write_lock)
+        """Close the connection, the lock file and this process's wake-up pipe; closing
+        twice is harmless."""
+        self._write_lock = -1
+        while self._closers:
+            self._closers.pop()()
 
 
 class _Txn:
@@ -421,15 +432,19 @@ class _Txn:
         # Writers queue on a file lock before SQLite's: the kernel hands it over the moment
         # it is released, where SQLite's busy handler sleeps 1, 2, 5, 10 ms... between
         # tries, which would make every contended append between processes milliseconds
-        # late. A dead holder's lock is released by the kernel.
-        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        # late. A POSIX record lock (lockf), not flock: it belongs to this process alone,
+        # so a child forked by a step does not keep it held after this process is killed.
+        # SQLite's lock still does the excluding; this one only orders the queue.
+        fcntl.lockf(self._lock, fcntl.LOCK_EX)
         try:
             if not self._sync:  # WAL + NORMAL: no fsync; the next FULL commit flushes it too
                 self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            self._restore()
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            try:
+                self._restore()
+            finally:
+                fcntl.lockf(self._lock, fcntl.LOCK_UN)
             raise LogError(f"cannot begin a transaction on {self._path}: {exc}") from exc
 
     def _restore(self) -> None:
@@ -443,7 +458,7 @@ class _Txn:
             try:
                 self._restore()
             finally:
-                fcntl.flock(self._lock, fcntl.LOCK_UN)
+                fcntl.lockf(self._lock, fcntl.LOCK_UN)
 
     def _end(self, exc: BaseException | None) -> None:
         if exc is None:

@@ -36,6 +36,7 @@ class Wakeups:
         self._reader = -1
         self._keepalive = -1
         self.name = ""
+        self._pid = os.getpid()  # a forked child must not take its parent's pipe away
         if not hasattr(os, "mkfifo"):  # no named pipes here: readers poll
             return
         try:
@@ -44,7 +45,7 @@ class Wakeups:
             # Made under a temporary name and opened before it is renamed, so a peer never
             # sees a pipe without a reader (which it takes for a dead process's).
             making = self.directory / f".{self.name}"
-            os.mkfifo(making, 0o600)
+            os.mkfifo(making)  # 0666 less the umask, like the database's files
             self._reader = os.open(making, os.O_RDONLY | os.O_NONBLOCK)
             # Our own writer end keeps the pipe from reading as end-of-file forever once
             # every peer has closed theirs.
@@ -55,7 +56,7 @@ class Wakeups:
 
     def watch(self, on_wake: Callable[[], None]) -> None:
         """Call ``on_wake`` from the running loop whenever a peer commits."""
-        if self._reader < 0:
+        if self._reader < 0 or os.getpid() != self._pid:
             return
         self._on_wake = on_wake
         loop = asyncio.get_running_loop()
@@ -118,7 +119,7 @@ class Wakeups:
         if self._loop is not None and not self._loop.is_closed() and self._reader >= 0:
             self._loop.remove_reader(self._reader)
         self._loop = None
-        if self.name:
+        if self.name and os.getpid() == self._pid:
             for path in (self.directory / self.name, self.directory / f".{self.name}"):
                 with contextlib.suppress(OSError):
                     path.unlink()

@@ -89,8 +89,35 @@ def test_a_log_of_one_row_per_record_is_moved_to_batches(tmp_path: Path) -> None
         assert got == [(TOPIC, 0, 0, "a", b"0", 10, ()), (TOPIC, 0, 1, "b", b"1", 10, ()),
                        (TOPIC, 0, 2, "c", b"2", 20, (("h", b"v"),)), (OTHER, 1, 0, "d", b"3", 10, ())]
         assert log._db.execute("SELECT COUNT(*) FROM batches").fetchone() == (3,)
-        assert log._db.execute("SELECT 1 FROM sqlite_master WHERE name='records'").fetchone() is None
+        kinds = log._db.execute("SELECT type FROM sqlite_master WHERE name='records'").fetchall()
+        assert kinds == [("view",)]  # the table is gone; the guard against older versions is there
         log.append([OutRecord(TOPIC, 0, "e", b"4")])
         assert [r.offset for r in log.read(TOPIC, 0, 2, 10)] == [2, 3]
     finally:
         log.close()
+
+
+def test_an_older_docket_fails_loudly_on_a_log_of_batches(log: EmbeddedLog, tmp_path: Path) -> None:
+    """What a Docket from before batches does on opening a log: it must fail, not read an
+    empty `records` table and write records this version would never see."""
+    log.append([OutRecord(TOPIC, 0, "k", b"v")])
+    old = sqlite3.connect(tmp_path / "log.sqlite3")
+    try:
+        old.execute("CREATE TABLE IF NOT EXISTS records (topic TEXT NOT NULL, partition INTEGER "
+                    "NOT NULL, offset INTEGER NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, "
+                    "ts_us INTEGER NOT NULL, PRIMARY KEY (topic, partition, offset)) WITHOUT ROWID")
+        assert "headers" not in {row[1] for row in old.execute("PRAGMA table_info(records)")}
+        with pytest.raises(sqlite3.OperationalError, match="view"):
+            old.execute("ALTER TABLE records ADD COLUMN headers BLOB")
+        with pytest.raises(sqlite3.OperationalError, match="view"):
+            old.execute("INSERT INTO records VALUES (?, 0, 1, 'k', x'00', 1)", (TOPIC,))
+        assert old.execute("SELECT upgrade_docket FROM records").fetchone()[0].startswith(
+            "written by a newer Docket")
+    finally:
+        old.close()
+    assert [r.value for r in log.read(TOPIC, 0, 0, 10)] == [b"v"]
+
+
+def test_reads_with_no_room_return_nothing(log: EmbeddedLog) -> None:
+    log.append([OutRecord(TOPIC, 0, "k", b"v")] * 3)
+    assert log.read(TOPIC, 0, 0, 0) == [] and log.read(TOPIC, 0, 0, -1) == []

@@ -8,8 +8,9 @@ polling fallback too slow to hide one.
 from __future__ import annotations
 
 import asyncio
-import fcntl
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import docket.log.embedded as embedded
+from docket.errors import ConfigurationError
 from docket.log.base import OutRecord
 from docket.log.embedded import EmbeddedLog
 from docket.log.wakeup import Wakeups
@@ -108,34 +110,111 @@ async def test_an_append_in_another_process_wakes_a_waiting_reader(
         log.close()
 
 
+HOLD_THE_LOCK = textwrap.dedent(
+    """
+    import fcntl, os, sys
+    fd = os.open(os.path.join(sys.argv[1], "log.lock"), os.O_RDWR)
+    fcntl.lockf(fd, fcntl.LOCK_EX)
+    print("held", flush=True)
+    sys.stdin.readline()
+    """
+)
+
+# A writer that forks a long-lived child (as a step starting a fork-based process pool
+# would) and is killed mid-transaction: the child inherits its open files.
+FORK_THEN_HOLD = textwrap.dedent(
+    """
+    import os, sys, time
+    from docket.log.embedded import EmbeddedLog
+    log = EmbeddedLog(sys.argv[1], namespace="test", partitions=1)
+    child = os.fork()
+    if child == 0:
+        time.sleep(120)
+        os._exit(0)
+    with log._transaction():
+        print(child, flush=True)
+        time.sleep(120)
+    """
+)
+
+APPEND_IN_A_PROCESS = textwrap.dedent(
+    """
+    import sys
+    from docket.log.base import OutRecord
+    from docket.log.embedded import EmbeddedLog
+    log = EmbeddedLog(sys.argv[1], namespace="test", partitions=1)
+    log.append([OutRecord("docket.test.commands", 0, "k", b"v")])
+    print("appended")
+    """
+)
+
+
 def test_an_append_waits_for_the_writers_lock(tmp_path: Path) -> None:
     """Writers queue on ``log.lock`` before SQLite's own lock (see _Txn)."""
-    opened, locked, appended = threading.Event(), threading.Event(), threading.Event()
+    EmbeddedLog(tmp_path, namespace="test", partitions=1).close()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, str(tmp_path)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    appended = threading.Event()
 
     def append() -> None:
         log = EmbeddedLog(tmp_path, namespace="test", partitions=1)
-        opened.set()
-        locked.wait()
         log.append([OutRecord(TOPIC, 0, "k", b"after the lock")])
         appended.set()
         log.close()
 
     writer = threading.Thread(target=append)
-    writer.start()
-    assert opened.wait(30)
-    holder = os.open(tmp_path / "log.lock", os.O_RDWR)
     try:
-        fcntl.flock(holder, fcntl.LOCK_EX)
-        locked.set()
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        writer.start()
         assert not appended.wait(0.5), "the append did not wait for the lock"
-        fcntl.flock(holder, fcntl.LOCK_UN)
+        holder.communicate("\n", timeout=30)  # the holder lets go
         assert appended.wait(30)
     finally:
-        locked.set()
-        os.close(holder)
-        writer.join(30)
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+        if writer.is_alive():
+            writer.join(30)
     log = EmbeddedLog(tmp_path, namespace="test", partitions=1)
     try:
         assert [r.value for r in log.read(TOPIC, 0, 0, 10)] == [b"after the lock"]
     finally:
         log.close()
+
+
+def test_a_killed_writers_forked_child_does_not_keep_the_lock(tmp_path: Path) -> None:
+    """The kernel drops a killed writer's lock even while a child it forked still has the
+    lock file open (a flock would stay held by the child, and every writer wait forever)."""
+    holder = subprocess.Popen([sys.executable, "-c", FORK_THEN_HOLD, str(tmp_path)],
+                              stdout=subprocess.PIPE, text=True)
+    child = 0
+    try:
+        assert holder.stdout is not None
+        child = int(holder.stdout.readline())
+        holder.kill()  # kill -9, mid-transaction
+        holder.wait()
+        done = subprocess.run([sys.executable, "-c", APPEND_IN_A_PROCESS, str(tmp_path)],
+                              capture_output=True, text=True, timeout=60)
+        assert done.stdout.strip() == "appended", done.stderr
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+        if child:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+        if holder.stdout is not None:
+            holder.stdout.close()  # the child had it open too: not read to its end
+
+
+def test_a_log_that_fails_to_open_leaves_no_file_open(tmp_path: Path) -> None:
+    EmbeddedLog(tmp_path, namespace="test", partitions=1).close()
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        with pytest.raises(ConfigurationError, match="namespace 'other' does not exist"):
+            EmbeddedLog(tmp_path, namespace="other", partitions=1, create=False)
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert pipes(tmp_path / "wakeups") == set()
+    log = EmbeddedLog(tmp_path, namespace="test", partitions=1)
+    log.close()
+    log.close()  # closing twice is harmless

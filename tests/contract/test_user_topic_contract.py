@@ -96,6 +96,6 @@ def test_an_embedded_log_from_before_headers_and_batches_is_moved_to_batches(tmp
     try:
         assert [r.value for r in again.read("docket.t.history", 0, 0, 10)] == [b"\x01", b"\x02"]
         assert again.read("docket.t.history", 0, 0, 10)[0].ts_us == 5
-        assert again._db.execute("SELECT name FROM sqlite_master WHERE name='records'").fetchone() is None
+        assert again._db.execute("SELECT type FROM sqlite_master WHERE name='records'").fetchall() == [("view",)]
     finally:
         again.close()
