@@ -20,6 +20,7 @@ POINTS = (
     "worker_after_step",  # step ran, its completion not yet appended
     "source_after_append",  # a signal source's commands and offsets appended, not noted in memory
     "growth_before_switch",  # a new generation is copied, the layout not yet switched
+    "kafka_mid_transaction",  # a processor transaction's history records reached the broker, not the rest
 )
 
 
@@ -30,3 +31,8 @@ def fault(point: str) -> None:
     _passes += 1
     if _passes > _AFTER:
         os._exit(137)
+
+
+def armed(point: str) -> bool:
+    """Whether this process is set to fail at ``point`` (to set a fault point up only then)."""
+    return point == _POINT
