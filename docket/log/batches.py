@@ -132,13 +132,20 @@ def read(
     return out
 
 
+def has_records_table(db: sqlite3.Connection) -> bool:
+    """Whether the log still has the one-row-per-record table (not the guard view)."""
+    found = "SELECT 1 FROM sqlite_master WHERE type='table' AND name='records'"
+    return db.execute(found).fetchone() is not None
+
+
 def migrate_records_table(db: sqlite3.Connection) -> int:
     """Copy a ``records`` table (one row per record, before batches) into ``batches``,
-    one batch per original append, and drop it. Call inside a write transaction. Returns
-    how many records were copied."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(records)")}
-    if not columns:
+    one batch per original append, and drop it. Call inside a write transaction: another
+    process may have converted it meanwhile, and then nothing is done. Returns how many
+    batches were made."""
+    if not has_records_table(db):
         return 0
+    columns = {row[1] for row in db.execute("PRAGMA table_info(records)")}
     headers = "headers" if "headers" in columns else "NULL"
     rows = db.execute(
         f"SELECT topic, partition, offset, key, value, ts_us, {headers} FROM records "

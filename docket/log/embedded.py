@@ -175,8 +175,7 @@ class EmbeddedLog:
 
     def _migrate_records_table(self) -> None:
         """Logs written one row per record (before batches) are copied into batches once."""
-        exists = "SELECT 1 FROM sqlite_master WHERE type='table' AND name='records'"
-        if self._db.execute(exists).fetchone() is None:
+        if not batches.has_records_table(self._db):  # checked again under the write lock
             return
         with self._transaction():
             copied = batches.migrate_records_table(self._db)

@@ -121,3 +121,12 @@ def test_an_older_docket_fails_loudly_on_a_log_of_batches(log: EmbeddedLog, tmp_
 def test_reads_with_no_room_return_nothing(log: EmbeddedLog) -> None:
     log.append([OutRecord(TOPIC, 0, "k", b"v")] * 3)
     assert log.read(TOPIC, 0, 0, 0) == [] and log.read(TOPIC, 0, 0, -1) == []
+
+
+def test_converting_a_log_another_process_converted_first_does_nothing(log: EmbeddedLog) -> None:
+    """Two processes opening an old log at once: the second finds the guard view, not the
+    table, once it holds the write lock."""
+    log.append([OutRecord(TOPIC, 0, "k", b"v")])
+    with log._transaction():
+        assert batches.migrate_records_table(log._db) == 0
+    assert [r.value for r in log.read(TOPIC, 0, 0, 10)] == [b"v"]
