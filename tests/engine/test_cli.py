@@ -43,9 +43,7 @@ def _stop(process: subprocess.Popen[str]) -> str:
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
     process = _spawn(tmp_path, "run", "-A", "cli_app:app")
-    deadline = time.monotonic() + 15
-    while not (tmp_path / "log.sqlite3").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _until(lambda: bool(_processor_owners(tmp_path)), "the engine holds its partitions")
     yield process
     if process.poll() is None:
         _stop(process)
@@ -170,9 +168,13 @@ def test_missing_data_directory(tmp_path: Path) -> None:
 def _processor_owners(data_dir: Path) -> dict[int, str]:
     import sqlite3
 
-    with sqlite3.connect(f"file:{data_dir / 'log.sqlite3'}?mode=ro", uri=True) as db:
-        rows = db.execute("SELECT partition, owner FROM leases WHERE grp='docket.default.processor'")
-        return dict(rows.fetchall())
+    """Who holds each processor partition; empty until an engine has made the log's tables."""
+    try:
+        with sqlite3.connect(f"file:{data_dir / 'log.sqlite3'}?mode=ro", uri=True) as db:
+            rows = db.execute("SELECT partition, owner FROM leases WHERE grp='docket.default.processor'")
+            return dict(rows.fetchall())
+    except sqlite3.OperationalError:  # no file yet, or the first engine is creating the tables
+        return {}
 
 
 def _until(condition: Callable[[], bool], what: str, seconds: float = 30) -> None:
@@ -190,7 +192,7 @@ def test_two_engines_share_the_partitions_and_one_takes_over_from_a_killed_one(t
     import docket
 
     first = _spawn(tmp_path, "run", "-A", "cli_app:app")
-    _until(lambda: (tmp_path / "log.sqlite3").exists(), "the first engine made the log")
+    _until(lambda: bool(_processor_owners(tmp_path)), "the first engine holds partitions")
     second = _spawn(tmp_path, "run", "-A", "cli_app:app")
     try:
         _until(lambda: len(set(_processor_owners(tmp_path).values())) == 2, "both engines hold partitions")
