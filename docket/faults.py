@@ -21,6 +21,7 @@ POINTS = (
     "source_after_append",  # a signal source's commands and offsets appended, not noted in memory
     "growth_before_switch",  # a new generation is copied, the layout not yet switched
     "kafka_mid_transaction",  # a processor transaction's history records reached the broker, not the rest
+    "kafka_before_commit",  # all of a processor transaction's records reached the broker, not its commit
 )
 
 

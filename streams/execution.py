@@ -37,7 +37,7 @@ from docket.errors import (
     SerializationError,
     WorkflowError,
 )
-from docket.execution.decide import RESOLUTIONS, Decision, decide, reply
+from docket.execution.decide import RESOLUTIONS, decide, reply
 from docket.execution.fold import RUNNING, State, apply, clone
 from docket.execution.ids import idempotency_key
 from docket.faults import fault
@@ -47,6 +47,7 @@ from docket.log.topics import Topics
 from docket.runtime.instance import Command, WorkflowInstance
 from docket.runtime.matching import replay
 from docket.state.store import PartitionStore
+from docket.streams import unconfirmed
 from docket.streams.batch import Batch, PartitionCursor, StopExecution, write_stores
 from docket.streams.closing import before_fold
 from docket.streams.handoff import ReportInbox
@@ -54,6 +55,7 @@ from docket.streams.host import PartitionGroup
 from docket.streams.requests import answer_query, check_signal, decide_update
 from docket.streams.restore import restore
 from docket.streams.source_dedupe import SourceDedupe
+from docket.streams.unconfirmed import OwedOutputs
 from docket.worker import StepContext, current_step
 
 log = logging.getLogger("docket")
@@ -102,7 +104,11 @@ class ExecutionProcessor:
 
     async def _assign(self, partition: int) -> None:
         store = PartitionStore.open(self.state_dir / f"p{partition}", partition)
-        history_end = restore(self.log, self.topics.history, store, partition)
+        owed = None
+        if not self.log.reads_whole_appends:  # see streams/unconfirmed.py
+            committed_end = self.log.committed(self.group_name, self.topics.history, partition)
+            owed = OwedOutputs(self.log, self.topics, committed_end)
+        history_end = restore(self.log, self.topics.history, store, partition, owed)
         offset = self.log.committed(self.group_name, self.topics.commands, partition)
         self.partitions[partition] = PartitionCursor(store, offset, history_end)
         stopped = store.stopped_ids()
@@ -333,14 +339,18 @@ class ExecutionProcessor:
             },
             **commits,
         }
+        own = commits  # on Kafka with the history ends too (see streams/unconfirmed.py)
+        if not self.log.reads_whole_appends:
+            ends = {p: self.partitions[p].history_end + len(e) for p, e in batch.events.items()}
+            records, own = unconfirmed.mark(records, commits, self.group_name, self.topics, ends)
         if not worker_commits:
-            self.log.append(records, commits, owner=self.group.member)
+            self.log.append(records, own, owner=self.group.member)
         else:  # the co-located worker's task offsets ride along, fenced on its leases
             try:
                 owners = self.inbox.owner_map(self.group_name, self.group.member)
-                self.log.append(records, {**commits, **worker_commits}, owner=owners)
+                self.log.append(records, {**own, **worker_commits}, owner=owners)
             except PartitionFencedError:  # the worker's leases, or ours? Ours raise again:
-                self.log.append(records, commits, owner=self.group.member)
+                self.log.append(records, own, owner=self.group.member)
                 self.inbox.worker_fenced()
         fault("after_append_before_writebatch")
         offsets = {p: o for (g, _, p), o in commits.items() if g == self.group_name}
@@ -440,21 +450,11 @@ class ExecutionProcessor:
                     resolutions.append(event)
                 elif kind == "StepRetried" and state["steps"][str(body["seq"])]["local"]:
                     local_retries.append(body)
-            self._emit_decision_outputs(decision, workflow_id, now_us, batch)
+            batch.out.decision(decision, workflow_id, now_us)
         await settle()
         if state is not None:
             batch.states[workflow_id] = state
             self._cache_state(workflow_id, state)
-
-    def _emit_decision_outputs(
-        self, decision: Decision, workflow_id: str, now_us: int, batch: Batch
-    ) -> None:
-        for answer in decision.replies:
-            batch.out.reply(answer)
-        for notice in decision.commands:
-            batch.out.command(notice, now_us)
-        for timer in decision.timers:
-            batch.out.timer(workflow_id, timer)
 
     def _record(
         self,

@@ -12,7 +12,7 @@ from typing import Any
 
 from docket.codec.records import COMMANDS, REPLIES, TASKS, TIMERS
 from docket.emission import record_headers
-from docket.execution.decide import closed_reply, reply
+from docket.execution.decide import Decision, closed_reply, reply
 from docket.execution.fold import State
 from docket.execution.ids import idempotency_key, timer_id
 from docket.execution.relations import CHILD_OUTCOMES, Notice, report_child
@@ -81,6 +81,15 @@ class Outputs:
             "body": body,
         }
         self._commands.append((workflow_id, COMMANDS.encode(record)))
+
+    def decision(self, decision: Decision, workflow_id: str, now_us: int) -> None:
+        """What deciding a command sends besides its events' outputs (replies mostly)."""
+        for answer in decision.replies:
+            self.reply(answer)
+        for notice in decision.commands:
+            self.command(notice, now_us)
+        for timer in decision.timers:
+            self.timer(workflow_id, timer)
 
     def reply(self, record: dict[str, Any]) -> None:
         self._replies.append((record["reply_to"], REPLIES.encode(record)))

@@ -3,7 +3,8 @@
 After a crash between a batch's log append and its WriteBatch, and when a process takes a
 partition over, the store is behind the log. Folding the history topic from the store's
 checkpoint catches it up; events the store already holds are skipped, so folding twice is
-harmless.
+harmless. On Kafka, history from a transaction that did not commit is folded too, and what
+its events owed others is appended again (`streams/unconfirmed.py`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from docket.codec.records import EVENTS, STATES
 from docket.execution.fold import State, apply
 from docket.log.base import Log
 from docket.state.store import PartitionStore
+from docket.streams.unconfirmed import OwedOutputs
 
 log = logging.getLogger("docket")
 
@@ -23,20 +25,37 @@ READ_BATCH = 2000
 PROGRESS_S = 5.0
 
 
-def restore(log_: Log, history_topic: str, store: PartitionStore, partition: int) -> int:
+def restore(
+    log_: Log,
+    history_topic: str,
+    store: PartitionStore,
+    partition: int,
+    owed: OwedOutputs | None = None,
+) -> int:
     """Fold history from the store's checkpoint to the end of the log; return the end.
 
     A long restore (a new machine taking a partition over) says how far it is every
-    PROGRESS_S seconds; it commits every batch, so an interrupted one resumes there."""
+    PROGRESS_S seconds; it commits every batch, so an interrupted one resumes there.
+    With ``owed`` (the partition's new owner), the outputs of unconfirmed history are
+    appended before the store moves past it."""
     offset = store.checkpoint()
     folded = 0
     started = reported = time.monotonic()
+    folding: dict[tuple[str, str, int], dict[str, Any]] = {}  # owed's: not in the store yet
+
+    def lookup(wid: str, run_id: str, event_id: int) -> dict[str, Any]:
+        event = folding.get((wid, run_id, event_id))
+        if event is None:
+            event = EVENTS.decode(next(store.history(wid, run_id, after_event_id=event_id - 1)))
+        return event
+
     while True:
         records = log_.read(history_topic, partition, offset, READ_BATCH)
         if not records:
             break
         batch = store.batch()
         states: dict[str, State | None] = {}
+        folding.clear()
         for record in records:
             event = EVENTS.decode(record.value)
             wid = event["workflow_id"]
@@ -46,7 +65,12 @@ def restore(log_: Log, history_topic: str, store: PartitionStore, partition: int
             state = states[wid]
             if already_folded(state, event):
                 continue
-            states[wid] = apply(state, event)
+            if owed is not None and owed.owes(record):
+                states[wid] = owed.fold(record, state, event, lookup)
+            else:
+                states[wid] = apply(state, event)
+            if owed is not None:
+                folding[(wid, event["run_id"], event["event_id"])] = event
             batch.put_event(wid, event["run_id"], event["event_id"], record.value)
             folded += 1
         for wid, state in states.items():
@@ -54,6 +78,8 @@ def restore(log_: Log, history_topic: str, store: PartitionStore, partition: int
                 batch.put_execution(wid, STATES.encode(state))
                 batch.mark_stopped(wid, bool(state["deferred"]))
         offset = records[-1].offset + 1
+        if owed is not None:
+            owed.append()
         batch.commit(offset)
         if time.monotonic() - reported >= PROGRESS_S:
             reported = time.monotonic()
@@ -71,6 +97,15 @@ def restore(log_: Log, history_topic: str, store: PartitionStore, partition: int
             partition,
             folded,
             time.monotonic() - started,
+        )
+    if owed is not None and owed.events:
+        log.warning(
+            "partition %d: %d history events came from a transaction that did not commit; "
+            "%d of the records they sent out (tasks, timers, replies) were missing and were "
+            "appended again",
+            partition,
+            owed.events,
+            owed.appended,
         )
     return offset
 

@@ -27,7 +27,7 @@ class LogRecord:
     key: str
     value: bytes
     ts_us: int
-    headers: Headers = ()  # user topics only: Docket's own records carry none
+    headers: Headers = ()  # user topics', and Kafka history's batch end (streams/unconfirmed.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -336,6 +336,9 @@ class KafkaLog:
                 fault("kafka_mid_transaction")
                 records = [r for r in records if not r.topic.endswith(".history")]
             _produce(producer, records, report, ts_ms)
+            if armed("kafka_before_commit"):  # crash tests: all of it reached the broker
+                producer.flush()
+                fault("kafka_before_commit")
             for group, offsets in self._offsets_by_group(commits).items():
                 metadata = self._offset_client(group).consumer_group_metadata()
                 producer.send_offsets_to_transaction(offsets, metadata, 10)
