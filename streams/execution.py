@@ -53,9 +53,8 @@ from docket.streams.closing import before_fold
 from docket.streams.handoff import ReportInbox
 from docket.streams.host import PartitionGroup
 from docket.streams.requests import answer_query, check_signal, decide_update
-from docket.streams.restore import restore
+from docket.streams.restore import restore_owned
 from docket.streams.source_dedupe import SourceDedupe
-from docket.streams.unconfirmed import OwedOutputs
 from docket.worker import StepContext, current_step
 
 log = logging.getLogger("docket")
@@ -104,11 +103,8 @@ class ExecutionProcessor:
 
     async def _assign(self, partition: int) -> None:
         store = PartitionStore.open(self.state_dir / f"p{partition}", partition)
-        owed = None
-        if not self.log.reads_whole_appends:  # see streams/unconfirmed.py
-            committed_end = self.log.committed(self.group_name, self.topics.history, partition)
-            owed = OwedOutputs(self.log, self.topics, committed_end)
-        history_end = restore(self.log, self.topics.history, store, partition, owed)
+        owner = (self.group_name, self.group.member, self.sourced.received_unconfirmed)
+        history_end = restore_owned(self.log, self.topics, store, partition, *owner)
         offset = self.log.committed(self.group_name, self.topics.commands, partition)
         self.partitions[partition] = PartitionCursor(store, offset, history_end)
         stopped = store.stopped_ids()
@@ -398,7 +394,8 @@ class ExecutionProcessor:
                 activation = max(activation, state["last_activation"] + 1)
 
         for command in commands:
-            if self.sourced.repeated(state, command, batch.runs):  # a repeat from the log
+            if state is not None and self.sourced.repeated(state, command, batch.runs):
+                batch.out.repeated_signal(state, command, now_us)  # a repeat from the log
                 continue
             if command["body"][0] == "QueryWorkflow":
                 await settle()  # a query sees everything accepted before it

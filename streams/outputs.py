@@ -15,7 +15,7 @@ from docket.emission import record_headers
 from docket.execution.decide import Decision, closed_reply, reply
 from docket.execution.fold import State
 from docket.execution.ids import idempotency_key, timer_id
-from docket.execution.relations import CHILD_OUTCOMES, Notice, report_child
+from docket.execution.relations import CHILD_OUTCOMES, Notice, report_child, report_signal
 from docket.log.base import OutRecord
 from docket.log.partitioner import partition as partition_of
 from docket.log.topics import Topics
@@ -90,6 +90,23 @@ class Outputs:
             self.command(notice, now_us)
         for timer in decision.timers:
             self.timer(workflow_id, timer)
+
+    def repeated_signal(self, state: State, command: dict[str, Any], now_us: int) -> None:
+        """What a signal sends when it is dropped as a repeat: the acknowledgements its
+        sender waits for, again (a signal source's records have no sender)."""
+        body = command["body"][1]
+        if body.get("reply_to"):
+            self.reply(
+                reply(
+                    body["reply_to"],
+                    command["command_id"],
+                    state["workflow_id"],
+                    state["run_id"],
+                    "signaled",
+                )
+            )
+        if body.get("sender") is not None:
+            self.command(report_signal(body["sender"]), now_us)
 
     def reply(self, record: dict[str, Any]) -> None:
         self._replies.append((record["reply_to"], REPLIES.encode(record)))

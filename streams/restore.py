@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from docket.codec.records import EVENTS, STATES
 from docket.execution.fold import State, apply
 from docket.log.base import Log
+from docket.log.topics import Topics
 from docket.state.store import PartitionStore
-from docket.streams.unconfirmed import OwedOutputs
+from docket.streams.unconfirmed import OwedOutputs, owed_outputs, settle
 
 log = logging.getLogger("docket")
 
@@ -110,6 +112,29 @@ def restore(
     return offset
 
 
+def restore_owned(
+    log_: Log,
+    topics: Topics,
+    store: PartitionStore,
+    partition: int,
+    group: str,
+    member: str,
+    received_unconfirmed: Callable[[str, str], None],
+) -> int:
+    """`restore` for the partition's new owner: where appends can be seen in part (Kafka),
+    it also repairs the last batch if that did not commit, and settles the partition
+    (`streams/unconfirmed.py`). ``received_unconfirmed(workflow_id, command_id)`` hears
+    of each signal that batch received."""
+    if log_.reads_whole_appends:
+        return restore(log_, topics.history, store, partition)
+    owed = owed_outputs(log_, topics, group, partition)
+    end = restore(log_, topics.history, store, partition, owed)
+    for workflow_id, command_id in owed.signals if owed is not None else ():
+        received_unconfirmed(workflow_id, command_id)
+    settle(log_, topics, group, partition, end, member)
+    return end
+
+
 def already_folded(state: State | None, event: dict[str, Any]) -> bool:
     if state is None:
         return False
@@ -118,4 +143,4 @@ def already_folded(state: State | None, event: dict[str, Any]) -> bool:
     return bool(state["run_id"] != event["run_id"] or event["event_id"] <= state["last_event_id"])
 
 
-__all__ = ["already_folded", "restore"]
+__all__ = ["already_folded", "restore", "restore_owned"]

@@ -1,4 +1,5 @@
-"""A record of a signal source reaches a workflow once, even if its command comes twice.
+"""A record of a signal source reaches a workflow once, even if its command comes twice;
+so does a signal received in a Kafka transaction that did not commit.
 
 On the embedded log a source's commands and the offsets they consume commit in one
 transaction, so a command is never appended twice. On Kafka it can be: a transaction that
@@ -62,6 +63,12 @@ class SourceDedupe:
         """``history(workflow_id, run_id, after_event_id)``: a run's stored events after one."""
         self._history = history
         self._received: OrderedDict[str, _Received] = OrderedDict()
+        self._unconfirmed: set[tuple[str, str]] = set()  # (workflow, command id): see below
+
+    def received_unconfirmed(self, workflow_id: str, command_id: str) -> None:
+        """A signal whose `SignalReceived` came from a transaction that did not commit
+        (`streams/unconfirmed.py`): its command comes back, and must not count twice."""
+        self._unconfirmed.add((workflow_id, command_id))
 
     def repeated(
         self,
@@ -73,6 +80,15 @@ class SourceDedupe:
         continues) has received already; ``recorded``: this batch's events per run."""
         if state is None or command["body"][0] != "SignalWorkflow":
             return False
+        if (state["workflow_id"], command["command_id"]) in self._unconfirmed:
+            self._unconfirmed.discard((state["workflow_id"], command["command_id"]))
+            log.info(
+                "workflow_id=%s: signal %s came back after a transaction that did not "
+                "commit; it was received then, and is acknowledged again",
+                state["workflow_id"],
+                command["command_id"],
+            )
+            return True
         position = source_position(command["command_id"])
         if position is None:
             return False
