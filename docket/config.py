@@ -53,6 +53,9 @@ class Settings:
         schema_registry_config: more registry client settings, e.g.
             ``{"basic.auth.user.info": "key:secret"}``; from
             ``DOCKET_SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO`` and the like.
+        deadlock_timeout_s: workflow code that runs this long without awaiting is stopped
+            (`DeadlockError`, docket/runtime/deadlock.py); 0 turns the check off. From
+            ``DOCKET_DEADLOCK_TIMEOUT`` (seconds).
     """
 
     data_dir: Path = Path(".docket")
@@ -67,6 +70,7 @@ class Settings:
     reply_retention_ms: int = 24 * 3600 * 1000
     schema_registry_url: str | None = None
     schema_registry_config: dict[str, str] = field(default_factory=dict)
+    deadlock_timeout_s: float = 2.0
 
     def __post_init__(self) -> None:
         if not _NAMESPACE.match(self.namespace):
@@ -87,6 +91,11 @@ class Settings:
             raise ConfigurationError(
                 f"min_insync_replicas must be between 1 and the replication factor "
                 f"({self.replication_factor}), got {isr}: more would refuse every write"
+            )
+        if not self.deadlock_timeout_s >= 0:
+            raise ConfigurationError(
+                f"deadlock_timeout_s must be 0 (off) or a number of seconds, got "
+                f"{self.deadlock_timeout_s}"
             )
         for name in ("command_retention_ms", "reply_retention_ms"):
             if getattr(self, name) != -1 and getattr(self, name) < 60_000:
@@ -122,6 +131,14 @@ class Settings:
                     raise ConfigurationError(
                         f"{variable} must be a whole number, got {env[variable]!r}"
                     ) from None
+        if "DOCKET_DEADLOCK_TIMEOUT" in env:
+            try:
+                values["deadlock_timeout_s"] = float(env["DOCKET_DEADLOCK_TIMEOUT"])
+            except ValueError:
+                raise ConfigurationError(
+                    "DOCKET_DEADLOCK_TIMEOUT must be a number of seconds (0: off), got "
+                    f"{env['DOCKET_DEADLOCK_TIMEOUT']!r}"
+                ) from None
         if env.get("DOCKET_BOOTSTRAP_SERVERS"):
             values["bootstrap_servers"] = env["DOCKET_BOOTSTRAP_SERVERS"]
         kafka = {

@@ -114,6 +114,7 @@ class Engine:
                 self.clock,
                 member_id("processor"),
                 cache_size=self._cache_size,
+                deadlock_timeout_s=settings.deadlock_timeout_s,
             )
             self.timers = TimerService(
                 self.log, topics, self.state_dir, self.clock, member_id("timers")

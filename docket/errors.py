@@ -22,6 +22,7 @@ DocketError                         base; every error Docket raises on purpose
 │   └── CancelledError
 ├── NondeterminismError             replay mismatch; stops that execution only
 ├── WorkflowError                   misuse of the workflow API inside workflow code
+│   └── DeadlockError               workflow code ran too long without awaiting; stops it
 └── ReadOnlyContextError            a durable operation inside a query
 ```
 
@@ -187,6 +188,14 @@ class NondeterminismError(DocketError):
 
 class WorkflowError(DocketError):
     """Workflow code misused the workflow API (for example, called a step directly)."""
+
+
+class DeadlockError(WorkflowError):
+    """Workflow code ran longer than the deadlock timeout (2 s) without awaiting anything.
+
+    Raised inside that code, at the line it was on; the execution stops there (nothing is
+    recorded) until an engine with fixed code resumes it.
+    """
 
 
 class ReadOnlyContextError(DocketError):

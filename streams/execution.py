@@ -44,6 +44,7 @@ from docket.faults import fault
 from docket.log.base import Commits, Log
 from docket.log.partitioner import partition as partition_of
 from docket.log.topics import Topics
+from docket.runtime.deadlock import DEFAULT_TIMEOUT_S, DeadlockGuard
 from docket.runtime.instance import Command, WorkflowInstance
 from docket.runtime.matching import replay
 from docket.state.store import PartitionStore
@@ -76,6 +77,7 @@ class ExecutionProcessor:
         member: str,
         *,
         cache_size: int = 10_000,
+        deadlock_timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         self.app = app
         self.log = log_
@@ -86,6 +88,7 @@ class ExecutionProcessor:
         self.group_name = topics.group(ROLE)
         self.group = PartitionGroup(log_, self.group_name, member, self._assign, self._revoke)
         self.cache_size = cache_size
+        self.deadlock = DeadlockGuard(deadlock_timeout_s)  # see docket/runtime/deadlock.py
         self._instances: OrderedDict[str, WorkflowInstance] = OrderedDict()
         self._states: OrderedDict[str, State] = OrderedDict()
         self.blocked: dict[str, str] = {}  # workflow_id -> why it stopped, in this process's life
@@ -399,9 +402,9 @@ class ExecutionProcessor:
                 continue
             if command["body"][0] == "QueryWorkflow":
                 await settle()  # a query sees everything accepted before it
-                batch.out.reply(
-                    answer_query(state, command, lambda s: self._query_instance(s, batch))
-                )
+                with self.deadlock.running(workflow_id, query=True):
+                    answer = answer_query(state, command, lambda s: self._query_instance(s, batch))
+                batch.out.reply(answer)
                 continue
             if command["body"][0] == "UpdateWorkflow":
                 await settle()  # the validator sees everything accepted before
@@ -498,8 +501,9 @@ class ExecutionProcessor:
     ) -> tuple[State, list[dict[str, Any]]]:
         workflow_id = state["workflow_id"]
         try:
-            instance = self._instance(state, batch, activation)
-            commands = instance.activate(resolutions, now_us)
+            with self.deadlock.running(workflow_id):
+                instance = self._instance(state, batch, activation)
+                commands = instance.activate(resolutions, now_us)
         except Exception as exc:  # one execution's fault must not stop the partition
             raise self._stop_execution(workflow_id, exc) from exc
         run_id = state["run_id"]

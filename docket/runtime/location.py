@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from types import FrameType
 
 _DOCKET_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _ASYNCIO_DIR = os.path.dirname(os.path.abspath(asyncio.__file__))
@@ -22,4 +23,15 @@ def user_location() -> str:
         if not filename.startswith((_DOCKET_DIR, _ASYNCIO_DIR)):
             return f"{filename}:{frame.f_lineno}"
         frame = frame.f_back  # type: ignore[assignment]
+    return "<unknown>"
+
+
+def frame_location(frame: FrameType | None) -> str:
+    """file:line of ``frame`` or, if it is in Docket or asyncio, of its nearest caller
+    outside them."""
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith((_DOCKET_DIR, _ASYNCIO_DIR)):
+            return f"{filename}:{frame.f_lineno}"
+        frame = frame.f_back
     return "<unknown>"
