@@ -1,8 +1,9 @@
 """What a run owes others before an event is folded: mostly, when the run closes.
 
-A closing run (completed, failed, cancelled, terminated, timed out, continued as new) tells
-the workers of its running steps to stop, applies each open child's parent-close policy,
-and answers the callers of updates still in flight; a finished update answers its callers.
+A closing run (completed, failed, cancelled, terminated, timed out, continued as new) takes
+its sleeps and timeouts out of the timer index, tells the workers of its running steps to
+stop, applies each open child's parent-close policy, and answers the callers of updates
+still in flight; a finished update answers its callers.
 This reads the state *before* the event is folded, because folding the close forgets those
 steps, children and updates.
 """
@@ -39,6 +40,7 @@ def before_fold(
     if state is None:
         return
     if kind in CLOSING:
+        out.cancel_run_timers(state)
         for step in state["steps"].values():
             if not step["local"] and step["retry_at_us"] is None:
                 out.cancel_task(state, scheduled(state, step), step["attempt"])

@@ -107,3 +107,30 @@ async def test_bad_start_options_are_refused(tmp_path: Path) -> None:
         with pytest.raises(ClientError, match="run_timeout must be a positive"):
             await engine.client.start(stamp, run_timeout="soon")
         assert await engine.client.list() == []
+
+
+def _indexed_timers(engine: docket.Engine) -> int:
+    assert engine.timers is not None
+    return sum(sum(1 for _ in store.due.keys()) for store in engine.timers.stores.values())
+
+
+async def test_a_closed_run_leaves_no_timer_in_the_index(tmp_path: Path) -> None:
+    """Sleeps, start delays and timeouts of runs that closed early are taken out of the timer
+    index (streams/outputs.py cancel_run_timers): they would sit on disk until due."""
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        year = timedelta(days=365)
+        quick = await engine.client.start(stamp, run_timeout=year, execution_timeout=year)
+        await quick.result(timeout=10)
+        sleeping = await engine.client.start(sleeper, 30 * 24 * 3600.0, run_timeout=year)
+        gated = await engine.client.start(Gate, start_delay=timedelta(days=2), run_timeout=year)
+        deadline = asyncio.get_running_loop().time() + 10
+        while _indexed_timers(engine) < 4:  # the sleep, its run timeout, the delay, its timeout
+            assert asyncio.get_running_loop().time() < deadline, _indexed_timers(engine)
+            await asyncio.sleep(0.05)
+        await sleeping.terminate("enough")
+        await gated.signal(Gate.open, "me")  # waits for the code: the delay still runs
+        await gated.terminate("enough")
+        while _indexed_timers(engine):
+            assert asyncio.get_running_loop().time() < deadline, _indexed_timers(engine)
+            await asyncio.sleep(0.05)
+        assert (await sleeping.describe()).status == "terminated"
