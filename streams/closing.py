@@ -40,7 +40,7 @@ def before_fold(
     if state is None:
         return
     if kind in CLOSING:
-        out.cancel_run_timers(state)
+        out.cancel_run_timers(state, now_us)
         for step in state["steps"].values():
             if not step["local"] and step["retry_at_us"] is None:
                 out.cancel_task(state, scheduled(state, step), step["attempt"])

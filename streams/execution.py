@@ -1,7 +1,6 @@
 """The execution processor: commands in, history events and outputs out, state folded.
 
 For each poll batch over the partitions it owns:
-
 1. read commands from every owned partition, from the group's committed offset;
 2. decode them (an undecodable record is logged with its offset and skipped, never retried
    forever), group them by workflow ID, and for each workflow: decide events from the
@@ -11,7 +10,6 @@ For each poll batch over the partitions it owns:
    consumer offsets as one atomic log transaction, fenced on the partition leases;
 4. write one RocksDB WriteBatch per partition with the changed executions, the new history
    events and the checkpoint (the history offset the store now reflects).
-
 A crash between 3 and 4 leaves the store behind the log; `assign` catches it up by folding
 history from the checkpoint, which is the same path a new owner takes after a rebalance.
 """
@@ -20,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
 import logging
 from collections import OrderedDict, defaultdict
@@ -402,9 +401,9 @@ class ExecutionProcessor:
                 continue
             if command["body"][0] == "QueryWorkflow":
                 await settle()  # a query sees everything accepted before it
-                with self.deadlock.running(workflow_id, query=True):
-                    answer = answer_query(state, command, lambda s: self._query_instance(s, batch))
-                batch.out.reply(answer)
+                guard = self.deadlock.running(workflow_id, query=True)
+                query = functools.partial(self._query_instance, batch=batch)
+                batch.out.reply(answer_query(state, command, query, guard))
                 continue
             if command["body"][0] == "UpdateWorkflow":
                 await settle()  # the validator sees everything accepted before
@@ -413,6 +412,7 @@ class ExecutionProcessor:
                     command,
                     instance_for=lambda s: self._live_instance(s, batch),
                     recorded_event=lambda s, event_id: self._event_at(s, event_id, batch),
+                    guard=self.deadlock.running(workflow_id, query=True),
                 )
             else:
                 decision = decide(
@@ -501,8 +501,8 @@ class ExecutionProcessor:
     ) -> tuple[State, list[dict[str, Any]]]:
         workflow_id = state["workflow_id"]
         try:
+            instance = self._instance(state, batch, activation)  # a replay is not timed
             with self.deadlock.running(workflow_id):
-                instance = self._instance(state, batch, activation)
                 commands = instance.activate(resolutions, now_us)
         except Exception as exc:  # one execution's fault must not stop the partition
             raise self._stop_execution(workflow_id, exc) from exc

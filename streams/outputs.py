@@ -121,26 +121,28 @@ class Outputs:
         }
         self._timers.append((workflow_id, TIMERS.encode(request)))
 
-    def cancel_run_timers(self, state: State) -> None:
-        """Take a closing run's timers that can still come due out of the timer index: its
+    def cancel_run_timers(self, state: State, now_us: int) -> None:
+        """Take a closing run's timers that are not due yet out of the timer index: its
         sleeps, its start delay, its run and execution timeouts. Fired they would change
-        nothing, but a year's timeout of a run that ended in a second would take disk for
-        a year. (Step timers are short-lived and fire soon; they are left to fire.)"""
+        nothing, but a year's timeout of a run that ended in a second would keep its index
+        entry for a year. (Step timers are left to fire. So is the run timeout of a run
+        whose start delay has elapsed: the state no longer holds when the run began.)"""
         wid, run_id = state["workflow_id"], state["run_id"]
         due: list[tuple[str, int, int]] = [
             ("sleep", int(seq), fire_at_us) for seq, fire_at_us in state["timers"].items()
         ]
+        run_timeout_us = (state["run_timeout_ms"] or 0) * 1000
         if state["start_at_us"]:  # cleared once the delay elapsed
             due.append(("start", 0, state["start_at_us"]))
-            if state["run_timeout_ms"]:
-                run_timeout_us = state["start_at_us"] + state["run_timeout_ms"] * 1000
-                due.append(("run_timeout", 0, run_timeout_us))
-        elif state["run_timeout_ms"] and state["started_us"]:
-            due.append(("run_timeout", 0, state["started_us"] + state["run_timeout_ms"] * 1000))
+            if run_timeout_us:
+                due.append(("run_timeout", 0, state["start_at_us"] + run_timeout_us))
+        elif run_timeout_us:  # (after a start delay this misses: a harmless no-op)
+            due.append(("run_timeout", 0, state["started_us"] + run_timeout_us))
         if state["execution_deadline_us"]:
             due.append(("execution_timeout", 0, state["execution_deadline_us"]))
         for kind, seq, fire_at_us in due:
-            self.cancel_timer(wid, timer_id(wid, run_id, kind, seq, 0), fire_at_us)
+            if fire_at_us > now_us:  # a due one has fired, or is about to: nothing to delete
+                self.cancel_timer(wid, timer_id(wid, run_id, kind, seq, 0), fire_at_us)
 
     def timer(self, workflow_id: str, timer: dict[str, Any]) -> None:
         """``timer``: timer_id, fire_at_us, kind, seq, attempt (and the run's id via workflow)."""

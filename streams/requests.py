@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from docket.app import App
@@ -28,6 +29,8 @@ from docket.execution.fold import RUNNING, State, in_chain
 from docket.runtime.instance import WorkflowInstance, bind_check
 from docket.streams.outputs import Outputs
 
+_UNGUARDED = nullcontext()
+
 
 def outcome_request_id(update_id: str) -> str:
     return f"update:{update_id}"
@@ -39,9 +42,10 @@ def decide_update(
     *,
     instance_for: Callable[[State], WorkflowInstance],
     recorded_event: Callable[[State, int], dict[str, Any]],
+    guard: AbstractContextManager[None] = _UNGUARDED,
 ) -> Decision:
     """``instance_for(state)`` is the live workflow code; ``recorded_event(state, event_id)``
-    reads an event of the current run."""
+    reads an event of the current run; ``guard`` times the validator (deadlock.py)."""
     body = command["body"][1]
     workflow_id, request_id = command["workflow_id"], command["command_id"]
     update_id, name, reply_to = body["update_id"], body["update_name"], body["reply_to"]
@@ -83,9 +87,10 @@ def decide_update(
         return decision
     try:
         instance = instance_for(state)
-        instance.mailbox.validate_update(
-            name, body["args"], body["kwargs"], QueryContext(instance.ctx)
-        )
+        with guard:
+            instance.mailbox.validate_update(
+                name, body["args"], body["kwargs"], QueryContext(instance.ctx)
+            )
     except Exception as exc:  # unknown update, bad arguments, or the validator said no
         return answer("rejected", run_id, failure=to_failure(exc))
     accepted = {k: body[k] for k in ("update_id", "update_name", "args", "kwargs", "reply_to")}
@@ -138,8 +143,10 @@ def answer_query(
     state: State | None,
     command: dict[str, Any],
     instance_for: Callable[[State], WorkflowInstance],
+    guard: AbstractContextManager[None] = _UNGUARDED,
 ) -> dict[str, Any]:
-    """Run a query handler on the live (or replayed) workflow; nothing is recorded."""
+    """Run a query handler on the live (or replayed) workflow; nothing is recorded.
+    ``guard`` times the handler (docket/runtime/deadlock.py)."""
     body = command["body"][1]
     workflow_id = command["workflow_id"]
 
@@ -156,9 +163,10 @@ def answer_query(
     name = body["query_name"]
     try:
         instance = instance_for(state)
-        value = instance.mailbox.query(
-            name, body["args"], body["kwargs"], QueryContext(instance.ctx)
-        )
+        with guard:
+            value = instance.mailbox.query(
+                name, body["args"], body["kwargs"], QueryContext(instance.ctx)
+            )
         if inspect.isawaitable(value):
             close = getattr(value, "close", None)
             if close is not None:

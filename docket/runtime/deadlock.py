@@ -15,7 +15,11 @@ The signal is a real-time one (``SIGRTMIN + 4``; ``SIGVTALRM`` where there are n
 ``SIGALRM``, which pytest-timeout and others use. Signal handlers run only in the main
 thread, so an engine run from another thread goes without the check (and says so), as it
 does when something else has a handler for that signal. ``DOCKET_DEADLOCK_TIMEOUT=0``
-turns it off. Marking a run costs two attribute writes; the watchdog sleeps otherwise.
+turns it off. Marking a run costs about a microsecond; the watchdog sleeps otherwise.
+
+What it cannot stop: code that catches every exception inside its own loop, and a call
+into C that holds the GIL (the watchdog cannot run then). Replaying an uncached run's
+history is not timed (it replays code that ran before), only the new activation is.
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from types import FrameType
 
 from docket.errors import DeadlockError
@@ -41,7 +44,8 @@ SIGNAL = signal.SIGRTMIN + 4 if hasattr(signal, "SIGRTMIN") else signal.SIGVTALR
 
 
 class DeadlockGuard:
-    """One per processor: `running(workflow_id)` around each synchronous run of its code.
+    """One per processor: ``with guard.running(workflow_id):`` around each synchronous run
+    of its code.
 
     The handler and the watchdog are the process's, shared by every processor in it: they
     all run on the main thread's loop, so only one runs workflow code at a time."""
@@ -50,22 +54,35 @@ class DeadlockGuard:
         self.timeout_s = timeout_s
         self._armed = timeout_s > 0 and _install()
 
-    @contextlib.contextmanager
-    def running(self, workflow_id: str, *, query: bool = False) -> Iterator[None]:
-        """Around a run of ``workflow_id``'s code; with ``query``, around answering a query,
-        where the error is the query's answer (its handler's failure), not the run's."""
-        global _running, _raised
+    def running(
+        self, workflow_id: str, *, query: bool = False
+    ) -> contextlib.AbstractContextManager[None]:
+        """Around a run of ``workflow_id``'s code; with ``query``, around a query or an update
+        validator, where the error is the handler's failure, not the run's."""
         if not self._armed:
-            yield
-            return
+            return _UNGUARDED
+        return _Run(workflow_id, self.timeout_s, query)
+
+
+class _Run:
+    __slots__ = ("workflow_id", "timeout_s", "query")
+
+    def __init__(self, workflow_id: str, timeout_s: float, query: bool) -> None:
+        self.workflow_id, self.timeout_s, self.query = workflow_id, timeout_s, query
+
+    def __enter__(self) -> None:
+        global _running, _raised
         _raised = None
-        _running = (next(_runs), workflow_id, self.timeout_s, time.monotonic())
-        try:
-            yield
-        finally:
-            _running, raised = None, _raised
-        if raised is not None and not query:  # the code caught it and went on: it failed
-            raise raised
+        _running = (next(_runs), self.workflow_id, self.timeout_s, time.monotonic())
+
+    def __exit__(self, *exc: object) -> None:
+        global _running
+        _running = None  # first: a signal handled from here on raises nothing
+        if _raised is not None and exc[0] is None and not self.query:
+            raise _raised  # the code caught it and went on: its run failed all the same
+
+
+_UNGUARDED = contextlib.nullcontext()
 
 
 _runs = itertools.count()
@@ -94,7 +111,7 @@ def _install() -> bool:
             )
             return False
         signal.signal(SIGNAL, _on_signal)
-    if _watchdog is None:
+    if _watchdog is None or not _watchdog.is_alive():  # not yet, or a forked child
         main = threading.main_thread().ident
         assert main is not None
         _watchdog = threading.Thread(

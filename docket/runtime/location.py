@@ -9,6 +9,9 @@ from types import FrameType
 
 _DOCKET_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _ASYNCIO_DIR = os.path.dirname(os.path.abspath(asyncio.__file__))
+# an editable install leaves docket.streams at the repository root
+_STREAMS_DIR = os.path.join(os.path.dirname(_DOCKET_DIR), "streams") + os.sep
+_OURS = (_DOCKET_DIR, _ASYNCIO_DIR, _STREAMS_DIR)
 
 
 def user_location() -> str:
@@ -20,7 +23,7 @@ def user_location() -> str:
     frame = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not filename.startswith((_DOCKET_DIR, _ASYNCIO_DIR)):
+        if not filename.startswith(_OURS):
             return f"{filename}:{frame.f_lineno}"
         frame = frame.f_back  # type: ignore[assignment]
     return "<unknown>"
@@ -31,7 +34,7 @@ def frame_location(frame: FrameType | None) -> str:
     outside them."""
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not filename.startswith((_DOCKET_DIR, _ASYNCIO_DIR)):
+        if not filename.startswith(_OURS):
             return f"{filename}:{frame.f_lineno}"
         frame = frame.f_back
     return "<unknown>"

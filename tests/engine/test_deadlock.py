@@ -57,6 +57,16 @@ class Counter:
             pass
         return self.count
 
+    @docket.update
+    def add(self, ctx: docket.WorkflowContext, n: int) -> int:
+        self.count += n
+        return self.count
+
+    @add.validator
+    def check_add(self, ctx: docket.QueryContext, n: int) -> None:
+        while n > 0:  # never ends for a positive n
+            pass
+
 
 async def _deferred_reason(handle: docket.WorkflowHandle[str]) -> str:
     deadline = asyncio.get_running_loop().time() + 20
@@ -98,12 +108,17 @@ def test_the_timeout_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch)
         Settings(deadlock_timeout_s=-1)
 
 
-async def test_a_query_handler_that_never_returns_fails_that_query_only(tmp_path: Path) -> None:
+async def test_a_query_handler_or_validator_that_never_returns_fails_that_request_only(
+    tmp_path: Path,
+) -> None:
     settings = Settings(data_dir=tmp_path, deadlock_timeout_s=0.3)
     async with docket.Engine(app, settings=settings) as engine:
         handle = await engine.client.start(Counter, workflow_id="counter")
-        with pytest.raises(docket.errors.ClientError, match="DeadlockError|without awaiting"):
+        with pytest.raises(docket.errors.ClientError, match="without awaiting anything"):
             await handle.query(Counter.stuck)
+        with pytest.raises(docket.errors.ClientError, match="without awaiting anything"):
+            await handle.execute_update(Counter.add, 5)
+        assert await handle.execute_update(Counter.add, 0) == 0  # the validator lets 0 through
         await handle.signal(Counter.bump)
         assert await handle.result(timeout=10) == 1
         assert "CommandsDeferred" not in [e.type for e in await handle.history()]
