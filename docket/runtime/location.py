@@ -20,13 +20,7 @@ def user_location() -> str:
     ctx methods call this when they are called (not when their coroutine first runs), so a
     step handed to asyncio.gather or create_task still names the user's line.
     """
-    frame = sys._getframe(1)
-    while frame is not None:
-        filename = frame.f_code.co_filename
-        if not filename.startswith(_OURS):
-            return f"{filename}:{frame.f_lineno}"
-        frame = frame.f_back  # type: ignore[assignment]
-    return "<unknown>"
+    return frame_location(sys._getframe(1))
 
 
 def frame_location(frame: FrameType | None) -> str:
