@@ -3,6 +3,12 @@
 Every ``sync`` heartbeats the member, releases partitions no longer assigned to it (after
 the batch in hand, since sync runs between batches) and takes the leases of newly
 assigned ones, calling ``on_assign`` so the owner can restore state before work starts.
+
+A lease can pass while its old holder still has the partition's state store open: a process
+paused past the session timeout (SIGSTOP, a debugger, a machine that slept) loses its leases
+but keeps RocksDB's file lock until it runs again, notices, and lets go. The new owner keeps
+the lease (that is what tells the old one it lost) and tries again at each sync, instead of
+stopping its whole engine over a partition it will get a second later.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+from docket.errors import StateStoreLockedError
 from docket.log.base import Log
 
 log = logging.getLogger("docket")
@@ -30,6 +37,7 @@ class PartitionGroup:
         self.group = group
         self.member = member
         self.owned: set[int] = set()
+        self.waiting: set[int] = set()  # leased, but the old holder still has the store open
         self._on_assign = on_assign
         self._on_revoke = on_revoke
         self.next_sync = 0.0
@@ -38,11 +46,31 @@ class PartitionGroup:
         assigned = set(self.log.heartbeat(self.group, self.member))
         for partition in sorted(self.owned - assigned):
             self._revoke(partition)
+        if self.waiting - assigned:  # no longer ours to wait for: let the others have them
+            self.log.release(self.group, sorted(self.waiting - assigned), self.member)
+            self.waiting &= assigned
         held = set(self.log.acquire(self.group, sorted(assigned), self.member))
         for partition in sorted(self.owned - held):  # lost a lease we thought we had
             self._revoke(partition)
+        self.waiting &= held
         for partition in sorted(held - self.owned):
-            await self._on_assign(partition)
+            try:
+                await self._on_assign(partition)
+            except StateStoreLockedError as exc:
+                if partition not in self.waiting:
+                    log.warning(
+                        "%s: %s holds the lease of partition %d but cannot open its state yet "
+                        "(%s): its last owner lost the lease without closing it (paused, or "
+                        "stopped?); trying again every %.0f s",
+                        self.group,
+                        self.member,
+                        partition,
+                        exc,
+                        SYNC_INTERVAL_S,
+                    )
+                self.waiting.add(partition)
+                continue
+            self.waiting.discard(partition)
             self.owned.add(partition)
             log.info("%s: %s took partition %d", self.group, self.member, partition)
 
@@ -68,4 +96,5 @@ class PartitionGroup:
         for partition in sorted(self.owned):
             self._on_revoke(partition)
         self.owned.clear()
+        self.waiting.clear()
         self.log.leave(self.group, self.member)

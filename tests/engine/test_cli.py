@@ -224,3 +224,45 @@ def test_two_engines_share_the_partitions_and_one_takes_over_from_a_killed_one(t
             first.kill()
         first.communicate()
         _stop(second)
+
+
+def test_an_engine_paused_past_its_leases_hands_its_partitions_over_and_none_stops(tmp_path: Path) -> None:
+    """SIGSTOP one of two engines for longer than the session timeout: the other takes its
+    leases but cannot open the state stores it still holds. It must wait, not stop; once the
+    paused one runs again it sees it lost the leases and lets go, and every workflow finishes."""
+    import asyncio
+
+    import docket
+
+    paused = _spawn(tmp_path, "run", "-A", "cli_app:app")
+    _until(lambda: bool(_processor_owners(tmp_path)), "the first engine holds partitions")
+    other = _spawn(tmp_path, "run", "-A", "cli_app:app")
+    try:
+        _until(lambda: len(set(_processor_owners(tmp_path).values())) == 2, "both engines hold partitions")
+        paused.send_signal(signal.SIGSTOP)
+        try:
+            _until(lambda: {o.split(":")[1] for o in _processor_owners(tmp_path).values()} == {str(other.pid)},
+                   "the other engine holds every lease", seconds=20)
+            time.sleep(2)  # it has tried, and failed, to open the paused engine's stores
+            assert other.poll() is None, other.communicate()[0]
+        finally:
+            paused.send_signal(signal.SIGCONT)
+
+        async def run() -> None:
+            client = docket.Client.connect(data_dir=tmp_path)
+            try:
+                names = [f"n{i}" for i in range(24)]  # all four partitions
+                handles = [await client.start("greet", n, workflow_id=f"p-{n}") for n in names]
+                assert [await h.result(timeout=40) for h in handles] == [f"HELLO {n.upper()}!" for n in names]
+            finally:
+                await client.close()
+
+        asyncio.run(run())
+        assert paused.poll() is None and other.poll() is None
+    finally:
+        if paused.poll() is None:
+            paused.send_signal(signal.SIGCONT)
+            out_paused = _stop(paused)
+        out_other = _stop(other)
+    assert "cannot open its state yet" in out_other, out_other
+    assert "stopped with an error" not in out_paused + out_other
