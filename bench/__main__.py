@@ -63,6 +63,12 @@ def parser() -> argparse.ArgumentParser:
         help="the bench process runs only the client: --processors `docket run`s do the work",
     )
     p.add_argument(
+        "--spread",
+        action="store_true",
+        help="hello: each of the --processors N processes runs an engine and 1/N of the "
+        "workflows and of the in-flight limit (an app deployed as N processes)",
+    )
+    p.add_argument(
         "--worker-concurrency", type=int, default=200, help="steps a worker runs at once"
     )
     p.add_argument(
@@ -128,6 +134,8 @@ def _all(args: argparse.Namespace, argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
+    if args.spread and (args.workload != "hello" or args.processors < 2 or args.client_only):
+        parser().error("--spread is for hello with --processors 2 or more, without --client-only")
     quiet_logs()
     if args.workload == "all":
         return _all(args, argv)

@@ -141,17 +141,24 @@ def temp_data_dir(args: Any) -> Iterator[Path]:
             shutil.rmtree(data_dir, ignore_errors=True)
 
 
+def engine_kwargs(args: Any) -> dict[str, Any]:
+    """The bench's engine settings, for any process that runs one (see spread.py)."""
+    return {
+        "partitions": args.partitions,
+        "max_concurrency": args.worker_concurrency,
+        "workflow_cache_size": args.cache_size,
+    }
+
+
 def make_engine(args: Any, data_dir: Path) -> docket.Engine:
     client_only = getattr(args, "client_only", False)
     eng = docket.Engine(
         app,
         data_dir=data_dir,
         namespace=NAMESPACE,
-        partitions=args.partitions,
-        max_concurrency=args.worker_concurrency,
-        workflow_cache_size=args.cache_size,
         processor=not client_only,
         worker=not client_only,
+        **engine_kwargs(args),
     )
     args.effective_partitions = eng.settings.partitions  # what the engine really uses
     return eng
@@ -161,15 +168,17 @@ def make_engine(args: Any, data_dir: Path) -> docket.Engine:
 async def engine(args: Any) -> AsyncIterator[docket.Engine]:
     """A fresh engine on a new temporary data directory, removed afterwards; with
     ``--processors N``, N-1 more engine processes share its partitions (N of them, and this
-    process only a client, with ``--client-only``)."""
+    process only a client, with ``--client-only``; none, with ``--spread``: the workload
+    starts its own, see spread.py)."""
     client_only = getattr(args, "client_only", False)
+    others = 0 if args.spread else args.processors - (0 if client_only else 1)
     with temp_data_dir(args) as data_dir:
         async with make_engine(args, data_dir) as eng:
-            with more_engines(args, data_dir, args.processors - (0 if client_only else 1)):
+            with more_engines(args, data_dir, others):
                 if client_only:
                     await _until_served(data_dir, args.processors)
-                else:
-                    await _until_shared(eng, args.processors)
+                elif not args.spread:
+                    await until_shared(eng, args.processors)
                 yield eng
 
 
@@ -198,7 +207,7 @@ def more_engines(args: Any, data_dir: Path, count: int) -> Iterator[None]:
                 proc.wait()
 
 
-async def _until_shared(eng: docket.Engine, processes: int, timeout: float = 60.0) -> None:
+async def until_shared(eng: docket.Engine, processes: int, timeout: float = 60.0) -> None:
     """Wait until this engine's processor holds no more than its share of the partitions
     (the others have joined), so the measurement starts with the work spread."""
     if processes <= 1 or eng.processor is None or eng.log is None:
@@ -248,6 +257,7 @@ def engine_params(args: Any) -> dict[str, Any]:
         "partitions": getattr(args, "effective_partitions", args.partitions),
         "processors": args.processors,
         "client_only": getattr(args, "client_only", False),
+        "spread": args.spread,
         "worker_concurrency": args.worker_concurrency,
         "cache_size": 10_000 if args.cache_size is None else args.cache_size,
     }

@@ -8,13 +8,39 @@ the return of ``result`` (ms). A few warm-up runs come first and are not timed.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
+import docket
 from bench.apps import hello
-from bench.common import bounded, engine, engine_params, pct, r3
+from bench.common import bounded, engine, engine_kwargs, engine_params, pct, r3, until_shared
+from bench.spread import Helpers, run_share, shares
 
 WARMUP = 5
+
+
+async def one_right(timeout: float, client: docket.Client, name: str) -> bool:
+    """One hello workflow from start to result; whether the result was right."""
+    handle = await client.start(hello, name)
+    return await handle.result(timeout=timeout) == f"Hello, {name}"
+
+
+async def _spread(args: Any, eng: docket.Engine, n: int, conc: int) -> tuple[float, int]:
+    """Throughput with the load spread over --processors engine+client processes
+    (spread.py); the helpers stay up until the caller stops them."""
+    parts = shares(n, conc, args.processors)
+    job = functools.partial(one_right, args.timeout)
+    helpers = Helpers(eng.settings.data_dir, engine_kwargs(args), parts[1:], job)
+    args.helpers = helpers
+    await helpers.until_ready()
+    await until_shared(eng, args.processors)
+    t0 = time.time()
+    helpers.start()
+    errors = await run_share(eng.client, parts[0], job)
+    own_end = time.time()
+    helpers_end, helper_errors = await helpers.finished()
+    return max(own_end, helpers_end) - t0, errors + helper_errors
 
 
 async def run(args: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -30,11 +56,16 @@ async def run(args: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         for i in range(WARMUP):
             await one(f"warm{i}")
 
-        names = [f"w{i}" for i in range(n)]
-        t0 = time.perf_counter()
-        results = await bounded(conc, names, one)
-        wall = time.perf_counter() - t0
-        errors += sum(1 for name, r in zip(names, results, strict=True) if r != f"Hello, {name}")
+        if args.spread:
+            wall, errors = await _spread(args, eng, n, conc)
+        else:
+            names = [f"w{i}" for i in range(n)]
+            t0 = time.perf_counter()
+            results = await bounded(conc, names, one)
+            wall = time.perf_counter() - t0
+            errors += sum(
+                1 for name, r in zip(names, results, strict=True) if r != f"Hello, {name}"
+            )
 
         lat: list[float] = []
         for i in range(m):
@@ -45,6 +76,8 @@ async def run(args: Any) -> tuple[dict[str, Any], dict[str, Any]]:
                 r = None
             lat.append((time.perf_counter() - s) * 1000)
             errors += r != f"Hello, lat{i}"
+        if args.spread:  # up until now: their engines serve half the partitions
+            args.helpers.stop()
     figures = {
         "workflows": n,
         "concurrency": conc,
