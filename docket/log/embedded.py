@@ -16,8 +16,6 @@ over the sorted live members; a member works on a partition only while it holds 
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import functools
 import logging
 import os
 import socket
@@ -39,6 +37,7 @@ from docket.log.base import (
 )
 from docket.log.topics import is_docket_topic
 from docket.log.wakeup import Wakeups
+from docket.log.writelock import WriteLock
 
 SESSION_TIMEOUT_US = 6_000_000
 POLL_INTERVAL = 0.005
@@ -109,7 +108,6 @@ class EmbeddedLog:
                 f"no Docket data at {self.path}: the data directory is missing or empty. "
                 "Start an engine there first ('docket run -A module:app') or pass --data-dir"
             )
-        self._write_lock = -1
         self._closers: list[Callable[[], None]] = []  # what close() undoes, newest first
         try:
             self._open(namespace, partitions, create)
@@ -120,10 +118,9 @@ class EmbeddedLog:
     def _open(self, namespace: str, partitions: int, create: bool) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Beside the database, with its permissions (0666 less the umask): see _Txn
-            # for why writers queue on it.
-            self._write_lock = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT)
-            self._closers.append(functools.partial(os.close, self._write_lock))
+            # beside the database: writers queue on it (writelock.py says why)
+            self._write_lock = WriteLock(self.path.with_suffix(".lock"))
+            self._closers.append(self._write_lock.close)
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
             self._closers.append(self._db.close)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -413,7 +410,6 @@ class EmbeddedLog:
     def close(self) -> None:
         """Close the connection, the lock file and this process's wake-up pipe; closing
         twice is harmless."""
-        self._write_lock = -1
         while self._closers:
             self._closers.pop()()
 
@@ -421,20 +417,14 @@ class EmbeddedLog:
 class _Txn:
     """BEGIN IMMEDIATE ... COMMIT, rolling back on error and translating sqlite3 errors."""
 
-    def __init__(self, db: sqlite3.Connection, path: Path, sync: bool, lock: int) -> None:
+    def __init__(self, db: sqlite3.Connection, path: Path, sync: bool, lock: WriteLock) -> None:
         self._db = db
         self._path = path
         self._sync = sync
         self._lock = lock
 
     def __enter__(self) -> None:
-        # Writers queue on a file lock before SQLite's: the kernel hands it over the moment
-        # it is released, where SQLite's busy handler sleeps 1, 2, 5, 10 ms... between
-        # tries, which would make every contended append between processes milliseconds
-        # late. A POSIX record lock (lockf), not flock: it belongs to this process alone,
-        # so a child forked by a step does not keep it held after this process is killed.
-        # SQLite's lock still does the excluding; this one only orders the queue.
-        fcntl.lockf(self._lock, fcntl.LOCK_EX)
+        self._lock.acquire()  # the queue before SQLite's lock (writelock.py)
         try:
             if not self._sync:  # WAL + NORMAL: no fsync; the next FULL commit flushes it too
                 self._db.execute("PRAGMA synchronous=NORMAL")
@@ -443,7 +433,7 @@ class _Txn:
             try:
                 self._restore()
             finally:
-                fcntl.lockf(self._lock, fcntl.LOCK_UN)
+                self._lock.release()
             raise LogError(f"cannot begin a transaction on {self._path}: {exc}") from exc
 
     def _restore(self) -> None:
@@ -457,7 +447,7 @@ class _Txn:
             try:
                 self._restore()
             finally:
-                fcntl.lockf(self._lock, fcntl.LOCK_UN)
+                self._lock.release()
 
     def _end(self, exc: BaseException | None) -> None:
         if exc is None:

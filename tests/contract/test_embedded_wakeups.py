@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import docket.log.embedded as embedded
+import docket.log.writelock as writelock
 from docket.errors import ConfigurationError
 from docket.log.base import OutRecord
 from docket.log.embedded import EmbeddedLog
@@ -178,6 +179,64 @@ def test_an_append_waits_for_the_writers_lock(tmp_path: Path) -> None:
     log = EmbeddedLog(tmp_path, namespace="test", partitions=1)
     try:
         assert [r.value for r in log.read(TOPIC, 0, 0, 10)] == [b"after the lock"]
+    finally:
+        log.close()
+
+
+STOPPED_IN_A_TRANSACTION = textwrap.dedent(
+    """
+    import sys
+    from docket.log.embedded import EmbeddedLog
+    log = EmbeddedLog(sys.argv[1], namespace="test", partitions=1)
+    with log._transaction():
+        print("in", flush=True)
+        sys.stdin.readline()
+    """
+)
+
+
+def test_writers_behind_a_stopped_writer_log_its_pid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """A writer stopped (SIGSTOP) inside its transaction holds every other writer up: they
+    wait, and say which process to look at, and go on once it runs again."""
+    monkeypatch.setattr(writelock, "WARN_AFTER_S", 0.3)
+    monkeypatch.setattr(writelock, "CHECK_EVERY_S", 0.1)
+    holder = subprocess.Popen([sys.executable, "-c", STOPPED_IN_A_TRANSACTION, str(tmp_path)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    appended = threading.Event()
+
+    def append() -> None:
+        log = EmbeddedLog(tmp_path, namespace="test", partitions=1)
+        log.append([OutRecord(TOPIC, 0, "k", b"v")])
+        appended.set()
+        log.close()
+
+    writer = threading.Thread(target=append)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "in"
+        holder.send_signal(signal.SIGSTOP)
+        with caplog.at_level("WARNING", logger="docket"):
+            writer.start()
+            deadline = time.monotonic() + 30
+            while f"for process {holder.pid}, which holds its write lock" not in caplog.text:
+                assert time.monotonic() < deadline, caplog.text
+                time.sleep(0.05)
+            assert not appended.is_set()
+            holder.send_signal(signal.SIGCONT)
+            holder.communicate("\n", timeout=30)  # its transaction ends
+            assert appended.wait(30)
+            writer.join(30)
+        assert "is free again after" in caplog.text
+    finally:
+        if holder.poll() is None:
+            holder.send_signal(signal.SIGCONT)
+            holder.kill()
+            holder.wait()
+        if writer.is_alive():
+            writer.join(30)
+    log = EmbeddedLog(tmp_path, namespace="test", partitions=1)
+    try:
+        assert [r.value for r in log.read(TOPIC, 0, 0, 10)] == [b"v"]
     finally:
         log.close()
 
