@@ -136,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.spread and (args.workload != "hello" or args.processors < 2 or args.client_only):
         parser().error("--spread is for hello with --processors 2 or more, without --client-only")
+    if args.spread and (args.concurrency or 64) < args.processors:
+        parser().error("--spread needs --concurrency of at least --processors (one each)")
     quiet_logs()
     if args.workload == "all":
         return _all(args, argv)

@@ -175,10 +175,8 @@ async def engine(args: Any) -> AsyncIterator[docket.Engine]:
     with temp_data_dir(args) as data_dir:
         async with make_engine(args, data_dir) as eng:
             with more_engines(args, data_dir, others):
-                if client_only:
-                    await _until_served(data_dir, args.processors)
-                elif not args.spread:
-                    await until_shared(eng, args.processors)
+                if others:
+                    await until_served(data_dir, args.processors, eng.settings.partitions)
                 yield eng
 
 
@@ -207,20 +205,12 @@ def more_engines(args: Any, data_dir: Path, count: int) -> Iterator[None]:
                 proc.wait()
 
 
-async def until_shared(eng: docket.Engine, processes: int, timeout: float = 60.0) -> None:
-    """Wait until this engine's processor holds no more than its share of the partitions
-    (the others have joined), so the measurement starts with the work spread."""
-    if processes <= 1 or eng.processor is None or eng.log is None:
-        return
-    share = -(-eng.log.partitions // processes)
-    deadline = time.monotonic() + timeout
-    while len(eng.processor.partitions) > share and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-
-
-async def _until_served(data_dir: Path, processes: int, timeout: float = 60.0) -> None:
-    """Wait until ``processes`` processors hold the partitions (the `docket run`s started):
-    read off the embedded log's lease table; on Kafka, give them a few seconds."""
+async def until_served(
+    data_dir: Path, processes: int, partitions: int, timeout: float = 60.0
+) -> None:
+    """Wait until ``processes`` processors hold all ``partitions`` between them (the
+    other processes started): read off the embedded log's lease table; on Kafka, give them
+    a few seconds."""
     if os.environ.get("DOCKET_BOOTSTRAP_SERVERS"):
         await asyncio.sleep(5)
         return
@@ -228,8 +218,9 @@ async def _until_served(data_dir: Path, processes: int, timeout: float = 60.0) -
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.closing(sqlite3.connect(data_dir / "log.sqlite3")) as db:
-            query = "SELECT COUNT(DISTINCT owner) FROM leases WHERE grp=?"
-            if db.execute(query, (group,)).fetchone()[0] >= processes:
+            query = "SELECT COUNT(DISTINCT owner), COUNT(*) FROM leases WHERE grp=?"
+            owners, leased = db.execute(query, (group,)).fetchone()
+            if owners >= processes and leased >= partitions:
                 return
         await asyncio.sleep(0.1)
 

@@ -8,14 +8,15 @@ the return of ``result`` (ms). A few warm-up runs come first and are not timed.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from typing import Any
 
 import docket
 from bench.apps import hello
-from bench.common import bounded, engine, engine_kwargs, engine_params, pct, r3, until_shared
-from bench.spread import Helpers, run_share, shares
+from bench.common import bounded, engine, engine_kwargs, engine_params, pct, r3, until_served
+from bench.spread import Helpers, Share, run_share, shares
 
 WARMUP = 5
 
@@ -26,27 +27,26 @@ async def one_right(timeout: float, client: docket.Client, name: str) -> bool:
     return await handle.result(timeout=timeout) == f"Hello, {name}"
 
 
-async def _spread(args: Any, eng: docket.Engine, n: int, conc: int) -> tuple[float, int]:
+async def _spread(
+    args: Any, eng: docket.Engine, helpers: Helpers, parts: list[Share]
+) -> tuple[float, int]:
     """Throughput with the load spread over --processors engine+client processes
     (spread.py); the helpers stay up until the caller stops them."""
-    parts = shares(n, conc, args.processors)
     job = functools.partial(one_right, args.timeout)
-    helpers = Helpers(eng.settings.data_dir, engine_kwargs(args), parts[1:], job)
-    args.helpers = helpers
     await helpers.until_ready()
-    await until_shared(eng, args.processors)
+    await until_served(eng.settings.data_dir, args.processors, eng.settings.partitions)
     t0 = time.time()
     helpers.start()
     errors = await run_share(eng.client, parts[0], job)
     own_end = time.time()
-    helpers_end, helper_errors = await helpers.finished()
+    helpers_end, helper_errors = await helpers.finished(args.timeout)
     return max(own_end, helpers_end) - t0, errors + helper_errors
 
 
 async def run(args: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     n, conc, m = args.n or 2000, args.concurrency or 64, args.latency_n or 200
     errors = 0
-    async with engine(args) as eng:
+    async with engine(args) as eng, contextlib.AsyncExitStack() as stack:
         client = eng.client
 
         async def one(name: str) -> str:
@@ -56,8 +56,13 @@ async def run(args: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         for i in range(WARMUP):
             await one(f"warm{i}")
 
-        if args.spread:
-            wall, errors = await _spread(args, eng, n, conc)
+        if args.spread:  # their engines serve half the partitions until the end
+            parts = shares(n, conc, args.processors)
+            job = functools.partial(one_right, args.timeout)
+            helpers = stack.enter_context(
+                Helpers(eng.settings.data_dir, engine_kwargs(args), parts[1:], job)
+            )
+            wall, errors = await _spread(args, eng, helpers, parts)
         else:
             names = [f"w{i}" for i in range(n)]
             t0 = time.perf_counter()
@@ -76,8 +81,6 @@ async def run(args: Any) -> tuple[dict[str, Any], dict[str, Any]]:
                 r = None
             lat.append((time.perf_counter() - s) * 1000)
             errors += r != f"Hello, lat{i}"
-        if args.spread:  # up until now: their engines serve half the partitions
-            args.helpers.stop()
     figures = {
         "workflows": n,
         "concurrency": conc,

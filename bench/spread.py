@@ -85,17 +85,25 @@ class Helpers:
 
     async def until_ready(self, timeout: float = 60.0) -> None:
         for _ in self._procs:
-            await asyncio.to_thread(self._ready.get, True, timeout)
+            await asyncio.to_thread(self._ready.get, True, timeout)  # queue.Empty if not
 
     def start(self) -> None:
         self._go["start"].set()
 
-    async def finished(self) -> tuple[float, int]:
-        """The last helper's finish time (epoch s) and the helpers' errors."""
-        reports = [await asyncio.to_thread(self._out.get) for _ in self._procs]
+    async def finished(self, timeout: float) -> tuple[float, int]:
+        """The last helper's finish time (epoch s) and the helpers' errors; queue.Empty if
+        one has not reported within ``timeout`` (it died, or hangs)."""
+        reports = [await asyncio.to_thread(self._out.get, True, timeout) for _ in self._procs]
         return max((t for t, _ in reports), default=0.0), sum(e for _, e in reports)
 
+    def __enter__(self) -> Helpers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
+        """Let the helpers' engines stop (killed if they do not within 30 s)."""
         self._go["stop"].set()
         for proc in self._procs:
             proc.join(30)

@@ -64,7 +64,11 @@ class StateStoreError(DocketError):
 
 
 class StateStoreLockedError(StateStoreError):
-    """Another process holds the state store open."""
+    """Another process holds the state store open; ``holder`` is its pid, when known."""
+
+    def __init__(self, message: str, *, holder: int | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 class StateStoreCorruptedError(StateStoreError):

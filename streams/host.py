@@ -14,6 +14,7 @@ stopping its whole engine over a partition it will get a second later.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from docket.errors import StateStoreLockedError
@@ -22,6 +23,7 @@ from docket.log.base import Log
 log = logging.getLogger("docket")
 
 SYNC_INTERVAL_S = 1.0
+WARN_EVERY_S = 60.0
 
 
 class PartitionGroup:
@@ -37,7 +39,8 @@ class PartitionGroup:
         self.group = group
         self.member = member
         self.owned: set[int] = set()
-        self.waiting: set[int] = set()  # leased, but the old holder still has the store open
+        # leased, but the old holder still has the store open: partition -> (since, warned)
+        self.waiting: dict[int, tuple[float, float]] = {}
         self._on_assign = on_assign
         self._on_revoke = on_revoke
         self.next_sync = 0.0
@@ -46,33 +49,46 @@ class PartitionGroup:
         assigned = set(self.log.heartbeat(self.group, self.member))
         for partition in sorted(self.owned - assigned):
             self._revoke(partition)
-        if self.waiting - assigned:  # no longer ours to wait for: let the others have them
-            self.log.release(self.group, sorted(self.waiting - assigned), self.member)
-            self.waiting &= assigned
+        if gone := sorted(set(self.waiting) - assigned):  # the paused owner is back, say
+            self.log.release(self.group, gone, self.member)
+            log.info("%s: %s no longer waits for partitions %s", self.group, self.member, gone)
         held = set(self.log.acquire(self.group, sorted(assigned), self.member))
         for partition in sorted(self.owned - held):  # lost a lease we thought we had
             self._revoke(partition)
-        self.waiting &= held
+        self.waiting = {p: w for p, w in self.waiting.items() if p in held}
         for partition in sorted(held - self.owned):
             try:
                 await self._on_assign(partition)
             except StateStoreLockedError as exc:
-                if partition not in self.waiting:
-                    log.warning(
-                        "%s: %s holds the lease of partition %d but cannot open its state yet "
-                        "(%s): its last owner lost the lease without closing it (paused, or "
-                        "stopped?); trying again every %.0f s",
-                        self.group,
-                        self.member,
-                        partition,
-                        exc,
-                        SYNC_INTERVAL_S,
-                    )
-                self.waiting.add(partition)
+                self._still_waiting(partition, exc)
                 continue
-            self.waiting.discard(partition)
+            if self.waiting.pop(partition, None) is not None:
+                log.warning(
+                    "%s: %s could open partition %d at last", self.group, self.member, partition
+                )
             self.owned.add(partition)
             log.info("%s: %s took partition %d", self.group, self.member, partition)
+
+    def _still_waiting(self, partition: int, exc: StateStoreLockedError) -> None:
+        """Say so at once, then every WARN_EVERY_S: a process paused for good keeps it."""
+        now = time.monotonic()
+        since, warned = self.waiting.get(partition, (now, -WARN_EVERY_S))
+        if now - warned >= WARN_EVERY_S:
+            warned = now
+            log.warning(
+                "%s: %s holds the lease of partition %d but has waited %.0f s to open its "
+                "state: %s. Its last owner lost the lease without closing it: is it paused "
+                "(SIGSTOP, a debugger)? It lets go when it runs again (kill -CONT %s); "
+                "kill -9 ends it. Trying again every %.0f s",
+                self.group,
+                self.member,
+                partition,
+                now - since,
+                exc,
+                exc.holder or "<pid>",
+                SYNC_INTERVAL_S,
+            )
+        self.waiting[partition] = (since, warned)
 
     async def sync_if_due(self, now: float) -> None:
         """`sync` at most every SYNC_INTERVAL_S (``now`` is the event loop's time)."""

@@ -51,6 +51,11 @@ class _TimerStore:
         value = self.meta.get(_CHECKPOINT)
         return 0 if value is None else int(value)
 
+    def close(self) -> None:
+        """Close, and drop the column families (see PartitionStore.close)."""
+        self.db.close()
+        del self.due, self.meta, self.h_due, self.h_meta
+
     def first_due(self) -> int | None:
         for key in self.due.keys():
             assert isinstance(key, bytes)  # raw_mode
@@ -80,7 +85,7 @@ class TimerService:
     def _revoke(self, partition: int) -> None:
         store = self.stores.pop(partition, None)
         if store is not None:
-            store.db.close()
+            store.close()
         self.offsets.pop(partition, None)
 
     def close(self) -> None:

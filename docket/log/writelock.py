@@ -23,7 +23,6 @@ import os
 import struct
 import threading
 import time
-import weakref
 from pathlib import Path
 
 log = logging.getLogger("docket")
@@ -36,8 +35,6 @@ class WriteLock:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT)  # the database's permissions
-        self.waiting_since: float | None = None
-        self.warned = False
 
     def acquire(self) -> None:
         try:
@@ -46,16 +43,18 @@ class WriteLock:
         except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
-        self.warned = False
-        self.waiting_since = started = time.monotonic()
-        _watch(self)
+        started = time.monotonic()
+        _watch.waiting(self, started)
         try:
             fcntl.lockf(self.fd, fcntl.LOCK_EX)
         finally:
-            self.waiting_since = None
-        if self.warned:
-            waited = time.monotonic() - started
-            log.warning("the write lock of %s is free again after %.1f s", self.path, waited)
+            warned = _watch.done(self)
+        if warned:
+            log.warning(
+                "the write lock of %s is free again after %.1f s",
+                self.path.with_suffix(".sqlite3"),
+                time.monotonic() - started,
+            )
 
     def release(self) -> None:
         fcntl.lockf(self.fd, fcntl.LOCK_UN)
@@ -65,49 +64,68 @@ class WriteLock:
 
     def holder(self) -> int | None:
         """The pid holding the lock (F_GETLK), or None if it is free or cannot be told."""
-        # struct flock on Linux: l_type, l_whence (short), l_start, l_len (off_t), l_pid
-        query = struct.pack("hhqqi", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+        # struct flock on Linux (x86_64 and aarch64 alike): l_type, l_whence (short),
+        # l_start, l_len (off_t), l_pid (int), padded to 32 bytes
+        query = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
         try:
             answer = fcntl.fcntl(self.fd, fcntl.F_GETLK, query)
-            kind, _, _, _, pid = struct.unpack("hhqqi", answer)
+            kind, _, _, _, pid = struct.unpack("hhqqi4x", answer)
         except (OSError, struct.error):
             return None
         return None if kind == fcntl.F_UNLCK else pid
 
 
-_locks: weakref.WeakSet[WriteLock] = weakref.WeakSet()
-_watcher: threading.Thread | None = None
-_guard = threading.Lock()
+class _Watch:
+    """The writers of this process that wait for the lock now, looked at once a second."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Start empty; also in a forked child, which has none of the parent's threads."""
+        self._guard = threading.Lock()
+        self._waiting: dict[WriteLock, tuple[float, bool]] = {}  # lock -> (since, warned)
+        self._thread: threading.Thread | None = None
+
+    def waiting(self, lock: WriteLock, since: float) -> None:
+        with self._guard:
+            self._waiting[lock] = (since, False)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="docket-lock-watch")
+                self._thread.daemon = True
+                self._thread.start()
+
+    def done(self, lock: WriteLock) -> bool:
+        """Stop watching ``lock``; whether a warning went out while it waited."""
+        with self._guard:
+            _, warned = self._waiting.pop(lock, (0.0, False))
+        return warned
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(CHECK_EVERY_S)
+            now = time.monotonic()
+            with self._guard:
+                due = [
+                    (lock, now - since)
+                    for lock, (since, warned) in self._waiting.items()
+                    if not warned and now - since >= WARN_AFTER_S
+                ]
+                for lock, _ in due:
+                    self._waiting[lock] = (self._waiting[lock][0], True)
+            for lock, waited in due:
+                pid = lock.holder()
+                log.warning(
+                    "every write to %s has waited %.0f s for %s, which holds its write lock: "
+                    "is it stopped (SIGSTOP, Ctrl-Z, a debugger)? Writers on this data "
+                    "directory wait until it runs again (kill -CONT %s) or ends (kill -9: a "
+                    "stopped process does not act on SIGTERM)",
+                    lock.path.with_suffix(".sqlite3"),
+                    waited,
+                    f"process {pid}" if pid else "another process",
+                    pid or "<pid>",
+                )
 
 
-def _watch(lock: WriteLock) -> None:
-    global _watcher
-    _locks.add(lock)
-    if _watcher is not None and _watcher.is_alive():
-        return
-    with _guard:
-        if _watcher is None or not _watcher.is_alive():  # none yet, or this is a fork
-            _watcher = threading.Thread(target=_run, name="docket-lock-watch", daemon=True)
-            _watcher.start()
-
-
-def _run() -> None:
-    while True:
-        time.sleep(CHECK_EVERY_S)
-        now = time.monotonic()
-        for lock in list(_locks):
-            since = lock.waiting_since
-            if since is None or lock.warned or now - since < WARN_AFTER_S:
-                continue
-            lock.warned = True
-            pid = lock.holder()
-            who = f"process {pid}" if pid else "another process"
-            log.warning(
-                "every write to %s has waited %.1f s for %s, which holds its write lock: is "
-                "it stopped (SIGSTOP, Ctrl-Z, a debugger)? Writers on this data directory "
-                "wait until it runs again (kill -CONT %s) or ends",
-                lock.path.with_suffix(".sqlite3"),
-                now - since,
-                who,
-                pid or "<pid>",
-            )
+_watch = _Watch()
+os.register_at_fork(after_in_child=_watch.reset)

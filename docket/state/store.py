@@ -12,6 +12,7 @@ consistent prefix of the history topic and recovery is "fold history from the ch
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,7 +109,11 @@ class PartitionStore:
         return StoreBatch(self)
 
     def close(self) -> None:
+        """Close, and drop the column families: RocksDB keeps the store's file lock while any
+        handle of the database lives, and the next owner (maybe in another process) waits."""
         self._db.close()
+        del self._executions, self._history, self._meta, self._stopped
+        del self._h_executions, self._h_history, self._h_meta, self._h_stopped
 
 
 class StoreBatch:
@@ -149,6 +154,26 @@ def open_rocksdb(path: Path, partition: int, *, families: tuple[str, ...]) -> Rd
     return _open(path, partition, options, None, families)
 
 
+def lock_holder(path: Path) -> int | None:
+    """The pid holding RocksDB's lock on the store at ``path``, read from /proc/locks.
+
+    Asked before opening a store another process may hold: a failed open is not free
+    (RocksDB rotates the store's info log first, a file each try). Not by opening ``LOCK``
+    and asking fcntl: closing any descriptor of a file drops this process's own POSIX
+    locks on it. None when free, or off Linux (the open then finds out)."""
+    try:
+        stat = (path / "LOCK").stat()
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    where = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
+    for line in table.splitlines():
+        fields = line.split()  # "1: POSIX ADVISORY WRITE <pid> <maj:min:inode> 0 EOF"
+        if len(fields) >= 6 and fields[1] == "POSIX" and fields[5] == where:
+            return int(fields[4])
+    return None
+
+
 def _open(
     path: Path,
     partition: int,
@@ -157,21 +182,28 @@ def _open(
     cf_names: tuple[str, ...] = _CFS,
 ) -> Rdict:
     families = {name: Options(raw_mode=True) for name in cf_names}
+    if access is None and (holder := lock_holder(path)) is not None:
+        raise StateStoreLockedError(
+            f"state for partition {partition} at {path} is held by "
+            f"{'this process' if holder == os.getpid() else f'process {holder}'}. Stop the "
+            "other engine or use another data directory",
+            holder=holder,
+        )
     try:
         if access is None:
             return Rdict(str(path), options, column_families=families)
         return Rdict(str(path), options, column_families=families, access_type=access)
     except Exception as exc:  # rocksdict raises plain Exception; classify by message
         text = str(exc)
-        if "lock" in text.lower():
-            raise StateStoreLockedError(
-                f"state for partition {partition} at {path} is held by another process: {text}. "
-                "Stop the other engine or use another data directory"
-            ) from exc
-        if "corrupt" in text.lower():
+        if "corrupt" in text.lower():  # first: "block checksum mismatch" holds "lock"
             raise StateStoreCorruptedError(
                 f"state for partition {partition} at {path} is corrupted: {text}. It can be "
                 "rebuilt from the history topic: delete the directory and restart the engine"
+            ) from exc
+        if "While lock file" in text or "lock hold by" in text:
+            raise StateStoreLockedError(
+                f"state for partition {partition} at {path} is held by another process: {text}. "
+                "Stop the other engine or use another data directory"
             ) from exc
         raise StateStoreError(
             f"cannot open state for partition {partition} at {path}: {text}"

@@ -239,7 +239,7 @@ def test_an_engine_paused_past_its_leases_hands_its_partitions_over_and_none_sto
     other = _spawn(tmp_path, "run", "-A", "cli_app:app")
     try:
         _until(lambda: len(set(_processor_owners(tmp_path).values())) == 2, "both engines hold partitions")
-        paused.send_signal(signal.SIGSTOP)
+        _pause_outside_a_write(paused, tmp_path)
         try:
             _until(lambda: {o.split(":")[1] for o in _processor_owners(tmp_path).values()} == {str(other.pid)},
                    "the other engine holds every lease", seconds=20)
@@ -260,9 +260,30 @@ def test_an_engine_paused_past_its_leases_hands_its_partitions_over_and_none_sto
         asyncio.run(run())
         assert paused.poll() is None and other.poll() is None
     finally:
+        out_paused = out_other = ""
         if paused.poll() is None:
             paused.send_signal(signal.SIGCONT)
             out_paused = _stop(paused)
         out_other = _stop(other)
-    assert "cannot open its state yet" in out_other, out_other
+    assert "to open its state: state for partition" in out_other, out_other
+    assert f"is held by process {paused.pid}" in out_other, out_other
     assert "stopped with an error" not in out_paused + out_other
+
+
+def _pause_outside_a_write(process: subprocess.Popen[str], data_dir: Path) -> None:
+    """SIGSTOP ``process``, not while it holds the log's write lock: stopped inside an
+    append it would hold up every writer, the other engine too (operations.md)."""
+    from docket.log.writelock import WriteLock
+
+    lock = WriteLock(data_dir / "log.lock")
+    try:
+        for _ in range(100):
+            process.send_signal(signal.SIGSTOP)
+            time.sleep(0.05)  # it has stopped
+            if lock.holder() != process.pid:
+                return
+            process.send_signal(signal.SIGCONT)
+            time.sleep(0.01)
+        raise AssertionError("the engine held the write lock at every try")
+    finally:
+        lock.close()
