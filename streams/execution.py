@@ -46,14 +46,13 @@ from docket.log.topics import Topics
 from docket.runtime.deadlock import DEFAULT_TIMEOUT_S, DeadlockGuard
 from docket.runtime.instance import Command, WorkflowInstance
 from docket.runtime.matching import replay
-from docket.state.store import PartitionStore
 from docket.streams import unconfirmed
 from docket.streams.batch import Batch, PartitionCursor, StopExecution, write_stores
 from docket.streams.closing import before_fold
 from docket.streams.handoff import ReportInbox
 from docket.streams.host import PartitionGroup
 from docket.streams.requests import answer_query, check_signal, decide_update
-from docket.streams.restore import restore_owned
+from docket.streams.restore import open_owned
 from docket.streams.source_dedupe import SourceDedupe
 from docket.worker import StepContext, current_step
 
@@ -104,9 +103,9 @@ class ExecutionProcessor:
     # -- ownership ------------------------------------------------------------------------------
 
     async def _assign(self, partition: int) -> None:
-        store = PartitionStore.open(self.state_dir / f"p{partition}", partition)
         owner = (self.group_name, self.group.member, self.sourced.received_unconfirmed)
-        history_end = restore_owned(self.log, self.topics, store, partition, *owner)
+        path = self.state_dir / f"p{partition}"
+        store, history_end = open_owned(self.log, self.topics, path, partition, *owner)
         offset = self.log.committed(self.group_name, self.topics.commands, partition)
         self.partitions[partition] = PartitionCursor(store, offset, history_end)
         stopped = store.stopped_ids()

@@ -14,6 +14,7 @@ stopping its whole engine over a partition it will get a second later.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 
@@ -79,7 +80,7 @@ class PartitionGroup:
                 "%s: %s holds the lease of partition %d but has waited %.0f s to open its "
                 "state: %s. Its last owner lost the lease without closing it: is it paused "
                 "(SIGSTOP, a debugger)? It lets go when it runs again (kill -CONT %s); "
-                "kill -9 ends it. Trying again every %.0f s",
+                "kill -9 ends it. Trying again every %.0f s%s",
                 self.group,
                 self.member,
                 partition,
@@ -87,6 +88,9 @@ class PartitionGroup:
                 exc,
                 exc.holder or "<pid>",
                 SYNC_INTERVAL_S,
+                " (the holder is this process: a store left open here is a bug in Docket)"
+                if exc.holder == os.getpid()
+                else "",
             )
         self.waiting[partition] = (since, warned)
 

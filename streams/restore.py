@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from docket.codec.records import EVENTS, STATES
@@ -112,27 +113,33 @@ def restore(
     return offset
 
 
-def restore_owned(
+def open_owned(
     log_: Log,
     topics: Topics,
-    store: PartitionStore,
+    path: Path,
     partition: int,
     group: str,
     member: str,
     received_unconfirmed: Callable[[str, str], None],
-) -> int:
-    """`restore` for the partition's new owner: where appends can be seen in part (Kafka),
-    it also repairs the last batch if that did not commit, and settles the partition
-    (`streams/unconfirmed.py`). ``received_unconfirmed(workflow_id, command_id)`` hears
-    of each signal that batch received."""
-    if log_.reads_whole_appends:
-        return restore(log_, topics.history, store, partition)
-    owed = owed_outputs(log_, topics, group, partition)
-    end = restore(log_, topics.history, store, partition, owed)
-    for workflow_id, command_id in owed.signals if owed is not None else ():
-        received_unconfirmed(workflow_id, command_id)
-    settle(log_, topics, group, partition, end, member)
-    return end
+) -> tuple[PartitionStore, int]:
+    """Open the partition's store for its new owner and `restore` it: the store and where
+    its history ends. Where appends can be seen in part (Kafka), it also repairs the last
+    batch if that did not commit, and settles the partition (`streams/unconfirmed.py`).
+    ``received_unconfirmed(workflow_id, command_id)`` hears of each signal that batch
+    received. A failed restore closes the store again, so a later try can open it."""
+    store = PartitionStore.open(path, partition)
+    try:
+        if log_.reads_whole_appends:
+            return store, restore(log_, topics.history, store, partition)
+        owed = owed_outputs(log_, topics, group, partition)
+        end = restore(log_, topics.history, store, partition, owed)
+        for workflow_id, command_id in owed.signals if owed is not None else ():
+            received_unconfirmed(workflow_id, command_id)
+        settle(log_, topics, group, partition, end, member)
+        return store, end
+    except BaseException:
+        store.close()
+        raise
 
 
 def already_folded(state: State | None, event: dict[str, Any]) -> bool:
@@ -143,4 +150,4 @@ def already_folded(state: State | None, event: dict[str, Any]) -> bool:
     return bool(state["run_id"] != event["run_id"] or event["event_id"] <= state["last_event_id"])
 
 
-__all__ = ["already_folded", "restore", "restore_owned"]
+__all__ = ["already_folded", "restore", "open_owned"]

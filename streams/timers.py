@@ -53,8 +53,9 @@ class _TimerStore:
 
     def close(self) -> None:
         """Close, and drop the column families (see PartitionStore.close)."""
-        self.db.close()
-        del self.due, self.meta, self.h_due, self.h_meta
+        if "due" in self.__dict__:  # else closed already
+            self.db.close()
+            del self.due, self.meta, self.h_due, self.h_meta
 
     def first_due(self) -> int | None:
         for key in self.due.keys():

@@ -105,16 +105,15 @@ class _Watch:
         while True:
             time.sleep(CHECK_EVERY_S)
             now = time.monotonic()
-            with self._guard:
+            with self._guard:  # holder() here: a lock no longer waited for may be closed
                 due = [
-                    (lock, now - since)
+                    (lock, now - since, lock.holder())
                     for lock, (since, warned) in self._waiting.items()
                     if not warned and now - since >= WARN_AFTER_S
                 ]
-                for lock, _ in due:
+                for lock, _, _ in due:
                     self._waiting[lock] = (self._waiting[lock][0], True)
-            for lock, waited in due:
-                pid = lock.holder()
+            for lock, waited, pid in due:
                 log.warning(
                     "every write to %s has waited %.0f s for %s, which holds its write lock: "
                     "is it stopped (SIGSTOP, Ctrl-Z, a debugger)? Writers on this data "

@@ -111,6 +111,8 @@ class PartitionStore:
     def close(self) -> None:
         """Close, and drop the column families: RocksDB keeps the store's file lock while any
         handle of the database lives, and the next owner (maybe in another process) waits."""
+        if "_executions" not in self.__dict__:
+            return  # closed already
         self._db.close()
         del self._executions, self._history, self._meta, self._stopped
         del self._h_executions, self._h_history, self._h_meta, self._h_stopped
@@ -166,12 +168,36 @@ def lock_holder(path: Path) -> int | None:
         table = Path("/proc/locks").read_text()
     except OSError:
         return None
-    where = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
+    device = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}"
     for line in table.splitlines():
         fields = line.split()  # "1: POSIX ADVISORY WRITE <pid> <maj:min:inode> 0 EOF"
-        if len(fields) >= 6 and fields[1] == "POSIX" and fields[5] == where:
-            return int(fields[4])
+        if len(fields) < 6 or fields[1] != "POSIX":
+            continue
+        lock_device, _, inode = fields[5].rpartition(":")
+        if inode != str(stat.st_ino):
+            continue
+        pid = int(fields[4])
+        # btrfs and overlayfs show another device in /proc/locks than stat() gives: an
+        # inode match there is confirmed by the holder having the file itself open
+        if lock_device == device or _has_open(pid, stat):
+            return pid
     return None
+
+
+def _has_open(pid: int, stat: os.stat_result) -> bool:
+    try:
+        descriptors = os.scandir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    with descriptors:
+        for entry in descriptors:
+            try:
+                target = os.stat(entry.path)
+            except OSError:
+                continue
+            if (target.st_dev, target.st_ino) == (stat.st_dev, stat.st_ino):
+                return True
+    return False
 
 
 def _open(
@@ -195,12 +221,13 @@ def _open(
         return Rdict(str(path), options, column_families=families, access_type=access)
     except Exception as exc:  # rocksdict raises plain Exception; classify by message
         text = str(exc)
-        if "corrupt" in text.lower():  # first: "block checksum mismatch" holds "lock"
+        # by RocksDB's status prefix, not by words: the path, or "block checksum", may hold them
+        if text.startswith("Corruption:"):
             raise StateStoreCorruptedError(
                 f"state for partition {partition} at {path} is corrupted: {text}. It can be "
                 "rebuilt from the history topic: delete the directory and restart the engine"
             ) from exc
-        if "While lock file" in text or "lock hold by" in text:
+        if text.startswith("IO error: While lock file") or "lock hold by current process" in text:
             raise StateStoreLockedError(
                 f"state for partition {partition} at {path} is held by another process: {text}. "
                 "Stop the other engine or use another data directory"

@@ -279,7 +279,7 @@ def _pause_outside_a_write(process: subprocess.Popen[str], data_dir: Path) -> No
     try:
         for _ in range(100):
             process.send_signal(signal.SIGSTOP)
-            time.sleep(0.05)  # it has stopped
+            _wait_until_stopped(process.pid)
             if lock.holder() != process.pid:
                 return
             process.send_signal(signal.SIGCONT)
@@ -287,3 +287,20 @@ def _pause_outside_a_write(process: subprocess.Popen[str], data_dir: Path) -> No
         raise AssertionError("the engine held the write lock at every try")
     finally:
         lock.close()
+
+
+def _wait_until_stopped(pid: int) -> None:
+    """Until every thread of ``pid`` is stopped: one still running could take the lock
+    after we looked."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        states = []
+        for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+            try:  # "tid (comm) S ...": the state follows the last ")"
+                states.append(stat.read_text().rpartition(")")[2].split()[0])
+            except OSError:
+                continue  # a thread that ended meanwhile
+        if states and all(state in "tT" for state in states):
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"process {pid} did not stop within 10 s of SIGSTOP")
