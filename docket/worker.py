@@ -355,6 +355,10 @@ class Worker:
         )
         key = (task["workflow_id"], task["run_id"], task["seq"], task["attempt"])
         self._running_steps[key] = ctx
+        if task["start_to_close_ms"] or task["heartbeat_ms"]:  # they count from now (decide.py)
+            started = f"StartStep:{task['idempotency_key']}:{time.time_ns()}"
+            self._report(task["workflow_id"], started, ("StartStep", base))
+            self._done.set()
         ctx._task = asyncio.current_task()
         try:
             result = await self._call(task, ctx)

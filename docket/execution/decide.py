@@ -201,6 +201,8 @@ def _step_report(
         )
     if kind == "FailStep":
         return _attempt_failed(state, step, body["failure"], now_us, scheduled_step)
+    if kind == "StartStep":
+        return _step_started(state, step, body, now_us, scheduled_step(state, step))
     if kind == "HeartbeatStep":
         return Decision(
             [
@@ -440,33 +442,46 @@ def _fire_timer(
     if step["retry_at_us"] is not None:
         return Decision()  # already failed and waiting for its retry
     scheduled = scheduled_step(state, step)
-    if timer_kind == "start_to_close":
-        limit = scheduled["start_to_close_ms"]
-        failure = _timeout_failure(step, "start_to_close", f"{limit} ms")
-        return _attempt_failed(state, step, failure, now_us, scheduled_step)
-    if timer_kind == "heartbeat":
-        interval_us = scheduled["heartbeat_ms"] * 1000
-        due = step["last_heartbeat_us"] + interval_us
-        if due > now_us:  # a heartbeat came in meanwhile: check again when it would lapse
-            return Decision(timers=[heartbeat_timer(state, step, due)])
-        failure = _timeout_failure(step, "heartbeat", f"{scheduled['heartbeat_ms']} ms")
-        return _attempt_failed(state, step, failure, now_us, scheduled_step)
-    raise ValueError(f"unknown timer kind {timer_kind!r}")
+    limit_ms = scheduled["start_to_close_ms" if timer_kind == "start_to_close" else "heartbeat_ms"]
+    if timer_kind not in ("start_to_close", "heartbeat") or not limit_ms:
+        raise ValueError(f"unknown timer kind {timer_kind!r}")
+    # the timeouts count from the start of the attempt: a local step starts when dispatched,
+    # a worker's when its StepStarted comes in; until then the task is queued, or delivered
+    # again after its worker died, and nothing has overrun
+    started_us = step["dispatched_us"] if step["local"] else step["started_us"]
+    if started_us is None:
+        return Decision()  # its StepStarted arms the timer again (_step_started)
+    since_us = started_us if timer_kind == "start_to_close" else step["last_heartbeat_us"]
+    due = max(since_us, started_us) + limit_ms * 1000
+    if due > now_us:  # it started late, or a heartbeat came in: check again when it would lapse
+        return Decision(timers=[step_timer(state, step, timer_kind, due)])
+    failure = _timeout_failure(step, timer_kind, f"{limit_ms} ms")
+    return _attempt_failed(state, step, failure, now_us, scheduled_step)
 
 
-def heartbeat_timer(state: State, step: dict[str, Any], fire_at_us: int) -> dict[str, Any]:
+def _step_started(
+    state: State, step: dict[str, Any], body: dict[str, Any], now_us: int, scheduled: dict[str, Any]
+) -> Decision:
+    """A worker began the attempt: its timeouts count from now. A timeout timer that came
+    due while the task was queued found no start and let it be; arm it again from here."""
+    decision = Decision([("StepStarted", {"seq": body["seq"], "attempt": body["attempt"]})])
+    decision.run_id = state["run_id"]
+    for timer_kind in ("start_to_close", "heartbeat"):
+        limit_us = (scheduled[f"{timer_kind}_ms"] or 0) * 1000
+        if limit_us and now_us >= step["dispatched_us"] + limit_us:
+            decision.timers.append(step_timer(state, step, timer_kind, now_us + limit_us))
+    return decision
+
+
+def step_timer(state: State, step: dict[str, Any], kind: str, fire_at_us: int) -> dict[str, Any]:
+    """A step attempt's timeout timer, checked again at ``fire_at_us`` (a new ID each time)."""
     return {
         "timer_id": timer_id(
-            state["workflow_id"],
-            state["run_id"],
-            "heartbeat",
-            step["seq"],
-            step["attempt"],
-            fire_at_us,
+            state["workflow_id"], state["run_id"], kind, step["seq"], step["attempt"], fire_at_us
         ),
         "run_id": state["run_id"],
         "fire_at_us": fire_at_us,
-        "kind": "heartbeat",
+        "kind": kind,
         "seq": step["seq"],
         "attempt": step["attempt"],
     }

@@ -64,6 +64,7 @@ def _step_scheduled(state: State, event: Event, body: dict[str, Any]) -> State:
         "heartbeat_details": None,
         "retry_at_us": None,
         "cancel_requested": False,
+        "started_us": None,
     }
     return state
 
@@ -79,6 +80,12 @@ def _retried(state: State, event: Event, body: dict[str, Any]) -> State:
     step["dispatched_us"] = event["ts_us"]
     step["last_heartbeat_us"] = event["ts_us"]
     step["retry_at_us"] = None
+    step["started_us"] = None
+    return state
+
+
+def _step_started(state: State, event: Event, body: dict[str, Any]) -> State:
+    state["steps"][str(body["seq"])]["started_us"] = event["ts_us"]
     return state
 
 
@@ -234,6 +241,7 @@ HANDLERS: dict[str, Callable[..., State]] = {
     "StepAttemptFailed": _attempt_failed,
     "StepRetried": _retried,
     "StepHeartbeat": _heartbeat,
+    "StepStarted": _step_started,
     "StepCancelRequested": _step_cancel_requested,
     "StepCompleted": _step_closed,
     "StepFailed": _step_closed,

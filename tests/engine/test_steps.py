@@ -39,6 +39,17 @@ def resumable(total: int) -> list[int]:
     return seen
 
 
+@app.step(start_to_close_timeout=timedelta(milliseconds=600), retry=docket.RetryPolicy(maximum_attempts=1))
+async def steady() -> float:
+    await asyncio.sleep(0.4)
+    return time.time()
+
+
+@app.workflow
+async def three_steady(ctx: docket.WorkflowContext) -> list[float]:
+    return list(await asyncio.gather(ctx.step(steady), ctx.step(steady), ctx.step(steady)))
+
+
 @app.step
 def whoami() -> dict[str, object]:
     ctx = docket.step_context()
@@ -97,6 +108,19 @@ async def test_start_to_close_timeout_retries(tmp_path: Path, cache_size: int | 
         failed = [e for e in await handle.history() if e.type == "StepAttemptFailed"]
         assert len(failed) == 1
         assert failed[0].attributes["failure"]["kind"] == "timeout.start_to_close"
+
+
+async def test_time_queued_for_a_worker_does_not_count_against_start_to_close(
+    tmp_path: Path,
+) -> None:
+    """One step at a time: the third waits 0.8 s for the worker, then runs 0.4 s. That is
+    1.2 s after dispatch, past its 0.6 s start-to-close timeout, but 0.4 s after its start."""
+    async with docket.Engine(app, data_dir=tmp_path, max_concurrency=1) as engine:
+        handle = await engine.client.start(three_steady)
+        ends = await handle.result(timeout=20)
+        assert max(ends) - min(ends) >= 0.7  # they did queue
+        kinds = [e.type for e in await handle.history()]
+        assert "StepAttemptFailed" not in kinds and kinds.count("StepStarted") == 3
 
 
 async def test_heartbeat_timeout_resumes_from_details(tmp_path: Path) -> None:

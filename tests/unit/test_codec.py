@@ -78,6 +78,7 @@ COMMAND_BODIES: dict[str, dict[str, Any]] = {
     "FailStep": {"run_id": "r1", "seq": 3, "attempt": 2, "failure": failure(cause=failure("inner")),
                  "reply_to": "client-5"},
     "HeartbeatStep": {"run_id": "r1", "seq": 3, "attempt": 1, "details": payload({"at": 7}), "reply_to": None},
+    "StartStep": {"run_id": "r1", "seq": 3, "attempt": 2},
     "FireTimer": {"run_id": "r1", "kind": "sleep", "seq": 4, "attempt": 0, "fire_at_us": 10**15},
     "WatchWorkflow": {"run_id": None, "reply_to": "client-2"},
     "TerminateWorkflow": {"run_id": None, "reason": "enough", "reply_to": "client-2"},
@@ -121,6 +122,7 @@ EVENT_BODIES: dict[str, dict[str, Any]] = {
     "StepAttemptFailed": {"seq": 1, "attempt": 1, "failure": failure(), "retry_at_us": 123},
     "StepRetried": {"seq": 1, "attempt": 2},
     "StepHeartbeat": {"seq": 1, "attempt": 2, "details": None},
+    "StepStarted": {"seq": 1, "attempt": 2},
     "StepCompleted": {"seq": 1, "attempt": 2, "result": payload([1, "two", 3.5, None, True])},
     "StepFailed": {"seq": 1, "attempt": 3, "failure": failure(cause=failure(cause=failure("root")))},
     "TimerStarted": {"seq": 2, "fire_at_us": 99},
@@ -183,6 +185,7 @@ STATE = {
             "heartbeat_details": payload("half"),
             "retry_at_us": None,
             "cancel_requested": False,
+            "started_us": 7,
         }
     },
     "run_chain": ["r-0"],

@@ -153,6 +153,8 @@ def test_every_event_type_has_exactly_one_fold_handler() -> None:
 
 def test_every_event_type_folds_and_bumps_last_event_id() -> None:
     h = running()
+    h.add("StepStarted", {"seq": 1, "attempt": 1}, ts_us=T0 + 3)
+    assert h.state["steps"]["1"]["started_us"] == T0 + 3
     h.add("StepHeartbeat", {"seq": 1, "attempt": 1, "details": to_payload({"page": 2})}, ts_us=T0 + 5)
     h.add("StepAttemptFailed", {"seq": 1, "attempt": 1, "failure": failure(), "retry_at_us": T0 + 9})
     h.add("StepRetried", {"seq": 1, "attempt": 2}, ts_us=T0 + 9)
@@ -304,6 +306,7 @@ def test_every_command_type_is_decided() -> None:
                                                  "result": to_payload(1)}),
         "FailStep": command("FailStep", {"run_id": RUN, "seq": 3, "attempt": 1, "failure": failure()}),
         "HeartbeatStep": command("HeartbeatStep", {"run_id": RUN, "seq": 1, "attempt": 1, "details": None}),
+        "StartStep": command("StartStep", {"run_id": RUN, "seq": 1, "attempt": 1}),
         "FireTimer": command("FireTimer", {"run_id": RUN, "kind": "sleep", "seq": 2, "attempt": 0,
                                            "fire_at_us": T0}),
         "WatchWorkflow": command("WatchWorkflow", {"run_id": None, "reply_to": "c"}),
@@ -543,6 +546,7 @@ def test_non_retryable_failures_fail_the_step_at_once(by: str) -> None:
 
 def test_start_to_close_timeout_fails_the_attempt() -> None:
     h = running()
+    h.add("StepStarted", {"seq": 1, "attempt": 1}, ts_us=T0)
     fire = command("FireTimer", {"run_id": RUN, "kind": "start_to_close", "seq": 1, "attempt": 1,
                                  "fire_at_us": T0 + 5_000_000})
     decision = h.decide(fire, now_us=T0 + 5_000_000)
@@ -556,6 +560,7 @@ def test_start_to_close_timeout_fails_the_attempt() -> None:
 
 def test_heartbeat_timer_rearms_while_heartbeats_arrive_then_times_out() -> None:
     h = running()  # step 1: heartbeat 1 s, scheduled at T0
+    h.add("StepStarted", {"seq": 1, "attempt": 1}, ts_us=T0)
     beat = h.decide(command("HeartbeatStep", {"run_id": RUN, "seq": 1, "attempt": 1,
                                               "details": to_payload(3)}), now_us=T0 + 600_000)
     assert beat.events == [("StepHeartbeat", {"seq": 1, "attempt": 1, "details": to_payload(3)})]
@@ -583,10 +588,74 @@ def test_heartbeat_timer_rearms_while_heartbeats_arrive_then_times_out() -> None
 
 def test_heartbeat_timer_exactly_at_the_deadline_times_out() -> None:
     h = running()
+    h.add("StepStarted", {"seq": 1, "attempt": 1}, ts_us=T0)
     fire = command("FireTimer", {"run_id": RUN, "kind": "heartbeat", "seq": 1, "attempt": 1,
                                  "fire_at_us": T0 + 1_000_000})
     decision = h.decide(fire, now_us=T0 + 1_000_000)
     assert [k for k, _ in decision.events] == ["StepAttemptFailed"]
+
+
+def _timeout_fire(kind: str, at_us: int, attempt: int = 1) -> dict[str, Any]:
+    return command("FireTimer", {"run_id": RUN, "kind": kind, "seq": 1, "attempt": attempt,
+                                 "fire_at_us": at_us})
+
+
+def _armed(kind: str, at_us: int, attempt: int = 1) -> list[dict[str, Any]]:
+    return [{"timer_id": timer_id(WID, RUN, kind, 1, attempt, at_us), "run_id": RUN,
+             "fire_at_us": at_us, "kind": kind, "seq": 1, "attempt": attempt}]
+
+
+@pytest.mark.parametrize(("kind", "limit_us"), [("start_to_close", 5_000_000),
+                                                ("heartbeat", 1_000_000)])
+def test_a_queued_attempt_does_not_time_out(kind: str, limit_us: int) -> None:
+    """Time in the task queue is not the step's: a timeout timer that comes due before the
+    StepStarted does nothing, and the start arms it again from the start."""
+    h = running()  # step 1: heartbeat 1 s, start-to-close 5 s, dispatched at T0
+    assert is_noop(h.decide(_timeout_fire(kind, T0 + limit_us), now_us=T0 + limit_us))
+    at = T0 + 7_000_000  # later than both limits
+    started = h.decide(command("StartStep", {"run_id": RUN, "seq": 1, "attempt": 1}), now_us=at)
+    assert started.events == [("StepStarted", {"seq": 1, "attempt": 1})]
+    assert started.timers == _armed("start_to_close", at + 5_000_000) + _armed(
+        "heartbeat", at + 1_000_000)
+    h.apply_decision(started, at)
+    early = h.decide(_timeout_fire(kind, at + limit_us - 1), now_us=at + limit_us - 1)
+    assert early.events == [] and early.timers == _armed(kind, at + limit_us)
+    fired = h.decide(_timeout_fire(kind, at + limit_us), now_us=at + limit_us)
+    assert [k for k, _ in fired.events] == ["StepAttemptFailed"]
+
+
+def test_start_to_close_counts_from_the_start_of_the_attempt() -> None:
+    h = running()  # step 1: start-to-close 5 s, dispatched at T0
+    started = h.decide(command("StartStep", {"run_id": RUN, "seq": 1, "attempt": 1}),
+                       now_us=T0 + 3_000_000)
+    assert started.events == [("StepStarted", {"seq": 1, "attempt": 1})]
+    assert started.timers == _armed("heartbeat", T0 + 4_000_000)  # its first came due queued
+    h.apply_decision(started, T0 + 3_000_000)
+    assert h.state["steps"]["1"]["started_us"] == T0 + 3_000_000
+
+    early = h.decide(_timeout_fire("start_to_close", T0 + 5_000_000), now_us=T0 + 5_000_000)
+    assert early.events == [] and early.timers == _armed("start_to_close", T0 + 8_000_000)
+    late = h.decide(_timeout_fire("start_to_close", T0 + 8_000_000), now_us=T0 + 8_000_000)
+    ((kind, body),) = late.events
+    assert kind == "StepAttemptFailed" and body["failure"]["kind"] == "timeout.start_to_close"
+
+
+def test_the_heartbeat_timeout_counts_from_the_start_until_the_first_heartbeat() -> None:
+    h = running()  # step 1: heartbeat 1 s
+    h.add("StepStarted", {"seq": 1, "attempt": 1}, ts_us=T0 + 2_500_000)
+    decision = h.decide(_timeout_fire("heartbeat", T0 + 3_000_000), now_us=T0 + 3_000_000)
+    assert decision.events == [] and decision.timers == _armed("heartbeat", T0 + 3_500_000)
+
+
+def test_a_start_of_another_attempt_changes_nothing_and_a_retry_is_queued_again() -> None:
+    h = running()
+    h.add("StepStarted", {"seq": 1, "attempt": 1}, ts_us=T0 + 1)
+    stale = h.decide(command("StartStep", {"run_id": RUN, "seq": 1, "attempt": 2}))
+    assert is_noop(stale)
+    h.add("StepAttemptFailed", {"seq": 1, "attempt": 1, "failure": failure(), "retry_at_us": T0 + 9})
+    assert is_noop(h.decide(command("StartStep", {"run_id": RUN, "seq": 1, "attempt": 1})))
+    h.add("StepRetried", {"seq": 1, "attempt": 2}, ts_us=T0 + 9)
+    assert h.state["steps"]["1"]["started_us"] is None  # attempt 2 waits in the queue
 
 
 # -- decide: watch ---------------------------------------------------------------------------------
