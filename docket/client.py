@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-import typing
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from docket.client_input import (
+    check_workflow_id,
+    duration_ms,
+    handler_name,
+    return_hint,
+    within,
+)
 from docket.codec.failure import from_failure, to_failure
 from docket.codec.payload import encode_args, from_payload, to_payload
 from docket.codec.records import COMMANDS, REPLIES
@@ -97,7 +102,7 @@ class WorkflowHandle(Generic[R]):
             "signal",
             self.workflow_id,
             self.run_id,
-            _handler_name(signal, "__docket_signal__"),
+            handler_name(signal, "__docket_signal__"),
             args,
             kwargs,
         )
@@ -105,11 +110,11 @@ class WorkflowHandle(Generic[R]):
     async def query(self, query: Any, *args: Any, **kwargs: Any) -> Any:
         """Ask a query (a ``@docket.query`` method, or its name) and return the answer. It
         sees every signal recorded before it; closed workflows answer from their history."""
-        name = _handler_name(query, "__docket_query__")
+        name = handler_name(query, "__docket_query__")
         reply = await self._client._message(
             "query", self.workflow_id, self.run_id, name, args, kwargs
         )
-        hint = _return_hint(query)
+        hint = return_hint(query)
         return from_payload(reply["result"], hint, where=f"answer to query {name!r}")
 
     async def execute_update(
@@ -128,7 +133,7 @@ class WorkflowHandle(Generic[R]):
     ) -> UpdateHandle:
         """Send an update and return once it is accepted (validated and recorded); await
         ``result()`` on the returned handle for the handler's outcome."""
-        name = _handler_name(update, "__docket_update__")
+        name = handler_name(update, "__docket_update__")
         update_id = update_id or new_request_id()
         body = self._client._update_body(self.run_id, name, update_id, args, kwargs)
         outcome = self._client._expect_outcome(update_id)
@@ -319,7 +324,7 @@ class Client:
         if start_signal is None:
             reply = await self._request(start.workflow_id, start.command_id, start.body)
             return self._started(start, reply)
-        name = _handler_name(start_signal, "__docket_signal__")
+        name = handler_name(start_signal, "__docket_signal__")
         if (
             isinstance(workflow, Workflow)
             and workflow.cls is not None
@@ -355,7 +360,7 @@ class Client:
         workflow ends: "early return"), and ``.workflow`` is the run's handle. Other keyword
         arguments are those of `start`."""
         kwargs.setdefault("id_reuse_policy", IdReusePolicy.USE_RUNNING)
-        name = _handler_name(update, "__docket_update__")
+        name = handler_name(update, "__docket_update__")
         if (
             isinstance(workflow, Workflow)
             and workflow.cls is not None
@@ -459,9 +464,9 @@ class Client:
                 f"start() needs a registered workflow or a workflow name, got {workflow!r}"
             )
         queue = kwargs.pop("task_queue", None) or queue
-        _check_workflow_id(workflow_id)
+        check_workflow_id(workflow_id)
         timing = {
-            f"{option}_ms": _duration_ms(kwargs.pop(option, None), option)
+            f"{option}_ms": duration_ms(kwargs.pop(option, None), option)
             for option in ("start_delay", "run_timeout", "execution_timeout")
         }
         arg_payloads, kwarg_payloads = encode_args(tuple(args), kwargs, where=f"workflow {name!r}")
@@ -568,7 +573,7 @@ class Client:
             raise ClientError(f"unexpected reply {reply['kind']!r} to update {name!r}")
         if handle.run_id is None:
             handle = WorkflowHandle(self, handle.workflow_id, reply["run_id"], handle._hint)
-        return UpdateHandle(handle, name, update_id, outcome, _return_hint(update))
+        return UpdateHandle(handle, name, update_id, outcome, return_hint(update))
 
     async def _message(
         self,
@@ -645,10 +650,10 @@ class Client:
         )
 
     async def _wait(
-        self, future: Awaitable[dict[str, Any]], timeout: float | None, what: str
+        self, future: asyncio.Future[dict[str, Any]], timeout: float | None, what: str
     ) -> dict[str, Any]:
         try:
-            return await asyncio.wait_for(future, timeout)
+            return await within(future, timeout)
         except TimeoutError:
             raise ReplyTimeoutError(
                 f"no answer about {what} within {timeout} s: is an engine running for namespace "
@@ -695,7 +700,7 @@ class Client:
                     return reply
                 self._watching.add(run_id)
             try:
-                return await asyncio.wait_for(future, left)
+                return await within(future, left)
             except TimeoutError:
                 raise ReplyTimeoutError(
                     f"workflow_id={workflow_id!r} has no result after {timeout} s: it is still "
@@ -759,41 +764,3 @@ class Client:
         self._reader.close()
         if self._owns_log:
             self._log.close()
-
-
-def _handler_name(handler: Any, marker: str) -> str:
-    if isinstance(handler, str):
-        return handler
-    name = getattr(handler, marker, None)
-    if name is None:
-        kind = marker.strip("_").removeprefix("docket_")
-        raise ClientError(
-            f"{handler!r} is not a @docket.{kind} handler; pass the handler or its name"
-        )
-    return str(name)
-
-
-def _return_hint(handler: Any) -> Any:
-    if isinstance(handler, str):
-        return None
-    try:
-        return typing.get_type_hints(handler).get("return")
-    except Exception:
-        return None
-
-
-def _duration_ms(value: Any, option: str) -> int | None:
-    """A start option given as a timedelta or seconds, in milliseconds (None: not set)."""
-    if value is None:
-        return None
-    seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
-        raise ClientError(
-            f"{option} must be a positive timedelta or number of seconds, got {value!r}"
-        )
-    return max(1, round(seconds * 1000))
-
-
-def _check_workflow_id(workflow_id: str) -> None:
-    if not workflow_id or "\0" in workflow_id or len(workflow_id) > 1000:
-        raise ClientError(f"workflow_id {workflow_id!r} is invalid: use 1-1000 characters, no NUL")

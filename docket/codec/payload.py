@@ -50,12 +50,16 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__qualname__} is not JSON-encodable")
 
 
+_ENCODER = json.JSONEncoder(default=_default, separators=(",", ":"))  # json.dumps makes one per call
+_DECODE = json.JSONDecoder().decode
+
+
 def to_payload(value: Any, *, where: str = "value") -> Payload:
     """Encode one user value; ``where`` names it in the error (e.g. "argument 'order' of step 'charge'")."""
     if value is None:
         return _NULL_PAYLOAD
     try:
-        data = json.dumps(value, default=_default, separators=(",", ":")).encode()
+        data = _ENCODER.encode(value).encode()
     except (TypeError, ValueError) as exc:
         raise SerializationError(
             f"cannot encode {where}: {exc}. Use JSON types, dataclasses, or convert it first"
@@ -71,7 +75,7 @@ def from_payload(payload: Payload, hint: Any = None, *, where: str = "value") ->
     if encoding != JSON:
         raise SerializationError(f"cannot decode {where}: unknown payload encoding {encoding!r}")
     try:
-        value = json.loads(payload["data"].decode())  # UTF-8, as written: skips sniffing
+        value = _DECODE(payload["data"].decode())  # UTF-8, as written: skips sniffing
     except ValueError as exc:
         raise SerializationError(f"cannot decode {where}: {exc}") from exc
     if hint is None:

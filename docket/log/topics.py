@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -12,15 +13,15 @@ class Topics:
     def _name(self, name: str) -> str:
         return f"docket.{self.namespace}.{name}"
 
-    @property
+    @cached_property  # read per record in hot loops
     def commands(self) -> str:
         return self._name("commands")
 
-    @property
+    @cached_property  # read per record in hot loops
     def history(self) -> str:
         return self._name("history")
 
-    @property
+    @cached_property  # read per record in hot loops
     def timers(self) -> str:
         return self._name("timers")
 
@@ -30,7 +31,7 @@ class Topics:
         user's namespace has one, never a generation's storage namespace."""
         return self._name("layout")
 
-    @property
+    @cached_property  # read per record in hot loops
     def replies(self) -> str:
         return self._name("replies")
 

@@ -52,6 +52,11 @@ async def hello(ctx: docket.WorkflowContext, name: str) -> str:
 
 
 @app.workflow
+async def long_nap(ctx: docket.WorkflowContext) -> None:
+    await ctx.sleep(3600)
+
+
+@app.workflow
 async def nap(ctx: docket.WorkflowContext) -> str:
     await ctx.sleep(0.05)
     return "rested"
@@ -280,6 +285,30 @@ async def test_invalid_workflow_ids_are_rejected_at_the_client(tmp_path: Path, w
         with pytest.raises(ClientError, match="is invalid: use 1-1000 characters, no NUL"):
             await engine.client.start(hello, "x", workflow_id=workflow_id)
         assert end_offsets(log, TOPICS.commands) == [0] * PARTITIONS
+
+
+async def test_no_engine_to_answer_times_out_with_advice(tmp_path: Path) -> None:
+    """With no processor running, a start and a result wait their timeouts, then say what
+    to check; the client stays usable."""
+    async with docket.Engine(app, data_dir=tmp_path, partitions=PARTITIONS, processor=False,
+                             worker=False) as engine:
+        client = engine.client
+        client.reply_timeout = 0.2
+        began = time.monotonic()
+        with pytest.raises(docket.errors.ReplyTimeoutError, match="is an engine running"):
+            await client.start(hello, "x", workflow_id="w-1")
+        assert 0.2 <= time.monotonic() - began < 5
+        assert client._waiters == {}  # the request was forgotten
+        with pytest.raises(docket.errors.ReplyTimeoutError, match="is an engine running"):
+            await client.get_handle("w-1", "some-run").result(timeout=0.2)
+
+
+async def test_a_result_not_there_in_time_says_the_run_is_still_running(tmp_path: Path) -> None:
+    async with docket.Engine(app, data_dir=tmp_path, partitions=PARTITIONS) as engine:
+        handle = await engine.client.start(long_nap)
+        with pytest.raises(docket.errors.ReplyTimeoutError, match="it is still running"):
+            await handle.result(timeout=0.3)
+        assert (await handle.describe()).status == "running"
 
 
 async def test_start_with_something_that_is_not_a_workflow(tmp_path: Path) -> None:
