@@ -106,7 +106,13 @@ def main(data_dir: Path | None, namespace: str | None, debug: bool) -> None:
 
 
 async def _serve(
-    app: App, settings: Settings, *, processor: bool, worker: bool, concurrency: int
+    app: App,
+    settings: Settings,
+    *,
+    processor: bool,
+    worker: bool,
+    concurrency: int,
+    queues: tuple[str, ...] = (),
 ) -> None:
     from docket.engine import Engine
 
@@ -115,10 +121,16 @@ async def _serve(
     for sig in (signal.SIGTERM, signal.SIGINT):  # before start: a stop during start-up is clean too
         loop.add_signal_handler(sig, stop.set)
     engine = Engine(
-        app, settings=settings, processor=processor, worker=worker, max_concurrency=concurrency
+        app,
+        settings=settings,
+        processor=processor,
+        worker=worker,
+        max_concurrency=concurrency,
+        task_queues=queues or None,
     )
     await engine.start()
-    roles = " + ".join(r for r, on in (("processor + timers", processor), ("worker", worker)) if on)
+    served = f"worker ({', '.join(sorted(queues or app.queues()))})"
+    roles = " + ".join(r for r, on in (("processor + timers", processor), (served, worker)) if on)
     logging.getLogger("docket").info(
         "docket %s running app %r in %s (namespace %r); SIGTERM stops cleanly",
         roles,
@@ -137,6 +149,15 @@ async def _serve(
         waiter.cancel()
 
 
+_QUEUE_OPTION = click.option(
+    "-q",
+    "--queue",
+    "queues",
+    multiple=True,
+    help="A task queue the worker serves (repeat for more; default: every queue of the app).",
+)
+
+
 @main.command()
 @click.option("-A", "--app", "app_spec", required=True, help="The app, as module:attribute.")
 @click.option("--concurrency", default=200, show_default=True, help="Steps run at once.")
@@ -147,23 +168,51 @@ async def _serve(
     show_default=True,
     help="Also run a worker here (--no-worker: steps run in `docket worker` processes).",
 )
+@_QUEUE_OPTION
 @click.pass_context
 @_handle_errors
-def run(ctx: click.Context, app_spec: str, concurrency: int, with_worker: bool) -> None:
+def run(
+    ctx: click.Context, app_spec: str, concurrency: int, with_worker: bool, queues: tuple[str, ...]
+) -> None:
     """Run the processor, timer service and a worker for an app, until SIGTERM."""
     app = _load_app(app_spec)
-    _run(_serve(app, _settings(ctx), processor=True, worker=with_worker, concurrency=concurrency))
+    _check_queues(app, queues)
+    serve = _serve(
+        app,
+        _settings(ctx),
+        processor=True,
+        worker=with_worker,
+        concurrency=concurrency,
+        queues=queues,
+    )
+    _run(serve)
 
 
 @main.command()
 @click.option("-A", "--app", "app_spec", required=True, help="The app, as module:attribute.")
 @click.option("--concurrency", default=200, show_default=True, help="Steps run at once.")
+@_QUEUE_OPTION
 @click.pass_context
 @_handle_errors
-def worker(ctx: click.Context, app_spec: str, concurrency: int) -> None:
+def worker(ctx: click.Context, app_spec: str, concurrency: int, queues: tuple[str, ...]) -> None:
     """Run only a worker for an app's steps (next to an engine using the same data directory)."""
     app = _load_app(app_spec)
-    _run(_serve(app, _settings(ctx), processor=False, worker=True, concurrency=concurrency))
+    _check_queues(app, queues)
+    serve = _serve(
+        app, _settings(ctx), processor=False, worker=True, concurrency=concurrency, queues=queues
+    )
+    _run(serve)
+
+
+def _check_queues(app: App, queues: tuple[str, ...]) -> None:
+    """A queue no step of the app uses is a typo more often than not: refuse it."""
+    known = app.queues()
+    if unknown := sorted(set(queues) - known):
+        raise click.BadParameter(
+            f"{', '.join(map(repr, unknown))}: no step of app {app.name!r} runs there; its "
+            f"queues are {', '.join(sorted(known))}",
+            param_hint="--queue",
+        )
 
 
 # -- workflows ----------------------------------------------------------------------------------

@@ -134,13 +134,14 @@ def test_worker_in_another_process(tmp_path: Path) -> None:
             "        print(await h.result(timeout=30))\n"
             "asyncio.run(main())\n")],
         env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    worker = _spawn(tmp_path, "worker", "-A", "cli_app:app")
+    worker = _spawn(tmp_path, "worker", "-A", "cli_app:app", "--queue", "default")
     try:
         out, err = processor.communicate(timeout=40)
         assert processor.returncode == 0, err
         assert out.strip() == "HELLO REMOTE!"
     finally:
-        _stop(worker)
+        log = _stop(worker)
+    assert "docket worker (default) running app 'cli'" in log
 
 
 @pytest.mark.parametrize(("args", "code", "message"), [
@@ -150,6 +151,8 @@ def test_worker_in_another_process(tmp_path: Path) -> None:
     (["workflow", "describe", "missing"], 1, "no workflow with workflow_id='missing'"),
     (["workflow", "replay", "-A", "no_such_module:app"], 1, "cannot import app module 'no_such_module'"),
     (["workflow", "replay", "-A", "cli_app:missing"], 1, "cli_app.missing is nothing, not a docket.App"),
+    (["worker", "-A", "cli_app:app", "-q", "defualt"], 2,
+     "'defualt': no step of app 'cli' runs there; its queues are default"),
 ])
 def test_bad_input_is_one_line_and_nonzero(tmp_path: Path, engine: subprocess.Popen[str], args: list[str],
                                            code: int, message: str) -> None:
