@@ -10,6 +10,7 @@ steps run at least once, and each attempt carries an idempotency key.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextvars
 import logging
 import time
@@ -27,6 +28,7 @@ from docket.errors import (
     CancelledError,
     PartitionFencedError,
     SerializationError,
+    TimeoutError,
     WorkflowError,
 )
 from docket.execution.ids import task_token
@@ -419,10 +421,27 @@ class Worker:
             if timeout is None:  # run it in this task: the step context is set on it already
                 current_step.set(ctx)
                 return await step.fn(*args, **kwargs)
-            runner = loop.create_task(step.fn(*args, **kwargs), context=context)
-            return await asyncio.wait_for(runner, timeout)
-        future = loop.run_in_executor(self._threads, lambda: context.run(step.fn, *args, **kwargs))
-        return await (asyncio.wait_for(future, timeout) if timeout else future)
+            running: asyncio.Future[Any] = loop.create_task(
+                step.fn(*args, **kwargs), context=context
+            )
+        else:
+            running = loop.run_in_executor(
+                self._threads, lambda: context.run(step.fn, *args, **kwargs)
+            )
+            if timeout is None:
+                return await running
+        try:
+            async with asyncio.timeout(timeout) as scope:
+                return await running  # cancelled at the deadline (a thread runs on regardless)
+        except builtins.TimeoutError:
+            if not scope.expired():
+                raise  # the step's own TimeoutError: an ordinary failure
+            # the same failure the processor's timer would record, whichever comes first
+            raise TimeoutError(
+                f"step {name!r} attempt {ctx.attempt} exceeded its start-to-close timeout of "
+                f"{task['start_to_close_ms']} ms",
+                kind="start_to_close",
+            ) from None
 
     def _cancel(self, notice: dict[str, Any]) -> None:
         """The workflow no longer waits for this attempt: stop it if it runs here."""

@@ -258,23 +258,10 @@ class Outputs:
         state: State,
         scheduled: dict[str, Any],
         attempt: int,
-        now_us: int,
         details: dict[str, Any] | None,
     ) -> None:
-        seq = scheduled["seq"]
+        # its timeout timers start with the attempt, when the worker reports it (decide.py)
         self._task_record(state, scheduled, attempt, heartbeat_details=details, cancel=False)
-        if scheduled["start_to_close_ms"]:
-            self._step_timer(
-                state,
-                "start_to_close",
-                seq,
-                attempt,
-                now_us + scheduled["start_to_close_ms"] * 1000,
-            )
-        if scheduled["heartbeat_ms"]:
-            self._step_timer(
-                state, "heartbeat", seq, attempt, now_us + scheduled["heartbeat_ms"] * 1000
-            )
 
     def cancel_task(self, state: State, scheduled: dict[str, Any], attempt: int) -> None:
         """A notice on the step's task queue: the worker running this attempt cancels it."""
@@ -331,7 +318,7 @@ class Outputs:
                 )
         elif kind == "StepScheduled":
             if not body["local"]:
-                self._task(state, body, 1, now_us, None)
+                self._task(state, body, 1, None)
         elif kind == "StepRetried":
             step = state["steps"][str(body["seq"])]
             if not step["local"]:
@@ -339,7 +326,6 @@ class Outputs:
                     state,
                     scheduled_step(state, step),
                     body["attempt"],
-                    now_us,
                     step["heartbeat_details"],
                 )
         elif kind == "StepAttemptFailed":

@@ -441,16 +441,14 @@ def _fire_timer(
         return Decision([("StepRetried", {"seq": seq, "attempt": body["attempt"] + 1})], run_id)
     if step["retry_at_us"] is not None:
         return Decision()  # already failed and waiting for its retry
-    scheduled = scheduled_step(state, step)
-    limit_ms = scheduled["start_to_close_ms" if timer_kind == "start_to_close" else "heartbeat_ms"]
-    if timer_kind not in ("start_to_close", "heartbeat") or not limit_ms:
+    if timer_kind not in ("start_to_close", "heartbeat"):
         raise ValueError(f"unknown timer kind {timer_kind!r}")
-    # the timeouts count from the start of the attempt: a local step starts when dispatched,
-    # a worker's when its StepStarted comes in; until then the task is queued, or delivered
-    # again after its worker died, and nothing has overrun
-    started_us = step["dispatched_us"] if step["local"] else step["started_us"]
-    if started_us is None:
-        return Decision()  # its StepStarted arms the timer again (_step_started)
+    limit_ms = scheduled_step(state, step)[f"{timer_kind}_ms"]
+    if not limit_ms:
+        return Decision()
+    # armed at the attempt's first start (_step_started) and counted from it; a timer with no
+    # start was armed at dispatch by an older Docket, which counted from there
+    started_us = step["started_us"] if step["started_us"] is not None else step["dispatched_us"]
     since_us = started_us if timer_kind == "start_to_close" else step["last_heartbeat_us"]
     due = max(since_us, started_us) + limit_ms * 1000
     if due > now_us:  # it started late, or a heartbeat came in: check again when it would lapse
@@ -462,14 +460,17 @@ def _fire_timer(
 def _step_started(
     state: State, step: dict[str, Any], body: dict[str, Any], now_us: int, scheduled: dict[str, Any]
 ) -> Decision:
-    """A worker began the attempt: its timeouts count from now. A timeout timer that came
-    due while the task was queued found no start and let it be; arm it again from here."""
+    """A worker began the attempt: its timeouts count from now, and their timers start now
+    (none runs while the task waits in its queue). Only the first start counts: a task
+    delivered again after its worker died goes on with the same deadline, so a step that
+    keeps killing its worker still times out and runs out of attempts."""
+    if step["started_us"] is not None:
+        return Decision()
     decision = Decision([("StepStarted", {"seq": body["seq"], "attempt": body["attempt"]})])
     decision.run_id = state["run_id"]
     for timer_kind in ("start_to_close", "heartbeat"):
-        limit_us = (scheduled[f"{timer_kind}_ms"] or 0) * 1000
-        if limit_us and now_us >= step["dispatched_us"] + limit_us:
-            decision.timers.append(step_timer(state, step, timer_kind, now_us + limit_us))
+        if limit_ms := scheduled[f"{timer_kind}_ms"]:
+            decision.timers.append(step_timer(state, step, timer_kind, now_us + limit_ms * 1000))
     return decision
 
 

@@ -50,6 +50,30 @@ async def three_steady(ctx: docket.WorkflowContext) -> list[float]:
     return list(await asyncio.gather(ctx.step(steady), ctx.step(steady), ctx.step(steady)))
 
 
+@app.step(task_queue="unserved", start_to_close_timeout=timedelta(seconds=1))
+async def never_picked_up() -> str:
+    return "a worker of 'unserved' ran it"
+
+
+@app.workflow
+async def bounded_wait(ctx: docket.WorkflowContext) -> str:
+    try:
+        async with asyncio.timeout(0.5):
+            return await ctx.step(never_picked_up)
+    except TimeoutError:
+        return "gave up waiting"
+
+
+@app.step(start_to_close_timeout=timedelta(seconds=5), retry=docket.RetryPolicy(maximum_attempts=1))
+async def service_times_out() -> str:
+    raise TimeoutError("the payment service did not answer")  # the step's own, not Docket's
+
+
+@app.workflow
+async def own_timeout(ctx: docket.WorkflowContext) -> str:
+    return await ctx.step(service_times_out)
+
+
 @app.step
 def whoami() -> dict[str, object]:
     ctx = docket.step_context()
@@ -121,6 +145,29 @@ async def test_time_queued_for_a_worker_does_not_count_against_start_to_close(
         assert max(ends) - min(ends) >= 0.7  # they did queue
         kinds = [e.type for e in await handle.history()]
         assert "StepAttemptFailed" not in kinds and kinds.count("StepStarted") == 3
+
+
+async def test_a_workflow_bounds_the_wait_for_a_queued_step_itself(tmp_path: Path) -> None:
+    """No timeout covers a task's time in its queue (guarantees.md): with no worker for the
+    step's queue, start-to-close never starts, and asyncio.timeout in the workflow is the
+    way to give up."""
+    async with docket.Engine(app, data_dir=tmp_path, task_queues=["default"]) as engine:
+        handle = await engine.client.start(bounded_wait)
+        assert await handle.result(timeout=20) == "gave up waiting"
+        kinds = [e.type for e in await handle.history()]
+        assert "StepCancelRequested" in kinds
+        assert "StepStarted" not in kinds and "StepAttemptFailed" not in kinds
+
+
+async def test_a_steps_own_timeout_error_is_an_ordinary_failure(tmp_path: Path) -> None:
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(own_timeout)
+        with pytest.raises(docket.errors.WorkflowFailedError):
+            await handle.result(timeout=20)
+        (failed,) = [e for e in await handle.history() if e.type == "StepFailed"]
+        cause = failed.attributes["failure"]["cause"]  # StepError, caused by the last attempt
+        assert cause["kind"] == "application" and cause["type"] == "TimeoutError"
+        assert cause["message"] == "the payment service did not answer"
 
 
 async def test_heartbeat_timeout_resumes_from_details(tmp_path: Path) -> None:

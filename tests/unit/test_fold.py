@@ -607,20 +607,38 @@ def _armed(kind: str, at_us: int, attempt: int = 1) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize(("kind", "limit_us"), [("start_to_close", 5_000_000),
                                                 ("heartbeat", 1_000_000)])
-def test_a_queued_attempt_does_not_time_out(kind: str, limit_us: int) -> None:
-    """Time in the task queue is not the step's: a timeout timer that comes due before the
-    StepStarted does nothing, and the start arms it again from the start."""
+def test_the_start_arms_the_timeouts_from_the_start(kind: str, limit_us: int) -> None:
+    """Time in the task queue is not the step's: no timeout timer runs until the worker
+    reports the start (the dispatch arms none), and then both count from it."""
     h = running()  # step 1: heartbeat 1 s, start-to-close 5 s, dispatched at T0
-    assert is_noop(h.decide(_timeout_fire(kind, T0 + limit_us), now_us=T0 + limit_us))
     at = T0 + 7_000_000  # later than both limits
     started = h.decide(command("StartStep", {"run_id": RUN, "seq": 1, "attempt": 1}), now_us=at)
     assert started.events == [("StepStarted", {"seq": 1, "attempt": 1})]
     assert started.timers == _armed("start_to_close", at + 5_000_000) + _armed(
         "heartbeat", at + 1_000_000)
     h.apply_decision(started, at)
+    assert h.state["steps"]["1"]["started_us"] == at
     early = h.decide(_timeout_fire(kind, at + limit_us - 1), now_us=at + limit_us - 1)
-    assert early.events == [] and early.timers == _armed(kind, at + limit_us)
+    assert early.events == [] and early.timers == _armed(kind, at + limit_us)  # a clock behind
     fired = h.decide(_timeout_fire(kind, at + limit_us), now_us=at + limit_us)
+    assert [k for k, _ in fired.events] == ["StepAttemptFailed"]
+
+
+def test_only_the_first_start_of_an_attempt_counts() -> None:
+    """A task delivered again after its worker died does not push the deadline out: a step
+    that keeps killing its worker still times out and runs out of attempts."""
+    h = running()
+    h.add("StepStarted", {"seq": 1, "attempt": 1}, ts_us=T0 + 1_000)
+    again = h.decide(command("StartStep", {"run_id": RUN, "seq": 1, "attempt": 1}),
+                     now_us=T0 + 4_000_000)
+    assert is_noop(again)
+    fired = h.decide(_timeout_fire("start_to_close", T0 + 5_001_000), now_us=T0 + 5_001_000)
+    assert [k for k, _ in fired.events] == ["StepAttemptFailed"]
+
+
+def test_a_timer_armed_at_dispatch_by_an_older_docket_counts_from_the_dispatch() -> None:
+    h = running()  # no StepStarted: its worker and processor predate them
+    fired = h.decide(_timeout_fire("start_to_close", T0 + 5_000_000), now_us=T0 + 5_000_000)
     assert [k for k, _ in fired.events] == ["StepAttemptFailed"]
 
 
@@ -628,13 +646,11 @@ def test_start_to_close_counts_from_the_start_of_the_attempt() -> None:
     h = running()  # step 1: start-to-close 5 s, dispatched at T0
     started = h.decide(command("StartStep", {"run_id": RUN, "seq": 1, "attempt": 1}),
                        now_us=T0 + 3_000_000)
-    assert started.events == [("StepStarted", {"seq": 1, "attempt": 1})]
-    assert started.timers == _armed("heartbeat", T0 + 4_000_000)  # its first came due queued
+    assert started.timers == _armed("start_to_close", T0 + 8_000_000) + _armed(
+        "heartbeat", T0 + 4_000_000)
     h.apply_decision(started, T0 + 3_000_000)
-    assert h.state["steps"]["1"]["started_us"] == T0 + 3_000_000
-
-    early = h.decide(_timeout_fire("start_to_close", T0 + 5_000_000), now_us=T0 + 5_000_000)
-    assert early.events == [] and early.timers == _armed("start_to_close", T0 + 8_000_000)
+    dispatch_due = h.decide(_timeout_fire("start_to_close", T0 + 5_000_000), now_us=T0 + 5_000_000)
+    assert dispatch_due.events == [] and dispatch_due.timers == _armed("start_to_close", T0 + 8_000_000)
     late = h.decide(_timeout_fire("start_to_close", T0 + 8_000_000), now_us=T0 + 8_000_000)
     ((kind, body),) = late.events
     assert kind == "StepAttemptFailed" and body["failure"]["kind"] == "timeout.start_to_close"
