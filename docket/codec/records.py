@@ -58,7 +58,7 @@ class Codec:
     def reads(self, fingerprint: bytes) -> bool:
         """Whether a record whose writer schema has this fingerprint belongs to this family
         and can be decoded here (readers of mixed topics pick the family by it)."""
-        return fingerprint in self._writers
+        return fingerprint in self._writers or fingerprint in schemas.released(self.family)
 
     def encode(self, record: dict[str, Any]) -> bytes:
         try:
@@ -111,6 +111,8 @@ class Codec:
                 f"(starts with C3 01), got {data[:10]!r}"
             )
         writer = self._writers.get(data[2:10])
+        if writer is None and (writer := schemas.load_released(self.family, data[2:10])):
+            self._writers[data[2:10]] = writer  # an older Docket wrote it
         if writer is None:
             raise SerializationError(
                 f"unknown writer schema fingerprint {data[2:10].hex()} for a {self.family} "

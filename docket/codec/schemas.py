@@ -1,8 +1,10 @@
 """The shipped Avro schemas, parsed once, with their CRC-64-AVRO fingerprints.
 
 Readers resolve a record's writer schema from its fingerprint, so a record written with an
-older schema version (kept in ``schemas/released/`` once released) is read with the current
-one through Avro schema resolution.
+older schema version is read with the current one through Avro schema resolution. Every
+version any Docket has written is kept in ``schemas/released/`` as
+``<family>.<fingerprint>.avsc``; after changing a schema, ``python -m docket.schemas``
+adds the new version there (a test fails until it does).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from fastavro import parse_schema
@@ -47,6 +50,39 @@ def schema_fingerprint(parsed: Any) -> bytes:
 
 
 @cache
+def released(family: str) -> dict[bytes, str]:
+    """The kept versions of ``family``'s schema: fingerprint -> file in ``released/``. The
+    fingerprint is the file's name, not recomputed from the document (see `to_standalone`)."""
+    kept: dict[bytes, str] = {}
+    for entry in resources.files("docket.schemas").joinpath("released").iterdir():
+        name, _, rest = entry.name.partition(".")
+        if name == family and rest.endswith(".avsc"):
+            kept[bytes.fromhex(rest.removesuffix(".avsc"))] = entry.name
+    return kept
+
+
+def load_released(family: str, fingerprint: bytes) -> Any | None:
+    """The parsed kept version of ``family`` with this fingerprint, or None."""
+    name = released(family).get(fingerprint)
+    if name is None:
+        return None
+    folder = resources.files("docket.schemas").joinpath("released")
+    return parse_schema(json.loads(folder.joinpath(name).read_text("utf-8")))
+
+
+def keep_current(folder: Path) -> list[Path]:
+    """Write each family's current schema into ``folder`` (the source tree's
+    ``schemas/released``) unless it is there already; returns the files written."""
+    written = []
+    for family in FAMILIES:
+        path = folder / f"{family}.{schema_fingerprint(current(family)).hex()}.avsc"
+        if not path.exists():
+            path.write_text(json.dumps(json.loads(to_standalone(current(family))), indent=1) + "\n")
+            written.append(path)
+    return written
+
+
+@cache
 def current(family: str) -> Any:
     """The current parsed schema of a record family (``command``, ``event``, ...)."""
     return parse_family(_load_json(family))
@@ -57,14 +93,18 @@ _NAMED_KINDS = ("record", "error", "enum", "fixed")
 
 @cache
 def standalone(family: str) -> str:
-    """The current schema of ``family`` as one self-contained JSON document, for readers
+    """The current schema of ``family`` as one self-contained JSON document (`to_standalone`)."""
+    return to_standalone(current(family))
+
+
+def to_standalone(parsed: Any) -> str:
+    """A parsed family schema as one self-contained JSON document, for readers
     outside Docket (the schemas topic, a schema registry): each named type is defined where
     it is first used, as Avro requires, and referred to by name after that; docs and
     defaults are kept. It describes the same records as the family's schema, but its
     canonical form per the Avro specification is not the one Docket's fingerprints are
     computed over (fastavro's expansion repeats a named type used twice): readers look
     fingerprints up, never recompute them."""
-    parsed = current(family)
     named: dict[str, Any] = parsed["__named_schemas"]
     defined: set[str] = set()
 
@@ -93,3 +133,4 @@ def standalone(family: str) -> str:
         return out
 
     return json.dumps(inline(parsed))
+
