@@ -387,6 +387,7 @@ class Worker:
         finally:
             self._running_steps.pop(key, None)
         ctx._send = None  # late heartbeats of a finished attempt are pointless
+        ctx._task = None  # its task's context holds ctx: a cycle for the collector otherwise
         fault("worker_after_step")
         if kind:
             self._report(task["workflow_id"], f"{kind}:{task['idempotency_key']}", (kind, body))

@@ -531,6 +531,8 @@ class ExecutionProcessor:
                 self._instances.popitem(last=False)
         else:
             self._instances.pop(workflow_id, None)
+            if instance.closed and not local:
+                instance.dispose()
         if continued is not None:  # the new run starts now: nothing can slip in between
             return self._start_continued(state, continued, now_us, batch)
         next_resolutions: list[dict[str, Any]] = []

@@ -94,6 +94,14 @@ class WorkflowInstance:
         self.cancel_pending = False
         self.parent: dict[str, Any] | None = None  # the WorkflowRef of the parent, if a child
 
+    def dispose(self) -> None:
+        """Let go of everything, once the processor is done with a closed run. The instance,
+        its loop, its tasks and their contexts point at one another: left alone, the
+        couple of dozen objects of every run wait for the cyclic garbage collector, and
+        make its collections more frequent and longer. Reference counting frees them now.
+        The instance is unusable afterwards."""
+        self.__dict__.clear()
+
     # -- driving ------------------------------------------------------------------------------
 
     def activate(self, events: list[dict[str, Any]], now_us: int) -> list[Command]:
