@@ -316,10 +316,14 @@ class EmbeddedLog:
         self._waiters.wake_all()
 
     # -- groups ----------------------------------------------------------------------------------
+    # Membership and leases are written without an fsync (sync=False): they only matter to
+    # processes on this machine, which a power loss stops too, and a process killed
+    # outright loses nothing the OS already has. A group's sync (every second, for each
+    # role) writes twice; with an fsync each write stalled the event loop for milliseconds.
 
     def heartbeat(self, group: str, member: str) -> list[int]:
         now = _now_us()
-        with self._transaction():
+        with self._transaction(sync=False):
             self._db.execute(
                 "INSERT OR REPLACE INTO members VALUES (?, ?, ?)", (group, member, now)
             )
@@ -342,7 +346,7 @@ class EmbeddedLog:
     def acquire(self, group: str, partitions: Iterable[int], member: str) -> list[int]:
         now = _now_us()
         held = []
-        with self._transaction():
+        with self._transaction(sync=False):
             for partition in partitions:
                 row = self._db.execute(
                     "SELECT owner, expires_us FROM leases WHERE grp=? AND partition=?",
@@ -357,14 +361,14 @@ class EmbeddedLog:
         return held
 
     def release(self, group: str, partitions: Iterable[int], member: str) -> None:
-        with self._transaction():
+        with self._transaction(sync=False):
             self._db.executemany(
                 "DELETE FROM leases WHERE grp=? AND partition=? AND owner=?",
                 [(group, p, member) for p in partitions],
             )
 
     def leave(self, group: str, member: str) -> None:
-        with self._transaction():
+        with self._transaction(sync=False):
             self._db.execute("DELETE FROM leases WHERE grp=? AND owner=?", (group, member))
             self._db.execute("DELETE FROM members WHERE grp=? AND member=?", (group, member))
 
