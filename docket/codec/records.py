@@ -86,11 +86,19 @@ class Codec:
         schemaless_writer(out, self.schema, _qualify(record))
         return out.getvalue()
 
+    def _writer(self, fingerprint: bytes) -> Any:
+        """The writer schema with this fingerprint: this Docket's, or a kept older one
+        (None if neither)."""
+        writer = self._writers.get(fingerprint)
+        if writer is None and (writer := schemas.load_released(self.family, fingerprint)):
+            self._writers[fingerprint] = writer  # an older Docket wrote it
+        return writer
+
     def decode_portable(self, data: bytes) -> dict[str, Any]:
         """The same record through fastavro's public reader (tests compare the two paths)."""
         record = schemaless_reader(
             io.BytesIO(data[10:]),
-            self._writers[data[2:10]],
+            self._writer(data[2:10]),
             self.schema,
             return_record_name=True,
             return_record_name_override=True,
@@ -110,9 +118,7 @@ class Codec:
                 f"not a Docket {self.family} record: expected Avro single-object encoding "
                 f"(starts with C3 01), got {data[:10]!r}"
             )
-        writer = self._writers.get(data[2:10])
-        if writer is None and (writer := schemas.load_released(self.family, data[2:10])):
-            self._writers[data[2:10]] = writer  # an older Docket wrote it
+        writer = self._writer(data[2:10])
         if writer is None:
             raise SerializationError(
                 f"unknown writer schema fingerprint {data[2:10].hex()} for a {self.family} "

@@ -61,13 +61,18 @@ def released(family: str) -> dict[bytes, str]:
     return kept
 
 
-def load_released(family: str, fingerprint: bytes) -> Any | None:
-    """The parsed kept version of ``family`` with this fingerprint, or None."""
+def released_text(family: str, fingerprint: bytes) -> str | None:
+    """The kept version of ``family`` with this fingerprint, as its JSON document."""
     name = released(family).get(fingerprint)
     if name is None:
         return None
-    folder = resources.files("docket.schemas").joinpath("released")
-    return parse_schema(json.loads(folder.joinpath(name).read_text("utf-8")))
+    return resources.files("docket.schemas").joinpath("released", name).read_text("utf-8")
+
+
+def load_released(family: str, fingerprint: bytes) -> Any | None:
+    """The parsed kept version of ``family`` with this fingerprint, or None."""
+    text = released_text(family, fingerprint)
+    return None if text is None else parse_schema(json.loads(text))
 
 
 def keep_current(folder: Path) -> list[Path]:
@@ -133,4 +138,3 @@ def to_standalone(parsed: Any) -> str:
         return out
 
     return json.dumps(inline(parsed))
-

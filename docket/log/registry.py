@@ -152,6 +152,11 @@ class RegistryFraming:
             to_parsing_canonical_form(json.loads(text)): MAGIC + fp
             for fp, text in self._schemas.items()
         }
+        for family in schemas.FAMILIES:  # and what earlier Dockets registered
+            for fp in schemas.released(family):
+                text = schemas.released_text(family, fp)
+                assert text is not None
+                self._canonical.setdefault(to_parsing_canonical_form(json.loads(text)), MAGIC + fp)
         self._ids: dict[tuple[str, bytes], bytes] = {}  # (topic, fingerprint) -> 00 + id
         self._prefixes: dict[bytes, bytes] = {}  # 00 + id -> C3 01 + fingerprint
         self._foreign: set[bytes] = set()  # 00 + ids of no schema of this Docket

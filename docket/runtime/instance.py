@@ -99,8 +99,14 @@ class WorkflowInstance:
         its loop, its tasks and their contexts point at one another: left alone, the
         couple of dozen objects of every run wait for the cyclic garbage collector, and
         make its collections more frequent and longer. Reference counting frees them now.
-        The instance is unusable afterwards."""
+        The instance is unusable afterwards, so a run whose tasks are still pending (a
+        sub-task that outlived the code, a run closed by a failed handler) is left alone:
+        their coroutines' clean-up, when they are collected, still runs against it."""
+        if self.loop.has_pending_tasks():
+            return
+        workflow_id = self.workflow_id
         self.__dict__.clear()
+        self.workflow_id = workflow_id  # for whoever inspects what is left
 
     # -- driving ------------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
         self._closed = False
         self._running = False
         self.exceptions: list[dict[str, Any]] = []
+        self._pending: set[asyncio.Task[Any]] = set()  # tasks not done (see has_pending_tasks)
 
     # -- driving -------------------------------------------------------------------------------
 
@@ -99,7 +100,15 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
         name: str | None = None,
         context: contextvars.Context | None = None,
     ) -> asyncio.Task[Any]:
-        return asyncio.Task(coro, loop=self, name=name, context=context)
+        task = asyncio.Task(coro, loop=self, name=name, context=context)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        return task
+
+    def has_pending_tasks(self) -> bool:
+        """Whether a task of the workflow code is still waiting (asyncio.all_tasks would walk
+        every task of the process)."""
+        return bool(self._pending)
 
     def get_debug(self) -> bool:
         return False

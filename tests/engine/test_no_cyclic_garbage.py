@@ -7,7 +7,9 @@ processor disposes of a closed instance and the worker drops a finished step's t
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -42,6 +44,38 @@ def _workflow_of(o: object) -> str | None:
     if isinstance(o, WorkflowInstance | StepContext):
         return getattr(o, "workflow_id", None)
     return None
+
+
+@app.workflow
+async def leaves_a_ticker(ctx: docket.WorkflowContext) -> str:
+    async def tick() -> None:
+        try:
+            while True:
+                await ctx.sleep(60)
+        finally:
+            ctx.now()  # clean-up that uses the context, when the task is collected
+
+    ctx_task = asyncio.create_task(tick())
+    await ctx.sleep(0.01)
+    assert not ctx_task.done()
+    return "done, the ticker still pending"
+
+
+async def test_a_run_that_closes_with_tasks_pending_is_not_disposed(tmp_path: Path) -> None:
+    """Its tasks' coroutines are closed when the collector finds them, and their clean-up
+    (asyncio.sleep's finally, the user's) still runs against the instance: disposing of it
+    made that clean-up fail ("Exception ignored in <coroutine ...>")."""
+    unraisable: list[str] = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda u: unraisable.append(f"{u.exc_type.__name__}: {u.exc_value}")
+    try:
+        async with docket.Engine(app, data_dir=tmp_path) as engine:
+            handle = await engine.client.start(leaves_a_ticker)
+            assert await handle.result(timeout=20) == "done, the ticker still pending"
+        gc.collect()
+    finally:
+        sys.unraisablehook = previous
+    assert unraisable == []
 
 
 async def test_finished_workflows_leave_no_cyclic_garbage(tmp_path: Path) -> None:

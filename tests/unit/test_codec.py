@@ -681,3 +681,27 @@ def test_a_malformed_standard_value_is_a_serialization_error() -> None:
         from_payload(to_payload("next tuesday"), dt.datetime)
     with pytest.raises(SerializationError, match="is not a valid Colour"):
         from_payload(to_payload("green"), Colour)
+
+
+def test_records_an_older_docket_framed_for_a_schema_registry_are_read() -> None:
+    """On Kafka with a registry, an older Docket registered its own schema version and
+    framed records with that id: they are recognised as a kept version and decoded."""
+    import uuid
+
+    from docket.log.registry import ConfluentSchemaRegistry, RegistryFraming
+
+    registry = ConfluentSchemaRegistry(f"mock://{uuid.uuid4().hex}")
+    framing = RegistryFraming(registry)
+    family = "event"
+    old = next(fp for fp in schemas.released(family)
+               if fp != schemas.schema_fingerprint(schemas.current(family)))
+    text = schemas.released_text(family, old)
+    assert text is not None
+    schema_id = registry.register("docket.default.history-value", text)  # as the old one did
+    writer = schemas.load_released(family, old)
+    (record,) = generate_many(writer, 1)
+    out = io.BytesIO()
+    schemaless_writer(out, writer, record)
+    framed = b"\x00" + schema_id.to_bytes(4, "big") + out.getvalue()
+    assert framing.incoming(framed) == MAGIC + old + out.getvalue()
+    assert Codec(family).decode(framing.incoming(framed))["workflow_id"] == record["workflow_id"]
