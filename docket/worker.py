@@ -31,6 +31,7 @@ from docket.errors import (
     TimeoutError,
     WorkflowError,
 )
+from docket.execution.failures import step_timeout_message
 from docket.execution.ids import task_token
 from docket.faults import fault
 from docket.log.base import Commits, Log, OutRecord
@@ -438,11 +439,9 @@ class Worker:
             if not scope.expired():
                 raise  # the step's own TimeoutError: an ordinary failure
             # the same failure the processor's timer would record, whichever comes first
-            raise TimeoutError(
-                f"step {name!r} attempt {ctx.attempt} exceeded its start-to-close timeout of "
-                f"{task['start_to_close_ms']} ms",
-                kind="start_to_close",
-            ) from None
+            limit_ms = task["start_to_close_ms"]
+            message = step_timeout_message(name, ctx.attempt, "start_to_close", limit_ms)
+            raise TimeoutError(message, kind="start_to_close") from None
 
     def _cancel(self, notice: dict[str, Any]) -> None:
         """The workflow no longer waits for this attempt: stop it if it runs here."""

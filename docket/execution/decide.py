@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from docket.execution.failures import failure_record
+from docket.execution.failures import failure_record, step_timeout_message
 from docket.execution.fold import RUNNING, State, in_chain
 from docket.execution.ids import run_id_for, timer_id
 from docket.execution.relations import (
@@ -448,12 +448,13 @@ def _fire_timer(
         return Decision()
     # armed at the attempt's first start (_step_started) and counted from it; a timer with no
     # start was armed at dispatch by an older Docket, which counted from there
-    started_us = step["started_us"] if step["started_us"] is not None else step["dispatched_us"]
-    since_us = started_us if timer_kind == "start_to_close" else step["last_heartbeat_us"]
-    due = max(since_us, started_us) + limit_ms * 1000
+    since_us = step["started_us"] if step["started_us"] is not None else step["dispatched_us"]
+    if timer_kind == "heartbeat":  # from the latest heartbeat, once there is one
+        since_us = max(since_us, step["last_heartbeat_us"])
+    due = since_us + limit_ms * 1000
     if due > now_us:  # it started late, or a heartbeat came in: check again when it would lapse
         return Decision(timers=[step_timer(state, step, timer_kind, due)])
-    failure = _timeout_failure(step, timer_kind, f"{limit_ms} ms")
+    failure = _timeout_failure(step, timer_kind, limit_ms)
     return _attempt_failed(state, step, failure, now_us, scheduled_step)
 
 
@@ -466,8 +467,8 @@ def _step_started(
     keeps killing its worker still times out and runs out of attempts."""
     if step["started_us"] is not None:
         return Decision()
-    decision = Decision([("StepStarted", {"seq": body["seq"], "attempt": body["attempt"]})])
-    decision.run_id = state["run_id"]
+    started = ("StepStarted", {"seq": body["seq"], "attempt": body["attempt"]})
+    decision = Decision([started], state["run_id"])
     for timer_kind in ("start_to_close", "heartbeat"):
         if limit_ms := scheduled[f"{timer_kind}_ms"]:
             decision.timers.append(step_timer(state, step, timer_kind, now_us + limit_ms * 1000))
@@ -488,13 +489,12 @@ def step_timer(state: State, step: dict[str, Any], kind: str, fire_at_us: int) -
     }
 
 
-def _timeout_failure(step: dict[str, Any], kind: str, limit: str) -> dict[str, Any]:
+def _timeout_failure(step: dict[str, Any], kind: str, limit_ms: int) -> dict[str, Any]:
     return {
         "type": "TimeoutError",
         "kind": f"timeout.{kind}",
         "non_retryable": False,
-        "message": f"step {step['step_name']!r} attempt {step['attempt']} exceeded its "
-        f"{kind.replace('_', '-')} timeout of {limit}",
+        "message": step_timeout_message(step["step_name"], step["attempt"], kind, limit_ms),
         "stack": "",
         "details": None,
         "cause": None,

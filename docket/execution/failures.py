@@ -29,3 +29,12 @@ def failure_record(
         "kind": kind,
         "cause": cause,
     }
+
+
+def step_timeout_message(step_name: str, attempt: int, kind: str, limit_ms: int) -> str:
+    """The message of a step attempt's timeout, whether the processor's timer or the
+    worker's own deadline saw it first: the same failure either way."""
+    return (
+        f"step {step_name!r} attempt {attempt} exceeded its {kind.replace('_', '-')} "
+        f"timeout of {limit_ms} ms"
+    )
