@@ -2,7 +2,7 @@
 
 Runs sequential hello workflows on a fresh embedded engine and marks each stage by wrapping
 a few internals (log appends, the processor's batches and store writes, the worker's task,
-the client's reply dispatch). Prints the median time from each mark to the next, in the
+the client's taking of a reply). Prints the median time from each mark to the next, in the
 order they happen. A diagnostic, not a benchmark: the wrappers cost a little themselves.
 """
 
@@ -63,17 +63,17 @@ def _instrument() -> None:
         await run_task(self, *args)
         _mark("worker: step done, reported")
 
-    dispatch = client_module.Client._dispatch
+    take_reply = client_module.Client.take_reply
 
-    def marked_dispatch(self: Any, reply: dict[str, Any]) -> None:
-        _mark(f"client: reply '{reply['kind']}' read")
-        dispatch(self, reply)
+    def marked_take_reply(self: Any, reply: dict[str, Any]) -> None:
+        _mark(f"client: reply '{reply['kind']}' taken")
+        take_reply(self, reply)
 
     embedded.EmbeddedLog.append = marked_append  # type: ignore[method-assign]
     execution.ExecutionProcessor.poll_once = marked_poll  # type: ignore[method-assign]
     execution.write_stores = marked_write
     worker_module.Worker._run_task = marked_task  # type: ignore[method-assign]
-    client_module.Client._dispatch = marked_dispatch  # type: ignore[method-assign]
+    client_module.Client.take_reply = marked_take_reply  # type: ignore[method-assign]
 
 
 async def _run(n: int) -> None:

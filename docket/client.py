@@ -729,9 +729,11 @@ class Client:
             for record in records:
                 if record.key != self.client_id:
                     continue
-                self._dispatch(REPLIES.decode(record.value))
+                self.take_reply(REPLIES.decode(record.value))
 
-    def _dispatch(self, reply: dict[str, Any]) -> None:
+    def take_reply(self, reply: dict[str, Any]) -> None:
+        """Take one reply: read from ``replies``, or handed over in memory by a processor in
+        this process (the engine's own client, see docket/streams/local_replies.py)."""
         request_id = reply["request_id"]
         waiter = (
             self._waiters.pop(request_id, None)  # an update's outcome: its handle holds the future

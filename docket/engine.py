@@ -159,6 +159,8 @@ class Engine:
             replica=HistoryReplica(self.log, topics.history) if kafka else None,
         )
         self._client = Client(self.log, topics, reader)
+        if processor is not None:  # its replies skip the log (streams/local_replies.py)
+            processor.local_replies.register(self._client.client_id, self._client.take_reply)
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=f"docket-{name}")
@@ -184,6 +186,8 @@ class Engine:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         if self._client is not None:
+            if self.processor is not None:
+                self.processor.local_replies.unregister(self._client.client_id)
             await self._client.close()
         for component in (self.worker, self.sources, self.timers, self.processor):
             if component is not None:

@@ -34,9 +34,8 @@ from docket.errors import (
     NondeterminismError,
     PartitionFencedError,
     SerializationError,
-    WorkflowError,
 )
-from docket.execution.decide import RESOLUTIONS, decide, reply
+from docket.execution.decide import RESOLUTIONS, decide
 from docket.execution.fold import RUNNING, State, apply, clone
 from docket.execution.ids import idempotency_key
 from docket.faults import fault
@@ -51,7 +50,14 @@ from docket.streams.batch import Batch, PartitionCursor, StopExecution, write_st
 from docket.streams.closing import before_fold
 from docket.streams.handoff import ReportInbox
 from docket.streams.host import PartitionGroup
-from docket.streams.requests import answer_query, check_signal, decide_update
+from docket.streams.local_replies import LocalReplies
+from docket.streams.requests import (
+    REQUESTS,
+    answer_query,
+    check_signal,
+    decide_update,
+    refuse_stopped,
+)
 from docket.streams.restore import open_owned
 from docket.streams.source_dedupe import SourceDedupe
 from docket.worker import StepContext, current_step
@@ -94,6 +100,7 @@ class ExecutionProcessor:
         self._stopped: set[str] = set()  # executions whose state holds deferred commands
         self._stopping = False
         self.inbox = ReportInbox(log_, topics, lambda p: p in self.partitions)
+        self.local_replies = LocalReplies()  # clients in this process (local_replies.py)
         self.sourced = SourceDedupe(
             lambda wid, run_id, after: self.partitions[
                 partition_of(wid, self.log.partitions)
@@ -281,31 +288,10 @@ class ExecutionProcessor:
         """Keep a stopped execution's commands in its history, unprocessed; refuse requests."""
         kept = []
         for command in commands:
-            kind, body = command["body"]
-            reply_to = body.get("reply_to")
-            if kind in (
-                "SignalWorkflow",
-                "QueryWorkflow",
-                "StartWorkflow",
-                "WatchWorkflow",
-                "UpdateWorkflow",
-            ):
-                if reply_to:
-                    batch.out.reply(
-                        reply(
-                            reply_to,
-                            command["command_id"],
-                            workflow_id,
-                            state["run_id"] if state else "",
-                            "query_failed" if kind == "QueryWorkflow" else "rejected",
-                            failure=to_failure(
-                                WorkflowError(
-                                    f"workflow_id={workflow_id!r} is stopped and takes no requests until it "
-                                    f"runs again with fixed code: {reason}"
-                                )
-                            ),
-                        )
-                    )
+            if command["body"][0] in REQUESTS:
+                refusal = refuse_stopped(command, workflow_id, state, reason)
+                if refusal is not None:
+                    batch.out.reply(refusal)
                 continue
             kept.append(COMMANDS.encode(command))
         if state is None or state["status"] != RUNNING or not kept:
@@ -326,6 +312,7 @@ class ExecutionProcessor:
 
     def _commit(self, batch: Batch, commits: Commits, worker_commits: Commits) -> None:
         fault("before_append")
+        local = batch.out.take_replies(self.local_replies.__contains__) if self.local_replies else []
         records = batch.out.records(self.topics, self.log.partitions, self.log.partitions_of)
         n = self.log.partitions
         touched = set(batch.events) | {partition_of(w, n) for w in batch.states}
@@ -351,7 +338,10 @@ class ExecutionProcessor:
                 self.inbox.worker_fenced()
         fault("after_append_before_writebatch")
         offsets = {p: o for (g, _, p), o in commits.items() if g == self.group_name}
-        write_stores(batch, self.partitions, offsets, self._stopped, n)
+        try:
+            write_stores(batch, self.partitions, offsets, self._stopped, n)
+        finally:  # what they answer is on the log
+            self.local_replies.deliver(local)
         fault("after_writebatch")
 
     # -- one workflow -----------------------------------------------------------------------------

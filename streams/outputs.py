@@ -28,7 +28,7 @@ class Outputs:
         self._history: list[tuple[str, bytes]] = []
         self._tasks: list[tuple[str, str, bytes]] = []
         self._timers: list[tuple[str, bytes]] = []
-        self._replies: list[tuple[str, bytes]] = []
+        self._replies: list[dict[str, Any]] = []  # encoded in `records`: local ones never are
         self._commands: list[tuple[str, bytes]] = []  # to other workflows (children, parents)
         self._emitted: list[OutRecord] = []  # to user topics; partition set by `records`
 
@@ -50,7 +50,13 @@ class Outputs:
             OutRecord(topics.timers, partition_of(k, partitions), k, v) for k, v in self._timers
         ]
         out += [
-            OutRecord(topics.replies, partition_of(k, partitions), k, v) for k, v in self._replies
+            OutRecord(
+                topics.replies,
+                partition_of(r["reply_to"], partitions),
+                r["reply_to"],
+                REPLIES.encode(r),
+            )
+            for r in self._replies
         ]
         out += [
             OutRecord(topics.commands, partition_of(k, partitions), k, v) for k, v in self._commands
@@ -109,7 +115,15 @@ class Outputs:
             self.command(report_signal(body["sender"]), now_us)
 
     def reply(self, record: dict[str, Any]) -> None:
-        self._replies.append((record["reply_to"], REPLIES.encode(record)))
+        self._replies.append(record)
+
+    def take_replies(self, local: Callable[[str], bool]) -> list[dict[str, Any]]:
+        """Take out the replies to clients for which ``local(client_id)`` is true: they are
+        handed over in memory (see streams/local_replies.py) and never reach the log."""
+        taken = [r for r in self._replies if local(r["reply_to"])]
+        if taken:
+            self._replies = [r for r in self._replies if not local(r["reply_to"])]
+        return taken
 
     def cancel_timer(self, workflow_id: str, timer_id_: str, fire_at_us: int) -> None:
         request = {

@@ -22,7 +22,7 @@ from docket.app import App
 from docket.codec.failure import to_failure
 from docket.codec.payload import decode_args, to_payload
 from docket.context import QueryContext
-from docket.errors import SerializationError, WorkflowNotFoundError
+from docket.errors import SerializationError, WorkflowError, WorkflowNotFoundError
 from docket.execution.decide import Decision, reply
 from docket.execution.failures import failure_record
 from docket.execution.fold import RUNNING, State, in_chain
@@ -30,6 +30,34 @@ from docket.runtime.instance import WorkflowInstance, bind_check
 from docket.streams.outputs import Outputs
 
 _UNGUARDED = nullcontext()
+
+# commands that ask for an answer: a stopped execution refuses them rather than defer them
+REQUESTS = frozenset(
+    ("SignalWorkflow", "QueryWorkflow", "StartWorkflow", "WatchWorkflow", "UpdateWorkflow")
+)
+
+
+def refuse_stopped(
+    command: dict[str, Any], workflow_id: str, state: State | None, reason: str
+) -> dict[str, Any] | None:
+    """The reply refusing a request to an execution that stopped (its code failed); None
+    if nobody waits for one."""
+    kind, body = command["body"]
+    if not body.get("reply_to"):
+        return None
+    return reply(
+        body["reply_to"],
+        command["command_id"],
+        workflow_id,
+        state["run_id"] if state else "",
+        "query_failed" if kind == "QueryWorkflow" else "rejected",
+        failure=to_failure(
+            WorkflowError(
+                f"workflow_id={workflow_id!r} is stopped and takes no requests until it runs "
+                f"again with fixed code: {reason}"
+            )
+        ),
+    )
 
 
 def outcome_request_id(update_id: str) -> str:

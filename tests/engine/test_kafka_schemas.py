@@ -159,9 +159,14 @@ async def test_records_in_confluent_framing_are_read_by_docket_and_by_confluent_
 
     url = f"mock://{uuid.uuid4().hex}"
     monkeypatch.setenv("DOCKET_SCHEMA_REGISTRY_URL", url)
-    async with docket.Engine(app, data_dir=tmp_path / "first") as engine:
-        handle = await engine.client.start(doubler, 21, workflow_id="framed")
-        assert await handle.result(timeout=30) == 42  # commands, tasks, timers, replies: framed
+    async with docket.Engine(app, data_dir=tmp_path / "first"):
+        # a client of its own: the engine's client takes its replies in memory, not from the log
+        remote = docket.Client.connect(data_dir=tmp_path / "first")
+        try:
+            handle = await remote.start(doubler, 21, workflow_id="framed")
+            assert await handle.result(timeout=30) == 42  # commands, tasks, timers, replies: framed
+        finally:
+            await remote.close()
 
     registry = ConfluentSchemaRegistry(url).client  # the registry the engine used
     subjects = set(registry.get_subjects())
