@@ -11,7 +11,7 @@ import asyncio
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -26,7 +26,8 @@ from docket.client_input import (
 )
 from docket.codec.failure import from_failure, to_failure
 from docket.codec.payload import encode_args, from_payload, to_payload
-from docket.codec.records import COMMANDS, REPLIES
+from docket.codec.records import REPLIES
+from docket.command_sink import CommandSink, command_records, unfenced
 from docket.config import Settings
 from docket.definitions import Workflow
 from docket.emission import encode_headers, encode_value, record_problem
@@ -256,6 +257,7 @@ class Client:
         self._watching: set[str] = set()
         self._listener: asyncio.Task[None] | None = None
         self._owns_log = False
+        self.commands_to: CommandSink | None = None  # set by an engine: see _submit
 
     @classmethod
     def connect(cls, settings: Settings | None = None, **overrides: Any) -> Client:
@@ -340,6 +342,7 @@ class Client:
             "args": arg_payloads,
             "kwargs": kwarg_payloads,
             "reply_to": self.client_id,
+            "sender": None,  # sent by no workflow
         }
         handle, signal_reply = await self._with_start(start, ("SignalWorkflow", signal_body))
         self._raise_refusal(signal_reply, start.workflow_id, f"signal {name!r}")
@@ -477,6 +480,7 @@ class Client:
             "task_queue": queue,
             "id_reuse_policy": policy.value,
             "reply_to": self.client_id,
+            "parent": None,  # every field, as decoding fills them: it may be handed over as is
             **timing,
         }
         return _Start(workflow_id, new_request_id(), ("StartWorkflow", body), name, hint, policy)
@@ -514,10 +518,10 @@ class Client:
         self._waiters[start.command_id], self._waiters[then_id] = started, answered
         what = f"workflow_id={start.workflow_id!r}"
         try:
-            await self._writer.append(
+            await self._submit(
                 [
-                    self._record(start.workflow_id, start.command_id, start.body),
-                    self._record(start.workflow_id, then_id, then),
+                    self._command(start.workflow_id, start.command_id, start.body),
+                    self._command(start.workflow_id, then_id, then),
                 ]
             )
             handle = self._started(start, await self._wait(started, self.reply_timeout, what))
@@ -594,6 +598,8 @@ class Client:
             "kwargs": kwarg_payloads,
             "reply_to": self.client_id,
         }
+        if kind == "signal":
+            body["sender"] = None  # sent by no workflow
         command = "SignalWorkflow" if kind == "signal" else "QueryWorkflow"
         reply = await self._request(workflow_id, new_request_id(), (command, body))
         self._raise_refusal(reply, workflow_id, what)
@@ -629,25 +635,31 @@ class Client:
     async def _send(
         self, workflow_id: str, command_id: str, body: tuple[str, dict[str, Any]]
     ) -> None:
+        await self._submit([self._command(workflow_id, command_id, body)])
+
+    async def _submit(self, commands: Sequence[dict[str, Any]]) -> None:
+        """Send one workflow's commands, in order: handed to the processor of this process
+        when it owns the workflow (the engine's own client, docket/streams/handoff.py), else
+        appended to ``commands``."""
+        sink = self.commands_to
+        if sink is not None and sink.owns(commands[0]["workflow_id"]):
+            sink.take(commands, {}, {}, unfenced)
+            return
         # not flushed to disk on its own: its reply comes after the processor's append, whose
         # flush takes this record along (the WAL is one file); unanswered, it was never acked
-        await self._writer.append([self._record(workflow_id, command_id, body)], sync=False)
+        records = command_records(self._topics, self._log.partitions, commands)
+        await self._writer.append(records, sync=False)
 
-    def _record(
-        self, workflow_id: str, command_id: str, body: tuple[str, dict[str, Any]]
-    ) -> OutRecord:
-        command = {
+    @staticmethod
+    def _command(
+        workflow_id: str, command_id: str, body: tuple[str, dict[str, Any]]
+    ) -> dict[str, Any]:
+        return {
             "command_id": command_id,
             "workflow_id": workflow_id,
             "ts_us": time.time_ns() // 1000,
             "body": body,
         }
-        return OutRecord(
-            self._topics.commands,
-            partition_of(workflow_id, self._log.partitions),
-            workflow_id,
-            COMMANDS.encode(command),
-        )
 
     async def _wait(
         self, future: asyncio.Future[dict[str, Any]], timeout: float | None, what: str

@@ -161,6 +161,8 @@ class Engine:
         self._client = Client(self.log, topics, reader)
         if processor is not None:  # its replies skip the log (streams/local_replies.py)
             processor.local_replies.register(self._client.client_id, self._client.take_reply)
+            if self.log.reads_whole_appends:  # and so do its requests (as the worker's reports)
+                self._client.commands_to = processor.inbox
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=f"docket-{name}")

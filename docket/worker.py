@@ -14,15 +14,16 @@ import builtins
 import contextvars
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn
 
 from docket.app import App
 from docket.codec.failure import to_failure
 from docket.codec.payload import decode_args, from_payload, to_payload
-from docket.codec.records import COMMANDS, TASKS
+from docket.codec.records import TASKS
+from docket.command_sink import CommandSink, command_records
 from docket.errors import (
     ApplicationError,
     CancelledError,
@@ -34,8 +35,7 @@ from docket.errors import (
 from docket.execution.failures import step_timeout_message
 from docket.execution.ids import task_token
 from docket.faults import fault
-from docket.log.base import Commits, Log, OutRecord
-from docket.log.partitioner import partition as partition_of
+from docket.log.base import Log
 from docket.log.topics import Topics
 from docket.streams.host import PartitionGroup
 
@@ -138,38 +138,6 @@ class _Partition:
         return min(self.in_flight) if self.in_flight else self.next_read
 
 
-def report_records(
-    topics: Topics, partitions: int, reports: list[dict[str, Any]]
-) -> list[OutRecord]:
-    """Step reports as ``commands`` records, each on its workflow's partition."""
-    return [
-        OutRecord(
-            topics.commands,
-            partition_of(r["workflow_id"], partitions),
-            r["workflow_id"],
-            COMMANDS.encode(r),
-        )
-        for r in reports
-    ]
-
-
-class ReportSink(Protocol):
-    """A co-located execution processor that takes reports straight into its next batch
-    (``docket/streams/handoff.py``), sparing a log round trip per step."""
-
-    def owns(self, workflow_id: str) -> bool:
-        """Whether it would take this workflow's reports now."""
-
-    def take(
-        self,
-        reports: list[dict[str, Any]],
-        commits: Commits,
-        owners: Mapping[str, str],
-        on_fenced: Callable[[], None],
-    ) -> None:
-        """Take reports and the task offsets they settle; the sink makes both durable."""
-
-
 class Worker:
     def __init__(
         self,
@@ -198,7 +166,7 @@ class Worker:
         }
         self._running = 0
         self._outbox: list[dict[str, Any]] = []  # commands reporting outcomes
-        self.reports_to: ReportSink | None = None
+        self.reports_to: CommandSink | None = None
         self._done = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._running_steps: dict[tuple[str, str, int, int], StepContext] = {}
@@ -317,11 +285,11 @@ class Worker:
             if handed:
                 others = [r for r in reports if not sink.owns(r["workflow_id"])]
                 if others:  # durable before the sink commits the offsets that settle them
-                    self.log.append(report_records(self.topics, self.log.partitions, others))
+                    self.log.append(command_records(self.topics, self.log.partitions, others))
                 owners = {g.group: g.member for g in self._groups.values()}
                 sink.take(handed, commits, owners, self._fenced)
                 return True
-        records = report_records(self.topics, self.log.partitions, reports)
+        records = command_records(self.topics, self.log.partitions, reports)
         try:
             # not atomic: a report whose task offset did not commit is sent again after a
             # crash, and the processor ignores the second one (Kafka saves a transaction)

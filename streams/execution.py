@@ -48,7 +48,7 @@ from docket.runtime.matching import replay
 from docket.streams import unconfirmed
 from docket.streams.batch import Batch, PartitionCursor, StopExecution, write_stores
 from docket.streams.closing import before_fold
-from docket.streams.handoff import ReportInbox
+from docket.streams.handoff import CommandInbox
 from docket.streams.host import PartitionGroup
 from docket.streams.local_replies import LocalReplies
 from docket.streams.requests import (
@@ -99,7 +99,7 @@ class ExecutionProcessor:
         self._resume: set[str] = set()  # stopped executions to retry (once) after a restart
         self._stopped: set[str] = set()  # executions whose state holds deferred commands
         self._stopping = False
-        self.inbox = ReportInbox(log_, topics, lambda p: p in self.partitions)
+        self.inbox = CommandInbox(log_, topics, lambda p: p in self.partitions)
         self.local_replies = LocalReplies()  # clients in this process (local_replies.py)
         self.sourced = SourceDedupe(
             lambda wid, run_id, after: self.partitions[

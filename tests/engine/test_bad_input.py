@@ -156,10 +156,14 @@ async def test_garbage_commands_are_skipped_and_later_commands_processed(
     async with docket.Engine(app, data_dir=tmp_path, partitions=PARTITIONS) as engine:
         log = engine_log(engine)
         log.append([OutRecord(TOPICS.commands, p, workflow_id, g) for g in garbage])
-        handle = await engine.client.start(hello, "after", workflow_id=workflow_id)
-        assert await handle.result(timeout=10) == "Hello, after!"
+        client = docket.Client.connect(data_dir=tmp_path)  # its start goes after them on the log
+        try:
+            handle = await client.start(hello, "after", workflow_id=workflow_id)
+            assert await handle.result(timeout=10) == "Hello, after!"
+        finally:
+            await client.close()
         await until(lambda: log.committed(TOPICS.group("processor"), TOPICS.commands, p) >= len(garbage) + 1)
-        assert [e.type for e in await handle.history()] == [
+        assert [e.type for e in await engine.client.get_handle(workflow_id).history()] == [
             "WorkflowStarted", "StepScheduled", "StepCompleted", "WorkflowCompleted"]
     messages = errors_logged(caplog, "skipping undecodable record")
     assert len(messages) == len(garbage)
