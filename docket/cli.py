@@ -326,6 +326,17 @@ def start(
     _print(_run(_with_client(_settings(ctx), go)), as_json)
 
 
+def _pending_step(step: dict[str, Any]) -> str:
+    when = (
+        f", retry at {step['retry_at']}"
+        if step["retry_at"]
+        else f", started {step['started_at']}"
+        if step["started_at"]
+        else ""
+    )
+    return f"{step['name']}#{step['seq']} (attempt {step['attempt']}{when})"
+
+
 @workflow.command()
 @click.argument("workflow_id")
 @click.option("--json", "as_json", is_flag=True)
@@ -336,12 +347,7 @@ def describe(ctx: click.Context, workflow_id: str, as_json: bool) -> None:
     description = _run(_with_client(_settings(ctx), lambda c: c.describe(workflow_id)))
     data = description.to_json()
     if not as_json:
-        data["pending_steps"] = (
-            ", ".join(
-                f"{s['name']}#{s['seq']} (attempt {s['attempt']})" for s in data["pending_steps"]
-            )
-            or "-"
-        )
+        data["pending_steps"] = ", ".join(map(_pending_step, data["pending_steps"])) or "-"
         data["pending_timers"] = (
             ", ".join(f"#{t['seq']} at {t['fire_at']}" for t in data["pending_timers"]) or "-"
         )

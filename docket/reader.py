@@ -29,7 +29,10 @@ class PendingStep:
     name: str
     attempt: int
     local: bool
-    retry_at: datetime | None
+    retry_at: datetime | None  # the attempt waits for its backoff until then
+    # when a worker began the attempt; None while it is queued, and for steps with neither a
+    # start-to-close nor a heartbeat timeout (only those report their start: a record each)
+    started_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class WorkflowDescription:
                     "attempt": s.attempt,
                     "local": s.local,
                     "retry_at": s.retry_at.isoformat() if s.retry_at else None,
+                    "started_at": s.started_at.isoformat() if s.started_at else None,
                 }
                 for s in self.pending_steps
             ],
@@ -130,7 +134,14 @@ def describe_state(state: dict[str, Any]) -> WorkflowDescription:
         run_chain=list(state["run_chain"]),
         delayed_until=_time(state["start_at_us"]),
         pending_steps=[
-            PendingStep(s["seq"], s["step_name"], s["attempt"], s["local"], _time(s["retry_at_us"]))
+            PendingStep(
+                s["seq"],
+                s["step_name"],
+                s["attempt"],
+                s["local"],
+                _time(s["retry_at_us"]),
+                _time(s["started_us"]),
+            )
             for s in sorted(state["steps"].values(), key=lambda s: s["seq"])
         ],
         pending_timers=[

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -145,6 +145,25 @@ async def test_time_queued_for_a_worker_does_not_count_against_start_to_close(
         assert max(ends) - min(ends) >= 0.7  # they did queue
         kinds = [e.type for e in await handle.history()]
         assert "StepAttemptFailed" not in kinds and kinds.count("StepStarted") == 3
+
+
+async def test_describe_tells_a_started_attempt_from_a_queued_one(tmp_path: Path) -> None:
+    """One step at a time, each with a start-to-close timeout: describe() shows when the
+    running one began, and no start for the two still queued behind it."""
+    async with docket.Engine(app, data_dir=tmp_path, max_concurrency=1) as engine:
+        before = datetime.now(UTC)
+        handle = await engine.client.start(three_steady)
+        for _ in range(200):
+            pending = (await handle.describe()).pending_steps
+            if len(pending) == 3 and any(s.started_at for s in pending):
+                break
+            await asyncio.sleep(0.01)
+        assert len(pending) == 3, "never saw all three steps pending"
+        started = [s for s in pending if s.started_at is not None]
+        assert len(started) == 1 and before <= started[0].started_at <= datetime.now(UTC)
+        assert [s.started_at for s in pending if s is not started[0]] == [None, None]
+        assert all(s.retry_at is None for s in pending)
+        await handle.result(timeout=20)
 
 
 async def test_a_workflow_bounds_the_wait_for_a_queued_step_itself(tmp_path: Path) -> None:
