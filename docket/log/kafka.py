@@ -23,6 +23,8 @@ tests run against, show aborted records to read_committed consumers and accept o
 stale members): outputs carry deterministic ids and every reader dedupes, as DESIGN.md
 requires. The broker's end-of-partition offset is not trusted either (Tansu reports the
 start of the last batch): ends come from this process's delivery reports and from reading.
+It is a lower bound all the same, so a read to the end reads at least that far (see
+`_TopicReader`): what another process appended before the read began is seen.
 """
 
 from __future__ import annotations
@@ -532,7 +534,13 @@ class _TopicReader:
     partition from a buffer; a read at another offset than where the last read ended seeks.
     A read returns nothing only at the end of the partition: after a seek, or when this
     process knows of records further on, it waits for the fetch (partition-EOF events say
-    where the end is, as the broker saw it while fetching)."""
+    where the end is, as the broker saw it while fetching).
+
+    An end the fetch reported earlier is stale once another process appends: the consumer
+    fetches those records a few milliseconds later, and a read to the end in between would
+    stop short (a client that had its workflow's result read a history without its close).
+    So a read to the end that has nothing buffered asks the broker where the partition ends
+    now, once, and waits until the fetch has reported an end at least that far."""
 
     WAIT_S = 10.0
 
@@ -565,11 +573,15 @@ class _TopicReader:
         self._eof: dict[int, int] = {}  # partition -> the end offset last reported
 
     def read(self, partition: int, offset: int, limit: int, *, to_the_end: bool) -> list[LogRecord]:
-        if self._cursor.get(partition) != offset:
-            self._seek(partition, offset)
+        seek_end = self._seek(partition, offset) if self._cursor.get(partition) != offset else None
         self._fetch(0.0)
+        end_now = 0  # to the end with nothing at hand: the broker's end, asked during this read
+        if to_the_end and not self._buffer[partition]:
+            end_now = self._broker_end(partition) if seek_end is None else seek_end
         deadline = time.monotonic() + self.WAIT_S
-        while not self._buffer[partition] and self._more_expected(partition, offset, to_the_end):
+        while not self._buffer[partition] and self._more_expected(
+            partition, offset, to_the_end, end_now
+        ):
             if time.monotonic() > deadline:
                 raise LogError(
                     f"no records from {self.topic}[{partition}] at offset {offset} within "
@@ -582,19 +594,37 @@ class _TopicReader:
             self._cursor[partition] = out[-1].offset + 1
         return out
 
-    def _more_expected(self, partition: int, offset: int, to_the_end: bool) -> bool:
+    def _more_expected(self, partition: int, offset: int, to_the_end: bool, end_now: int) -> bool:
         """Whether records may follow: this process appended past ``offset`` (or past the
         end the fetch last reported), or, ``to_the_end``, the fetch has not reported the end
-        since the last record. (An end beyond ``offset`` with no record before it is not
-        "more": commit markers take offsets too.)"""
+        since the last record, or not as far as the broker's ``end_now``. (An end beyond
+        ``offset`` with no record before it is not "more": commit markers take offsets too;
+        the fetch passes them and reports the end behind them.)"""
         eof = self._eof.get(partition)
         with self._log._lock:
-            known_end = self._log._ends.get((self.topic, partition), 0)
+            known_end = max(self._log._ends.get((self.topic, partition), 0), end_now)
         if eof is None:
             return to_the_end or known_end > offset
         return known_end > eof
 
-    def _seek(self, partition: int, offset: int) -> None:
+    def _broker_end(self, partition: int) -> int:
+        """The partition's high watermark, asked of the broker now (one round trip): every
+        record acknowledged before the call is below it. Tansu may undercount it (the last
+        batch's first offset + 1), never overcount, so reading to it never waits in vain."""
+        TopicPartition = self._kafka.TopicPartition
+        try:
+            marks = self._consumer.get_watermark_offsets(
+                TopicPartition(self.topic, partition), timeout=10, cached=False
+            )
+        except self._kafka.KafkaException as exc:
+            raise LogError(f"cannot ask where {self.topic}[{partition}] ends: {exc}") from exc
+        if marks is None:
+            raise LogError(f"cannot ask where {self.topic}[{partition}] ends: no answer in 10 s")
+        high: int = marks[1]
+        return high
+
+    def _seek(self, partition: int, offset: int) -> int:
+        """Start fetching at ``offset``; return the broker's end, asked on the way."""
         TopicPartition = self._kafka.TopicPartition
         if partition in self._cursor:
             self._consumer.incremental_unassign([TopicPartition(self.topic, partition)])
@@ -602,14 +632,13 @@ class _TopicReader:
         # waits), and its high watermark may undercount (Tansu: the last batch's first
         # offset + 1). So a read at or past that mark starts one record before it and skips
         # what it did not ask for: the fetch then reaches the true end and reports it.
-        _, high = self._consumer.get_watermark_offsets(
-            TopicPartition(self.topic, partition), 10, False
-        )
+        high = self._broker_end(partition)
         start = offset if offset < high else max(high - 1, 0)
         self._consumer.incremental_assign([TopicPartition(self.topic, partition, start)])
         self._cursor[partition] = offset
         self._buffer[partition] = []
         self._eof.pop(partition, None)
+        return high
 
     def _fetch(self, timeout: float) -> None:
         """Take what the consumer has: wait up to ``timeout`` for the first batch, then drain."""

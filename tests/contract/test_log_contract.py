@@ -155,6 +155,23 @@ class LogContract:
         other.append([OutRecord(TOPIC, 0, "k", b"w")])
         assert values(log.read(TOPIC, 0, 0, 10)) == [b"v", b"w"]
 
+    def test_a_read_to_the_end_sees_what_another_handle_appended_before_it(
+        self, log: Log, other: Log
+    ) -> None:
+        """Read-your-writes across processes: once an append has returned, a read that
+        finds nothing means the partition really ends there, also for a handle that had
+        already read to the end (on Kafka it knew of an end from its last fetch, and
+        returned nothing until it fetched again: a client missed a workflow's close)."""
+        offset = 0
+        for i in range(20):
+            commits = {(GROUP, TOPIC, 0): i + 1} if i % 2 else None  # a transaction on Kafka
+            log.append([OutRecord(OTHER, 0, "k", str(i).encode())], commits)
+            records = other.read(OTHER, 0, offset, 10)
+            assert values(records) == [str(i).encode()], f"append {i} not seen"
+            offset = records[-1].offset + 1
+            assert other.read(OTHER, 0, offset, 10) == []  # the end: where the next read waits
+        assert other.end_offset(OTHER, 0) >= offset
+
     def test_appends_survive_reopening(self, where: Path) -> None:
         first = self.open_log(where)
         first.append([OutRecord(TOPIC, 1, "k", b"durable")], {(GROUP, TOPIC, 1): 1})

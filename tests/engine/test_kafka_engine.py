@@ -15,6 +15,7 @@ import pytest
 
 import docket
 from docket.log.kafka import KafkaLog
+from docket.log.partitioner import partition as partition_of
 from docket.streams import restore as restore_module
 from tests.kafka_broker import Broker
 
@@ -125,6 +126,36 @@ async def test_describe_history_and_list_from_a_machine_without_the_partitions(
         finally:
             await elsewhere.close()
     assert not (tmp_path / "elsewhere" / "state").exists()  # nothing kept on that machine
+
+
+@app.workflow
+class Quick:
+    @docket.run
+    async def run(self, ctx: docket.WorkflowContext) -> str:
+        return "done"
+
+
+async def test_a_client_elsewhere_describes_what_it_was_told_at_once(
+    kafka: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read-your-writes from a machine without the partitions: once ``start`` or
+    ``result()`` returned, ``describe()`` shows the run started, then closed. Every run is
+    on one partition, so each describe catches up a replica that had read to the end before
+    (a describe once showed "running" in CI: that read's end had gone stale). That client's
+    readers hold an empty fetch for 100 ms (Tansu holds it to the end), so its history
+    consumer is often behind the reply it got."""
+    ids = [f"quick-{i}" for i in range(100) if partition_of(f"quick-{i}", 4) == 0][:12]
+    async with docket.Engine(app, data_dir=tmp_path / "engine"):
+        monkeypatch.setenv("DOCKET_KAFKA_FETCH_WAIT_MAX_MS", "100")
+        elsewhere = docket.Client.connect(data_dir=tmp_path / "elsewhere")
+        try:
+            for workflow_id in ids:
+                handle = await elsewhere.start(Quick, workflow_id=workflow_id)
+                assert (await handle.describe()).workflow_id == workflow_id
+                assert await handle.result(timeout=30) == "done"
+                assert (await handle.describe()).status == "completed", workflow_id
+        finally:
+            await elsewhere.close()
 
 
 # Every example runs unchanged on Kafka: the same scripts, with DOCKET_BOOTSTRAP_SERVERS set.
