@@ -50,7 +50,9 @@ from docket.streams.replica import HistoryReplica
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_MAX_OUTCOMES = 100_000
+# outcomes that arrived before anyone asked (a start whose result() comes later, or never):
+# a miss costs one WatchWorkflow round trip, while every entry lengthens full GC collections
+_MAX_OUTCOMES = 10_000
 _RUN_ENDS = ("completed", "failed", "terminated", "cancelled", "timed_out", "continued_as_new")
 
 
@@ -693,7 +695,7 @@ class Client:
     async def _run_outcome(
         self, workflow_id: str, run_id: str, left: float | None, timeout: float | None
     ) -> dict[str, Any]:
-        done = self._outcomes.get(run_id)
+        done = self._outcomes.pop(run_id, None)  # taken: another ask watches again
         if done is not None:
             return done
         self._ensure_listener()
@@ -761,12 +763,16 @@ class Client:
                 run_id = request_id.removeprefix("result:")
                 self._watching.add(reply["run_id"])  # this client's watch carried over
             self._watching.discard(run_id)
-            self._outcomes[run_id] = reply
-            while len(self._outcomes) > _MAX_OUTCOMES:
-                self._outcomes.popitem(last=False)
+            taken = False
             for future in self._run_waiters.pop(run_id, []):
                 if not future.done():
                     future.set_result(reply)
+                    taken = True
+            if not taken:  # kept for a result() yet to come (one that waited has it: the
+                # cache would only make the cyclic GC's full collections longer)
+                self._outcomes[run_id] = reply
+                while len(self._outcomes) > _MAX_OUTCOMES:
+                    self._outcomes.popitem(last=False)
 
     async def close(self) -> None:
         if self._listener is not None:

@@ -25,6 +25,7 @@ class SystemClock:
         if delay <= 0 or wake.is_set():
             return
         waiter = asyncio.ensure_future(wake.wait())
-        await asyncio.wait({waiter}, timeout=delay)  # not wait_for: see EmbeddedLog.wait_for_append
-        waiter.cancel()
-        await asyncio.gather(waiter, return_exceptions=True)
+        try:  # not wait_for: see EmbeddedLog.wait_for_append
+            await asyncio.wait({waiter}, timeout=delay)
+        finally:  # also when this sleep is cancelled: else the task waits on `wake` for good
+            waiter.cancel()

@@ -61,10 +61,10 @@ class ManualClock:
             moved: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._moved.append(moved)
             woken: asyncio.Future[Any] = asyncio.ensure_future(wake.wait())
-            waits: set[asyncio.Future[Any]] = {moved, woken}
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            woken.cancel()
-            await asyncio.gather(woken, return_exceptions=True)
+            try:
+                await asyncio.wait({moved, woken}, return_when=asyncio.FIRST_COMPLETED)
+            finally:  # also when this sleep is cancelled: else the task waits on `wake` for good
+                woken.cancel()
 
 
 class WorkflowEnvironment:

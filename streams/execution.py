@@ -765,6 +765,9 @@ class ExecutionProcessor:
         return self.app.find_workflow(workflow_type) is not None
 
     def _cache_state(self, workflow_id: str, state: State) -> None:
+        if state["status"] != RUNNING:  # rarely asked again: the cyclic GC would walk it
+            self._states.pop(workflow_id, None)
+            return
         self._states[workflow_id] = state
         self._states.move_to_end(workflow_id)
         while len(self._states) > max(self.cache_size, 1000):

@@ -139,7 +139,7 @@ class AppendWaiters:
     on a future that the next append, or a timer, completes."""
 
     def __init__(self) -> None:
-        self._waiting: list[asyncio.Future[None]] = []
+        self._waiting: set[asyncio.Future[None]] = set()
 
     async def wait(self, seconds: float) -> None:
         """Return after the next `wake_all`, or after ``seconds``. A plain future and
@@ -147,7 +147,7 @@ class AppendWaiters:
         that races with the inner wait, and then the caller's task never stops."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
-        self._waiting.append(waiter)
+        self._waiting.add(waiter)
         timer = loop.call_later(seconds, wake, waiter)
         try:
             await waiter
@@ -155,9 +155,12 @@ class AppendWaiters:
             timer.cancel()
             if not waiter.done():
                 waiter.cancel()
+            # timed out: no append took it off (an idle engine's pollers would pile up
+            # futures, hundreds a second, until this process appended something)
+            self._waiting.discard(waiter)
 
     def wake_all(self) -> None:
-        waiting, self._waiting = self._waiting, []
+        waiting, self._waiting = self._waiting, set()
         for waiter in waiting:
             wake(waiter)
 

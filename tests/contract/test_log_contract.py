@@ -8,6 +8,7 @@ SQLite log is `TestEmbeddedLog` below; a Kafka subclass adds ``open_log`` agains
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import subprocess
 import sys
@@ -327,6 +328,20 @@ class LogContract:
         token = log.change_token()  # taken before the read, as the processors do
         other.append([OutRecord(TOPIC, 0, "k", b"v")])
         await asyncio.wait_for(log.wait_for_append(token, 30.0), 5.0)
+
+    async def test_waits_that_time_out_leave_nothing_behind(self, log: Log) -> None:
+        """An idle engine's pollers time out every few milliseconds, for days: each wait's
+        future must go when it ends, not stay until this process appends something."""
+
+        def futures() -> int:
+            gc.collect()
+            return sum(1 for o in gc.get_objects() if isinstance(o, asyncio.Future))
+
+        await log.wait_for_append(log.change_token(), 0.001)
+        before = futures()
+        for _ in range(100):
+            await log.wait_for_append(log.change_token(), 0.001)
+        assert futures() - before < 10
 
     async def test_wait_for_append_times_out_without_appends(self, log: Log) -> None:
         await asyncio.wait_for(log.wait_for_append(log.change_token(), 0.05), 5.0)

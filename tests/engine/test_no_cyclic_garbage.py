@@ -95,3 +95,31 @@ async def test_finished_workflows_leave_no_cyclic_garbage(tmp_path: Path) -> Non
             gc.set_debug(0)
             gc.garbage.clear()
     assert not found, f"cyclic garbage left by finished workflows: {dict(found)}"
+
+
+async def test_closed_runs_leave_nothing_behind_in_a_long_running_engine(tmp_path: Path) -> None:
+    """What an engine holds must not grow with the runs that closed. It did: the processor
+    cached every closed run's state (up to 10,000; the store has it), the client every
+    outcome, taken or not (up to 100,000), and the timer service left a task waiting for
+    good each time an append woke it first (one per few workflows, without bound). In a
+    long-running engine every full collection walked them all."""
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+
+        async def run(names: list[str]) -> None:
+            handles = [await engine.client.start(hello, n, workflow_id=n) for n in names]
+            assert await asyncio.gather(*(h.result(timeout=20) for h in handles)) == [
+                f"HELLO, {n.upper()}" for n in names
+            ]
+
+        async def tracked() -> int:
+            await asyncio.sleep(0.1)  # what the runs' gather held goes
+            gc.collect()
+            return len(gc.get_objects())
+
+        await run([f"warm-{i}" for i in range(50)])
+        before = await tracked()
+        await run([f"run-{i}" for i in range(400)])
+        grown = await tracked() - before
+        assert grown < 100, f"{grown} more tracked objects after 400 closed runs"
+        again = engine.client.get_handle("run-7")  # a closed run's result is still there
+        assert await again.result(timeout=20) == await again.result(timeout=20) == "HELLO, RUN-7"
