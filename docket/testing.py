@@ -124,7 +124,7 @@ class WorkflowEnvironment:
         if log is None or processor is None or timers is None:
             return False
         topics = processor.topics
-        if processor.inbox:  # reports the worker handed over, not yet processed
+        if processor.inbox or processor.busy:  # commands handed over, not yet durable
             return False
         for partition, cursor in processor.partitions.items():
             if cursor.offset < log.end_offset(topics.commands, partition):

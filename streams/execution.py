@@ -100,6 +100,7 @@ class ExecutionProcessor:
         self._stopped: set[str] = set()  # executions whose state holds deferred commands
         self._stopping = False
         self.inbox = CommandInbox(log_, topics, lambda p: p in self.partitions)
+        self.busy = self._appended = False  # a batch is in hand (not yet durable); it is on the log
         self.local_replies = LocalReplies()  # clients in this process (local_replies.py)
         self.sourced = SourceDedupe(
             lambda wid, run_id, after: self.partitions[
@@ -145,30 +146,35 @@ class ExecutionProcessor:
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
-        while not stop.is_set():
-            await self.group.sync_if_due(loop.time())
-            token = self.log.change_token()
-            try:
-                worked = await self.poll_once()
-            except PartitionFencedError as exc:
-                log.warning("%s", exc)
-                self.group.fenced()
-                self._instances.clear()
-                self._states.clear()
-                continue
-            if not worked and not self.inbox:
-                await self.inbox.wait(token, IDLE_WAIT_S)
-        self.inbox.close()
+        try:
+            while not stop.is_set():
+                await self.group.sync_if_due(loop.time())
+                token = self.log.change_token()
+                try:
+                    worked = await self.poll_once()
+                except PartitionFencedError as exc:
+                    log.warning("%s", exc)
+                    self.group.fenced()
+                    self._instances.clear()
+                    self._states.clear()
+                    continue
+                if not worked and not self.inbox:
+                    await self.inbox.wait(token, IDLE_WAIT_S)
+        finally:  # also when it failed: senders append from now on, nobody would take them
+            self.inbox.close()
 
     async def poll_once(self) -> bool:
         """Process one batch; False if there was nothing to read."""
         handed, worker_commits = self.inbox.take_all()
+        self.busy, self._appended = True, False  # busy: see WorkflowEnvironment.idle
         try:
             return await self._poll(handed, worker_commits)
-        except BaseException:  # not made durable: append them as the worker would have
-            if handed or worker_commits:
+        except BaseException:  # not made durable: append them as their senders would have
+            if (handed or worker_commits) and not self._appended:  # else: recorded already
                 self.inbox.give_back(handed, worker_commits)
             raise
+        finally:
+            self.busy = False
 
     async def _poll(
         self, handed: list[dict[str, Any]], worker_commits: dict[tuple[str, str, int], int]
@@ -336,6 +342,7 @@ class ExecutionProcessor:
             except PartitionFencedError:  # the worker's leases, or ours? Ours raise again:
                 self.log.append(records, own, owner=self.group.member)
                 self.inbox.worker_fenced()
+        self._appended = True
         fault("after_append_before_writebatch")
         offsets = {p: o for (g, _, p), o in commits.items() if g == self.group_name}
         try:
