@@ -51,7 +51,19 @@ def _default(value: Any) -> Any:
 
 
 _ENCODER = json.JSONEncoder(default=_default, separators=(",", ":"))  # json.dumps makes one per call
-_DECODE = json.JSONDecoder().decode
+_DECODER = json.JSONDecoder()
+_SCAN = _DECODER.scan_once
+
+
+def _decode(text: str) -> Any:
+    """``json.loads`` without its two whitespace regexes, for what our encoder writes: one
+    value spanning the text (5x faster for a short string). Anything else (whitespace
+    around it, trailing data) takes the full decoder, which also raises its errors."""
+    try:
+        value, end = _SCAN(text, 0)
+    except StopIteration:
+        return _DECODER.decode(text)
+    return value if end == len(text) else _DECODER.decode(text)
 
 
 def to_payload(value: Any, *, where: str = "value") -> Payload:
@@ -75,7 +87,7 @@ def from_payload(payload: Payload, hint: Any = None, *, where: str = "value") ->
     if encoding != JSON:
         raise SerializationError(f"cannot decode {where}: unknown payload encoding {encoding!r}")
     try:
-        value = _DECODE(payload["data"].decode())  # UTF-8, as written: skips sniffing
+        value = _decode(payload["data"].decode())  # UTF-8, as written: skips sniffing
     except ValueError as exc:
         raise SerializationError(f"cannot decode {where}: {exc}") from exc
     if hint is None:
