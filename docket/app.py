@@ -85,6 +85,8 @@ class App:
         retry: RetryPolicy | None = None,
         start_to_close_timeout: timedelta | None = None,
         heartbeat_timeout: timedelta | None = None,
+        schedule_to_close_timeout: timedelta | None = None,
+        schedule_to_start_timeout: timedelta | None = None,
         task_queue: str | None = None,
         dynamic: bool = False,
     ) -> Callable[[Callable[P, R]], Step[P, R]]: ...
@@ -97,6 +99,8 @@ class App:
         retry: RetryPolicy | None = None,
         start_to_close_timeout: timedelta | None = None,
         heartbeat_timeout: timedelta | None = None,
+        schedule_to_close_timeout: timedelta | None = None,
+        schedule_to_start_timeout: timedelta | None = None,
         task_queue: str | None = None,
         dynamic: bool = False,
     ) -> Any:
@@ -104,6 +108,13 @@ class App:
 
         ``dynamic=True`` registers the catch-all for step names nobody registered: it is
         called as ``f(name, *args, **kwargs)``.
+
+        Timeouts are timedeltas, as in Temporal (docs/guarantees.md):
+        ``schedule_to_close_timeout`` bounds the whole step, every attempt and backoff;
+        ``schedule_to_start_timeout`` each attempt's wait in its task queue;
+        ``start_to_close_timeout`` each attempt from its start; ``heartbeat_timeout`` the
+        time between heartbeats. The last two fail the attempt (the retry policy applies);
+        the first two fail the step, with no retry.
         """
 
         def register(f: Any) -> Step[Any, Any]:
@@ -114,6 +125,8 @@ class App:
                 retry=retry or RetryPolicy(),
                 start_to_close_timeout=start_to_close_timeout,
                 heartbeat_timeout=heartbeat_timeout,
+                schedule_to_close_timeout=schedule_to_close_timeout,
+                schedule_to_start_timeout=schedule_to_start_timeout,
                 task_queue=task_queue,
                 dynamic=dynamic,
             )

@@ -18,6 +18,14 @@ R = TypeVar("R")
 
 DEFAULT_QUEUE = "default"
 
+# a step's timeouts, as in Temporal (docs/guarantees.md, "Timeouts are durable timers too")
+TIMEOUT_OPTIONS = (
+    "schedule_to_close_timeout",
+    "schedule_to_start_timeout",
+    "start_to_close_timeout",
+    "heartbeat_timeout",
+)
+
 
 def _in_workflow() -> bool:
     from asyncio import events
@@ -39,6 +47,19 @@ class Step(Generic[P, R]):
     heartbeat_timeout: timedelta | None = None
     task_queue: str | None = None
     dynamic: bool = False
+    schedule_to_close_timeout: timedelta | None = None
+    schedule_to_start_timeout: timedelta | None = None
+
+    def __post_init__(self) -> None:
+        for option in TIMEOUT_OPTIONS:
+            value = getattr(self, option)
+            if value is None:
+                continue
+            if not isinstance(value, timedelta) or value < timedelta(milliseconds=1):
+                raise DefinitionError(
+                    f"step {self.name!r}: {option} must be a timedelta of at least 1 ms, got "
+                    f"{value!r}; leave it unset for no such timeout"
+                )
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         if _in_workflow():
@@ -55,15 +76,20 @@ class Step(Generic[P, R]):
         start_to_close_timeout: timedelta | None = None,
         heartbeat_timeout: timedelta | None = None,
         task_queue: str | None = None,
+        schedule_to_close_timeout: timedelta | None = None,
+        schedule_to_start_timeout: timedelta | None = None,
     ) -> Step[P, R]:
         """A copy with some options changed, for one call site."""
         changes: dict[str, Any] = {}
         if retry is not None:
             changes["retry"] = retry
-        if start_to_close_timeout is not None:
-            changes["start_to_close_timeout"] = start_to_close_timeout
-        if heartbeat_timeout is not None:
-            changes["heartbeat_timeout"] = heartbeat_timeout
+        timeouts = {
+            "start_to_close_timeout": start_to_close_timeout,
+            "heartbeat_timeout": heartbeat_timeout,
+            "schedule_to_close_timeout": schedule_to_close_timeout,
+            "schedule_to_start_timeout": schedule_to_start_timeout,
+        }
+        changes.update((option, value) for option, value in timeouts.items() if value is not None)
         if task_queue is not None:
             changes["task_queue"] = task_queue
         return dataclasses.replace(self, **changes)

@@ -18,7 +18,7 @@ DocketError                         base; every error Docket raises on purpose
 ├── ExecutionFailure                crosses the log as a Failure record
 │   ├── ApplicationError            raised by user code: message, type=, non_retryable=, details=
 │   ├── StepError                   a step failed after its retry policy; __cause__ = last failure
-│   ├── TimeoutError                .kind: start_to_close | heartbeat
+│   ├── TimeoutError                .kind: start_to_close | heartbeat | schedule_to_*
 │   └── CancelledError
 ├── NondeterminismError             replay mismatch; stops that execution only
 ├── WorkflowError                   misuse of the workflow API inside workflow code
@@ -167,7 +167,9 @@ class StepError(ExecutionFailure):
 
 
 class TimeoutError(ExecutionFailure):  # noqa: A001 - the Temporal name users expect
-    """A step attempt overran a timeout; ``kind`` is ``start_to_close`` or ``heartbeat``."""
+    """A step overran a timeout; ``kind`` is ``start_to_close`` or ``heartbeat`` (an
+    attempt's, retried), ``schedule_to_close`` or ``schedule_to_start`` (the step's, not
+    retried), or ``run`` or ``execution`` (a workflow's)."""
 
     def __init__(self, message: str, *, kind: str, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)

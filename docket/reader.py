@@ -30,8 +30,8 @@ class PendingStep:
     attempt: int
     local: bool
     retry_at: datetime | None  # the attempt waits for its backoff until then
-    # when a worker began the attempt; None while it is queued, and for steps with neither a
-    # start-to-close nor a heartbeat timeout (only those report their start: a record each)
+    # when a worker began the attempt; None while it is queued, and for steps with no
+    # start-to-close, heartbeat or schedule-to-start timeout (only those report their start)
     started_at: datetime | None = None
 
 

@@ -326,7 +326,8 @@ class Worker:
         )
         key = (task["workflow_id"], task["run_id"], task["seq"], task["attempt"])
         self._running_steps[key] = ctx
-        if task["start_to_close_ms"] or task["heartbeat_ms"]:  # they count from now (decide.py)
+        # start-to-close and heartbeat count from now; schedule-to-start is met (decide.py)
+        if task["start_to_close_ms"] or task["heartbeat_ms"] or task["schedule_to_start_ms"]:
             started = f"StartStep:{task['idempotency_key']}:{time.time_ns()}"
             self._report(task["workflow_id"], started, ("StartStep", base))
             self._done.set()

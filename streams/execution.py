@@ -35,7 +35,7 @@ from docket.errors import (
     PartitionFencedError,
     SerializationError,
 )
-from docket.execution.decide import RESOLUTIONS, decide
+from docket.execution.decide import RESOLUTIONS, decide, local_attempt_timeout_ms
 from docket.execution.fold import RUNNING, State, apply, clone
 from docket.execution.ids import idempotency_key
 from docket.faults import fault
@@ -583,8 +583,8 @@ class ExecutionProcessor:
     ) -> tuple[State, list[dict[str, Any]]]:
         """Run a local step attempt inline and decide its outcome like a worker's report."""
         seq = scheduled["seq"]
-        timeout = scheduled["start_to_close_ms"]
         pending = state["steps"][str(seq)]
+        timeout = local_attempt_timeout_ms(scheduled, pending, now_us)
         details = (
             from_payload(pending["heartbeat_details"]) if pending["heartbeat_details"] else None
         )

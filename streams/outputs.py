@@ -273,9 +273,14 @@ class Outputs:
         scheduled: dict[str, Any],
         attempt: int,
         details: dict[str, Any] | None,
+        now_us: int,
     ) -> None:
-        # its timeout timers start with the attempt, when the worker reports it (decide.py)
+        # its start-to-close and heartbeat timers start with the attempt, when the worker
+        # reports it (decide.py); its schedule-to-start timer with the dispatch, now
         self._task_record(state, scheduled, attempt, heartbeat_details=details, cancel=False)
+        if to_start_ms := scheduled.get("schedule_to_start_ms"):
+            due = now_us + to_start_ms * 1000
+            self._step_timer(state, "schedule_to_start", scheduled["seq"], attempt, due)
 
     def cancel_task(self, state: State, scheduled: dict[str, Any], attempt: int) -> None:
         """A notice on the step's task queue: the worker running this attempt cancels it."""
@@ -287,6 +292,7 @@ class Outputs:
             kwargs={},
             start_to_close_ms=None,
             heartbeat_ms=None,
+            schedule_to_start_ms=None,
             heartbeat_details=None,
             cancel=True,
         )
@@ -309,6 +315,7 @@ class Outputs:
             "idempotency_key": idempotency_key(wid, run_id, seq, attempt),
             "start_to_close_ms": scheduled["start_to_close_ms"],
             "heartbeat_ms": scheduled["heartbeat_ms"],
+            "schedule_to_start_ms": scheduled.get("schedule_to_start_ms"),
             **fields,
         }
         self._tasks.append((scheduled["task_queue"], wid, TASKS.encode(task)))
@@ -331,8 +338,11 @@ class Outputs:
                     )
                 )
         elif kind == "StepScheduled":
+            deadline_us = state["steps"].get(str(body["seq"]), {}).get("deadline_us")
+            if deadline_us is not None:  # the whole step's timer: attempt 0
+                self._step_timer(state, "schedule_to_close", body["seq"], 0, deadline_us)
             if not body["local"]:
-                self._task(state, body, 1, None)
+                self._task(state, body, 1, None, now_us)
         elif kind == "StepRetried":
             step = state["steps"][str(body["seq"])]
             if not step["local"]:
@@ -341,6 +351,7 @@ class Outputs:
                     scheduled_step(state, step),
                     body["attempt"],
                     step["heartbeat_details"],
+                    now_us,
                 )
         elif kind == "StepAttemptFailed":
             self._step_timer(state, "retry", body["seq"], body["attempt"], body["retry_at_us"])

@@ -423,6 +423,8 @@ def _fire_timer(
             return Decision()
         return Decision([("TimerFired", {"seq": seq})], run_id)
     step = state["steps"].get(str(seq))
+    if step is not None and timer_kind == "schedule_to_close":  # the step's, not an attempt's
+        return _schedule_to_close(state, step, now_us, scheduled_step)
     if step is None or step["attempt"] != body["attempt"]:
         return Decision()
     if timer_kind == "retry":
@@ -441,6 +443,8 @@ def _fire_timer(
         return Decision([("StepRetried", {"seq": seq, "attempt": body["attempt"] + 1})], run_id)
     if step["retry_at_us"] is not None:
         return Decision()  # already failed and waiting for its retry
+    if timer_kind == "schedule_to_start":
+        return _schedule_to_start(state, step, now_us, scheduled_step(state, step))
     if timer_kind not in ("start_to_close", "heartbeat"):
         raise ValueError(f"unknown timer kind {timer_kind!r}")
     limit_ms = scheduled_step(state, step)[f"{timer_kind}_ms"]
@@ -456,6 +460,53 @@ def _fire_timer(
         return Decision(timers=[step_timer(state, step, timer_kind, due)])
     failure = _timeout_failure(step, timer_kind, limit_ms)
     return _attempt_failed(state, step, failure, now_us, scheduled_step)
+
+
+def _schedule_to_close(
+    state: State,
+    step: dict[str, Any],
+    now_us: int,
+    scheduled_step: Callable[[State, dict[str, Any]], dict[str, Any]],
+) -> Decision:
+    """The step's deadline (its StepScheduled's time + schedule_to_close_ms) came, whatever
+    its attempt is doing: running, queued or waiting for its retry. It fails, not retried."""
+    deadline_us = step.get("deadline_us")
+    if deadline_us is None:
+        return Decision()
+    if deadline_us > now_us:  # this processor's clock is behind the timer service's
+        return Decision(timers=[step_timer(state, step, "schedule_to_close", deadline_us, 0)])
+    limit_ms = scheduled_step(state, step).get("schedule_to_close_ms") or 0
+    return _step_timed_out(state, step, "schedule_to_close", limit_ms, cause=None)
+
+
+def _schedule_to_start(
+    state: State, step: dict[str, Any], now_us: int, scheduled: dict[str, Any]
+) -> Decision:
+    """The attempt waited in its task queue since its dispatch for longer than
+    schedule_to_start_ms, and no worker reported its start: the step fails, not retried
+    (as in Temporal: more attempts would wait in the same queue)."""
+    limit_ms = scheduled.get("schedule_to_start_ms")
+    if not limit_ms or step["started_us"] is not None or step["local"]:
+        return Decision()
+    due = step["dispatched_us"] + limit_ms * 1000
+    if due > now_us:  # this processor's clock is behind the timer service's
+        return Decision(timers=[step_timer(state, step, "schedule_to_start", due)])
+    return _step_timed_out(state, step, "schedule_to_start", limit_ms, cause=None)
+
+
+def _step_timed_out(
+    state: State, step: dict[str, Any], kind: str, limit_ms: int, cause: dict[str, Any] | None
+) -> Decision:
+    """The step fails for good on one of its own timeouts (schedule-to-close or
+    schedule-to-start): a StepError whose cause is the TimeoutError, whose cause is the
+    failure of the attempt that had just failed, if one had."""
+    timeout = failure_record(
+        step_timeout_message(step["step_name"], step["attempt"], kind, limit_ms),
+        type_name="TimeoutError",
+        kind=f"timeout.{kind}",
+        cause=cause,
+    )
+    return _step_failed(state, step, timeout)
 
 
 def _step_started(
@@ -475,17 +526,21 @@ def _step_started(
     return decision
 
 
-def step_timer(state: State, step: dict[str, Any], kind: str, fire_at_us: int) -> dict[str, Any]:
-    """A step attempt's timeout timer, checked again at ``fire_at_us`` (a new ID each time)."""
+def step_timer(
+    state: State, step: dict[str, Any], kind: str, fire_at_us: int, attempt: int | None = None
+) -> dict[str, Any]:
+    """A step attempt's timeout timer, checked again at ``fire_at_us`` (a new ID each time);
+    ``attempt`` 0 for a timer of the whole step (schedule-to-close)."""
+    attempt = step["attempt"] if attempt is None else attempt
     return {
         "timer_id": timer_id(
-            state["workflow_id"], state["run_id"], kind, step["seq"], step["attempt"], fire_at_us
+            state["workflow_id"], state["run_id"], kind, step["seq"], attempt, fire_at_us
         ),
         "run_id": state["run_id"],
         "fire_at_us": fire_at_us,
         "kind": kind,
         "seq": step["seq"],
-        "attempt": step["attempt"],
+        "attempt": attempt,
     }
 
 
@@ -515,22 +570,43 @@ def _attempt_failed(
         error_type=failure["type"],
         non_retryable=failure["non_retryable"] or step["cancel_requested"],
     )
-    seq, attempt = step["seq"], step["attempt"]
     if delay_ms is None:
-        final = failure_record(
-            f"step {step['step_name']!r} (seq {seq}) failed after {attempt} "
-            f"attempt{'s' if attempt != 1 else ''}: {failure['message']}",
-            type_name="StepError",
-            kind="step",
-            cause=failure,
-        )
-        return Decision(
-            [("StepFailed", {"seq": seq, "attempt": attempt, "failure": final})], state["run_id"]
-        )
+        return _step_failed(state, step, failure)
+    retry_at_us = now_us + delay_ms * 1000
+    deadline_us = step.get("deadline_us")
+    if deadline_us is not None and retry_at_us >= deadline_us:  # the retry could not finish
+        limit_ms = scheduled.get("schedule_to_close_ms") or 0
+        return _step_timed_out(state, step, "schedule_to_close", limit_ms, cause=failure)
     body = {
-        "seq": seq,
-        "attempt": attempt,
+        "seq": step["seq"],
+        "attempt": step["attempt"],
         "failure": failure,
-        "retry_at_us": now_us + delay_ms * 1000,
+        "retry_at_us": retry_at_us,
     }
     return Decision([("StepAttemptFailed", body)], state["run_id"])
+
+
+def _step_failed(state: State, step: dict[str, Any], failure: dict[str, Any]) -> Decision:
+    """The step fails for good: a StepError caused by ``failure``, its last one."""
+    seq, attempt = step["seq"], step["attempt"]
+    final = failure_record(
+        f"step {step['step_name']!r} (seq {seq}) failed after {attempt} "
+        f"attempt{'s' if attempt != 1 else ''}: {failure['message']}",
+        type_name="StepError",
+        kind="step",
+        cause=failure,
+    )
+    return Decision(
+        [("StepFailed", {"seq": seq, "attempt": attempt, "failure": final})], state["run_id"]
+    )
+
+
+def local_attempt_timeout_ms(
+    scheduled: dict[str, Any], step: dict[str, Any], now_us: int
+) -> int | None:
+    """How long a local step's attempt may run inline: its start-to-close timeout, and no
+    later than its schedule-to-close deadline (None: no limit)."""
+    limits = [scheduled["start_to_close_ms"]] if scheduled["start_to_close_ms"] else []
+    if step.get("deadline_us") is not None:
+        limits.append(max(1, (step["deadline_us"] - now_us) // 1000))
+    return min(limits, default=None)

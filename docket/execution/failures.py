@@ -36,5 +36,13 @@ def step_timeout_message(step_name: str, attempt: int, kind: str, limit_ms: int)
     worker's own deadline saw it first: the same failure either way."""
     return (
         f"step {step_name!r} attempt {attempt} exceeded its {kind.replace('_', '-')} "
-        f"timeout of {limit_ms} ms"
+        f"timeout of {limit_ms} ms{_WHAT.get(kind, '')}"
     )
+
+
+_WHAT = {
+    "schedule_to_close": " (it bounds all attempts and backoffs, from the step's scheduling)",
+    "schedule_to_start": (
+        " waiting in its task queue: no worker started it (does a worker serve the queue?)"
+    ),
+}

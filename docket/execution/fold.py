@@ -53,6 +53,7 @@ def _started(state: State | None, event: Event, body: dict[str, Any]) -> State:
 
 
 def _step_scheduled(state: State, event: Event, body: dict[str, Any]) -> State:
+    close_ms = body.get("schedule_to_close_ms")  # (absent from histories read as JSON)
     state["steps"][str(body["seq"])] = {
         "seq": body["seq"],
         "scheduled_event_id": event["event_id"],
@@ -65,6 +66,7 @@ def _step_scheduled(state: State, event: Event, body: dict[str, Any]) -> State:
         "retry_at_us": None,
         "cancel_requested": False,
         "started_us": None,
+        "deadline_us": event["ts_us"] + close_ms * 1000 if close_ms else None,
     }
     return state
 

@@ -373,6 +373,13 @@ class WorkflowInstance:
             "retry": retry,
             "start_to_close_ms": _ms(definition.start_to_close_timeout) if definition else None,
             "heartbeat_ms": _ms(definition.heartbeat_timeout) if definition else None,
+            "schedule_to_close_ms": (
+                _ms(definition.schedule_to_close_timeout) if definition else None
+            ),
+            # a local attempt starts in the batch that dispatches it: it never waits in a queue
+            "schedule_to_start_ms": (
+                _ms(definition.schedule_to_start_timeout) if definition and not local else None
+            ),
         }
         command = Command("StepScheduled", body, location)
         if local:
@@ -408,6 +415,8 @@ class WorkflowInstance:
             "retry": _NO_RETRY,
             "start_to_close_ms": None,
             "heartbeat_ms": None,
+            "schedule_to_close_ms": None,
+            "schedule_to_start_ms": None,
         }
         self.local_calls[seq] = fn
         self._commands.append(Command("StepScheduled", body, location, local_call=fn))

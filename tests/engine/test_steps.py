@@ -167,9 +167,9 @@ async def test_describe_tells_a_started_attempt_from_a_queued_one(tmp_path: Path
 
 
 async def test_a_workflow_bounds_the_wait_for_a_queued_step_itself(tmp_path: Path) -> None:
-    """No timeout covers a task's time in its queue (guarantees.md): with no worker for the
-    step's queue, start-to-close never starts, and asyncio.timeout in the workflow is the
-    way to give up."""
+    """Without a schedule-to-start or schedule-to-close timeout nothing bounds a task's time
+    in its queue (guarantees.md): with no worker for the step's queue, start-to-close never
+    starts, and asyncio.timeout in the workflow is a way to give up."""
     async with docket.Engine(app, data_dir=tmp_path, task_queues=["default"]) as engine:
         handle = await engine.client.start(bounded_wait)
         assert await handle.result(timeout=20) == "gave up waiting"

@@ -118,6 +118,8 @@ EVENT_BODIES: dict[str, dict[str, Any]] = {
         "retry": RETRY,
         "start_to_close_ms": 5000,
         "heartbeat_ms": None,
+        "schedule_to_close_ms": 60000,
+        "schedule_to_start_ms": None,
     },
     "StepAttemptFailed": {"seq": 1, "attempt": 1, "failure": failure(), "retry_at_us": 123},
     "StepRetried": {"seq": 1, "attempt": 2},
@@ -186,6 +188,7 @@ STATE = {
             "retry_at_us": None,
             "cancel_requested": False,
             "started_us": 7,
+            "deadline_us": 60_000_005,
         }
     },
     "run_chain": ["r-0"],
@@ -244,7 +247,7 @@ def test_task_timer_reply_state_round_trip() -> None:
     task = {"workflow_id": "w", "run_id": "r", "workflow_type": "t", "seq": 1, "attempt": 2,
             "step_name": "s", "args": [payload(1)], "kwargs": {"a": payload("b")},
             "idempotency_key": "w/r/1/2", "start_to_close_ms": 10, "heartbeat_ms": None,
-            "heartbeat_details": payload({"page": 3}), "cancel": False}
+            "schedule_to_start_ms": 20, "heartbeat_details": payload({"page": 3}), "cancel": False}
     fire = COMMANDS.encode({"command_id": "timer:x", "workflow_id": "w", "ts_us": 3,
                             "body": ("FireTimer", COMMAND_BODIES["FireTimer"])})
     timer = {"timer_id": "w/r/sleep/4/0", "workflow_id": "w", "fire_at_us": 3, "command": fire, "cancel": False}
@@ -618,6 +621,7 @@ def test_event_v0_decodes_with_defaults_filled_in() -> None:
     kind, body = codec.decode(scheduled)["body"]
     assert kind == "StepScheduled"
     assert (body["local"], body["start_to_close_ms"], body["heartbeat_ms"]) == (False, None, None)
+    assert (body["schedule_to_close_ms"], body["schedule_to_start_ms"]) == (None, None)
     kind, body = codec.decode(failed)["body"]
     assert kind == "StepFailed"
     assert body["failure"]["kind"] == "application"

@@ -93,11 +93,13 @@ def started_body(workflow_type: str = "checkout", reply_to: str | None = "client
 
 def scheduled_body(seq: int, *, heartbeat_ms: int | None = None, start_to_close_ms: int | None = None,
                    maximum_attempts: int = 3, local: bool = False,
-                   non_retryable: tuple[str, ...] = ()) -> dict[str, Any]:
+                   non_retryable: tuple[str, ...] = (), schedule_to_close_ms: int | None = None,
+                   schedule_to_start_ms: int | None = None) -> dict[str, Any]:
     retry = RetryPolicy(maximum_attempts=maximum_attempts, non_retryable_error_types=non_retryable)
     return {"seq": seq, "step_name": f"step{seq}", "args": [], "kwargs": {}, "task_queue": "default",
             "local": local, "retry": retry.to_record(), "start_to_close_ms": start_to_close_ms,
-            "heartbeat_ms": heartbeat_ms}
+            "heartbeat_ms": heartbeat_ms, "schedule_to_close_ms": schedule_to_close_ms,
+            "schedule_to_start_ms": schedule_to_start_ms}
 
 
 def failure(type_name: str = "ValueError", *, non_retryable: bool = False) -> dict[str, Any]:

@@ -59,7 +59,8 @@ app = docket.App("fold-property")
 
 
 @app.step(name="work", retry=docket.RetryPolicy(initial_interval=timedelta(milliseconds=100), maximum_attempts=3),
-          start_to_close_timeout=timedelta(seconds=30), heartbeat_timeout=timedelta(seconds=5))
+          start_to_close_timeout=timedelta(seconds=30), heartbeat_timeout=timedelta(seconds=5),
+          schedule_to_close_timeout=timedelta(seconds=60), schedule_to_start_timeout=timedelta(seconds=10))
 def work(i: int) -> int:
     raise AssertionError("steps are reported by the test, never run")
 
@@ -296,7 +297,8 @@ class ProcessorMachine(RuleBasedStateMachine):
             self._append(request["workflow_id"], request["command"])
         else:
             wid, run_id, seq, attempt = self._stale_target(data)
-            kind = data.draw(st.sampled_from(["sleep", "retry", "start_to_close", "heartbeat"]))
+            kind = data.draw(st.sampled_from(["sleep", "retry", "start_to_close", "heartbeat",
+                                              "schedule_to_close", "schedule_to_start"]))
             self._command(wid, self._next_id("timer"), "FireTimer", {
                 "run_id": run_id, "kind": kind, "seq": seq, "attempt": attempt, "fire_at_us": self.now})
         if then_poll:

@@ -28,7 +28,7 @@ from docket.log.registry import ConfluentSchemaRegistry, RegistryFraming, schema
 TASK = {"workflow_id": "w", "run_id": "r", "workflow_type": "t", "seq": 1, "attempt": 2,
         "step_name": "s", "args": [to_payload(1)], "kwargs": {"a": to_payload("b")},
         "idempotency_key": "w/r/1/2", "start_to_close_ms": 10, "heartbeat_ms": None,
-        "heartbeat_details": None, "cancel": False}
+        "schedule_to_start_ms": None, "heartbeat_details": None, "cancel": False}
 REPLY = {"reply_to": "c", "request_id": "req", "workflow_id": "w", "run_id": "r",
          "kind": "failed", "result": to_payload([1, 2]),
          "failure": {"type": "ValueError", "message": "boom", "stack": "", "non_retryable": False,
