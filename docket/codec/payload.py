@@ -21,6 +21,7 @@ import json
 import types
 import typing
 import uuid
+from collections.abc import Callable
 from typing import Any, Union, get_args, get_origin
 
 from docket.errors import SerializationError
@@ -52,7 +53,8 @@ def _default(value: Any) -> Any:
 
 _ENCODER = json.JSONEncoder(default=_default, separators=(",", ":"))  # json.dumps makes one per call
 _DECODER = json.JSONDecoder()
-_SCAN = _DECODER.scan_once
+# (str, index) -> (value, end); set by JSONDecoder.__init__, missing from typeshed
+_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
 
 
 def _decode(text: str) -> Any:
