@@ -48,6 +48,8 @@ def before_fold(
             if not step["local"] and step["retry_at_us"] is None:
                 out.cancel_task(state, scheduled(state, step), step["attempt"])
             _forget_deadline(out, state, step, now_us)
+        if state["children"]:
+            out.parent_closing(state, now_us)
     elif kind in ("StepCompleted", "StepFailed"):
         step = state["steps"].get(str(body["seq"]))
         if step is not None:
@@ -56,8 +58,6 @@ def before_fold(
             running = not step["local"] and step["retry_at_us"] is None
             if running and timeout.get("kind") in STEP_TIMEOUTS:  # its worker may still run it
                 out.cancel_task(state, scheduled(state, step), step["attempt"])
-        if state["children"]:
-            out.parent_closing(state, now_us)
     if state["updates"] and (kind in CLOSING or kind == "UpdateCompleted"):
         tell_watchers(out, state, kind, body)
 

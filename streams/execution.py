@@ -17,9 +17,7 @@ history from the checkpoint, which is the same path a new owner takes after a re
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
-import inspect
 import logging
 from collections import OrderedDict, defaultdict
 from pathlib import Path
@@ -50,6 +48,7 @@ from docket.streams.batch import Batch, PartitionCursor, StopExecution, write_st
 from docket.streams.closing import before_fold
 from docket.streams.handoff import CommandInbox
 from docket.streams.host import PartitionGroup
+from docket.streams.local_calls import attempt_timed_out, call_local
 from docket.streams.local_replies import LocalReplies
 from docket.streams.requests import (
     REQUESTS,
@@ -60,7 +59,7 @@ from docket.streams.requests import (
 )
 from docket.streams.restore import open_owned
 from docket.streams.source_dedupe import SourceDedupe
-from docket.worker import StepContext, current_step
+from docket.worker import StepContext
 
 log = logging.getLogger("docket")
 
@@ -598,9 +597,10 @@ class ExecutionProcessor:
             idempotency_key(state["workflow_id"], state["run_id"], seq, attempt),
             details,
         )
+        scope = asyncio.timeout(timeout / 1000 if timeout else None)
         try:
-            coro = _call_local(call, step_ctx, inline=scheduled["step_name"] == "side_effect")
-            result = await (asyncio.wait_for(coro, timeout / 1000) if timeout else coro)
+            async with scope:
+                result = await call_local(call, step_ctx, inline=scheduled["step_name"] == "side_effect")
             body: dict[str, Any] = {
                 "run_id": state["run_id"],
                 "seq": seq,
@@ -615,7 +615,9 @@ class ExecutionProcessor:
                 "run_id": state["run_id"],
                 "seq": seq,
                 "attempt": attempt,
-                "failure": to_failure(exc),
+                "failure": to_failure(
+                    attempt_timed_out(scheduled, attempt, timeout or 0) if scope.expired() else exc
+                ),
             }
             kind = "FailStep"
         command = {
@@ -624,10 +626,10 @@ class ExecutionProcessor:
             "ts_us": now_us,
             "body": (kind, body),
         }
-        decision = decide(
+        decision = decide(  # when the attempt ended: a retry must begin before the deadline
             state,
             command,
-            now_us,
+            max(now_us, self.clock.now_us()),
             known_workflow=self._known,
             scheduled_step=lambda s, step: self._scheduled(s, step, batch),
         )
@@ -652,6 +654,9 @@ class ExecutionProcessor:
     async def _retry_local(
         self, state: State, retry: dict[str, Any], activation: int, now_us: int, batch: Batch
     ) -> tuple[State, list[dict[str, Any]]]:
+        step = state["steps"].get(str(retry["seq"]))
+        if step is None or step["attempt"] != retry["attempt"]:  # failed since (its deadline)
+            return state, []
         try:
             instance = self._instance(state, batch, activation)
         except Exception as exc:  # one execution's fault must not stop the partition
@@ -779,22 +784,6 @@ class ExecutionProcessor:
         self._states.move_to_end(workflow_id)
         while len(self._states) > max(self.cache_size, 1000):
             self._states.popitem(last=False)
-
-
-async def _call_local(fn: Any, step_ctx: StepContext, *, inline: bool) -> Any:
-    """Run a local step's bound call with its step context: awaited if async; sync ones in a
-    thread unless ``inline`` (side effects are meant to be quick, like drawing a number)."""
-    context = contextvars.copy_context()
-    context.run(current_step.set, step_ctx)
-    if inspect.iscoroutinefunction(fn):
-        return await asyncio.get_running_loop().create_task(fn(), context=context)
-    if inline:
-        result = context.run(fn)
-    else:
-        result = await asyncio.to_thread(context.run, fn)
-    if inspect.isawaitable(result):
-        return await result
-    return result
 
 
 __all__ = ["ROLE", "ExecutionProcessor"]

@@ -440,6 +440,9 @@ def _fire_timer(
                 [("StepFailed", {"seq": seq, "attempt": step["attempt"], "failure": failure})],
                 run_id,
             )
+        deadline_us = step.get("deadline_us")
+        if deadline_us is not None and deadline_us <= now_us:  # fired late: no attempt past it
+            return _schedule_to_close(state, step, now_us, scheduled_step)
         return Decision([("StepRetried", {"seq": seq, "attempt": body["attempt"] + 1})], run_id)
     if step["retry_at_us"] is not None:
         return Decision()  # already failed and waiting for its retry
@@ -563,6 +566,8 @@ def _attempt_failed(
     now_us: int,
     scheduled_step: Callable[[State, dict[str, Any]], dict[str, Any]],
 ) -> Decision:
+    if failure["kind"] == "timeout.schedule_to_close":  # a local attempt cut at the deadline
+        return _step_failed(state, step, failure)
     scheduled = scheduled_step(state, step)
     delay_ms = next_retry_delay_ms(
         scheduled["retry"],
