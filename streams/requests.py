@@ -189,6 +189,7 @@ def answer_query(
             "not_found", body["run_id"] or "", failure=to_failure(WorkflowNotFoundError(problem))
         )
     name = body["query_name"]
+    instance: WorkflowInstance | None = None
     try:
         instance = instance_for(state)
         with guard:
@@ -203,6 +204,9 @@ def answer_query(
         result = to_payload(value, where=f"answer to query {name!r}")
     except Exception as exc:  # the caller gets the error; the workflow is untouched
         return answer("query_failed", state["run_id"], failure=to_failure(exc))
+    finally:  # a closed run's, replayed for this query alone (no cache keeps a closed one)
+        if instance is not None and instance.closed:
+            instance.dispose()
     return answer("answer", state["run_id"], result=result)
 
 

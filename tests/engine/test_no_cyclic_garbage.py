@@ -36,6 +36,13 @@ async def hello(ctx: docket.WorkflowContext, name: str) -> str:
     return await ctx.step(shout, await ctx.step(greet, name))
 
 
+@app.workflow
+async def answers(ctx: docket.WorkflowContext, name: str) -> str:
+    greeting = await ctx.step(greet, name)
+    ctx.set_query_handler("greeting", lambda qctx: greeting)
+    return greeting
+
+
 def _workflow_of(o: object) -> str | None:
     """The workflow ID an object of the runtime belongs to (None: not one of ours). Tests
     run before this one in the same process may leave garbage of their own."""
@@ -123,3 +130,22 @@ async def test_closed_runs_leave_nothing_behind_in_a_long_running_engine(tmp_pat
         assert grown < 100, f"{grown} more tracked objects after 400 closed runs"
         again = engine.client.get_handle("run-7")  # a closed run's result is still there
         assert await again.result(timeout=20) == await again.result(timeout=20) == "HELLO, RUN-7"
+
+
+async def test_queries_of_closed_runs_leave_no_cyclic_garbage(tmp_path: Path) -> None:
+    """A closed run answers a query from its history, replayed into an instance for that
+    query alone: the instance goes with the answer, not to the cyclic collector."""
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(answers, "ann", workflow_id="queried")
+        assert await handle.result(timeout=20) == "Hello, ann"
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            for _ in range(5):
+                assert await handle.query("greeting") == "Hello, ann"
+            gc.collect()
+            found = Counter(type(o).__name__ for o in gc.garbage if _workflow_of(o) == "queried")
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+    assert not found, f"cyclic garbage left by queries of a closed run: {dict(found)}"
