@@ -18,10 +18,13 @@ through ``replies``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 Deliver = Callable[[dict[str, Any]], None]
+
+log = logging.getLogger("docket")
 
 
 class LocalReplies:
@@ -46,5 +49,9 @@ class LocalReplies:
         """Hand each reply to its client (call only once the batch is durable)."""
         for reply in replies:
             deliver = self._clients.get(reply["reply_to"])
-            if deliver is not None:  # unregistered meanwhile: closed, nobody waits
+            if deliver is None:  # unregistered meanwhile: closed, nobody waits
+                continue
+            try:
                 deliver(reply)
+            except Exception:  # the client's fault must not stop the processor's batch
+                log.exception("client %s failed to take a reply", reply["reply_to"])

@@ -132,3 +132,26 @@ async def test_on_kafka_the_engines_client_takes_replies_in_memory(
         assert engine.log is not None and engine.processor is not None
         assert await drive(engine.client, "local") == (5, 12)
         assert replies_on_log(engine.log, engine.processor.topics) == 0
+
+
+async def test_a_client_failing_to_take_its_reply_does_not_stop_the_processor(
+    tmp_path: Path,
+) -> None:
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        assert engine.processor is not None
+        take = engine.client.take_reply
+        failed: list[str] = []
+
+        def fails_once(reply: dict[str, Any]) -> None:
+            if not failed:
+                failed.append(reply["kind"])
+                raise RuntimeError("a client bug")
+            take(reply)
+
+        engine.processor.local_replies.register(engine.client.client_id, fails_once)
+        engine.client.reply_timeout = 1.0
+        with pytest.raises(docket.errors.ReplyTimeoutError):
+            await engine.client.start(Counter, 1, workflow_id="lost-reply")  # its reply was lost
+        engine.client.reply_timeout = 30.0
+        assert failed == ["started"]
+        assert await drive(engine.client, "after") == (5, 12)  # the processor runs on
