@@ -16,6 +16,7 @@ import pytest
 
 import docket
 from docket.errors import DefinitionError, StepError, TimeoutError
+from tests.kafka_broker import Broker
 
 app = docket.App("step-timeouts")
 EVERY_100_MS = docket.RetryPolicy(initial_interval=timedelta(milliseconds=100), backoff_coefficient=1)
@@ -230,3 +231,18 @@ def test_bad_timeouts_fail_at_definition(option: str, value: Any) -> None:
         def f() -> None: ...
     with pytest.raises(DefinitionError, match=f"step 'always_fails': {option} must be"):
         always_fails.options(**{option: value})
+
+
+@pytest.mark.kafka
+async def test_on_kafka_the_start_report_takes_the_log(kafka: Broker, tmp_path: Path) -> None:
+    """On Kafka a worker's reports, its start among them, go through ``commands`` (see
+    streams/handoff.py): the start still meets the schedule-to-start timeout, and an
+    attempt no worker takes still fails on it."""
+    async with docket.Engine(app, data_dir=tmp_path, task_queues=["default"]) as engine:
+        assert engine.worker is not None and engine.worker.reports_to is None
+        handle = await engine.client.start(started_in_time)
+        assert await handle.result(timeout=30) == {"result": "ran to its end"}
+        kinds = [e.type for e in await handle.history()]
+        assert kinds.count("StepStarted") == 1 and "StepFailed" not in kinds
+        outcome = await (await engine.client.start(unserved)).result(timeout=30)
+        assert outcome["timeout"] == "schedule_to_start", outcome
