@@ -26,7 +26,7 @@ from docket.client_input import (
 )
 from docket.codec.failure import from_failure, to_failure
 from docket.codec.payload import encode_args, from_payload, to_payload
-from docket.codec.records import REPLIES
+from docket.codec.records import COMMANDS, REPLIES
 from docket.command_sink import CommandSink, command_records, unfenced
 from docket.config import Settings
 from docket.definitions import Workflow
@@ -643,15 +643,17 @@ class Client:
         """Send one workflow's commands, in order: handed to the processor of this process
         when it owns the workflow (the engine's own client, docket/streams/handoff.py), else
         appended to ``commands``."""
-        # encoded even when handed over: that is what checks the caller's input (a reason or
-        # an update_id that is no string) and refuses it here, before anything changes
-        records = command_records(self._topics, self._log.partitions, commands)
         sink = self.commands_to
         if sink is not None and sink.owns(commands[0]["workflow_id"]):
+            # encoded all the same, though the bytes go unused: that checks the caller's
+            # input (a reason that is no string) and refuses it here, as an append would
+            for command in commands:
+                COMMANDS.encode(command)
             sink.take(commands, {}, {}, unfenced)
             return
         # not flushed to disk on its own: its reply comes after the processor's append, whose
         # flush takes this record along (the WAL is one file); unanswered, it was never acked
+        records = command_records(self._topics, self._log.partitions, commands)
         await self._writer.append(records, sync=False)
 
     @staticmethod

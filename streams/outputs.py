@@ -120,9 +120,11 @@ class Outputs:
     def take_replies(self, local: Callable[[str], bool]) -> list[dict[str, Any]]:
         """Take out the replies to clients for which ``local(client_id)`` is true: they are
         handed over in memory (see streams/local_replies.py) and never reach the log."""
-        taken = [r for r in self._replies if local(r["reply_to"])]
-        if taken:
-            self._replies = [r for r in self._replies if not local(r["reply_to"])]
+        taken: list[dict[str, Any]] = []
+        kept: list[dict[str, Any]] = []
+        for r in self._replies:
+            (taken if local(r["reply_to"]) else kept).append(r)
+        self._replies = kept
         return taken
 
     def cancel_timer(self, workflow_id: str, timer_id_: str, fire_at_us: int) -> None:
