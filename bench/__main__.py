@@ -11,7 +11,7 @@ from typing import Any
 
 from bench.common import cpu_s, emit, quiet_logs
 
-WORKLOADS = ("hello", "chain", "timers", "replay", "signals", "query")
+WORKLOADS = ("hello", "chain", "timers", "replay", "signals", "query", "timer-index")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -104,6 +104,8 @@ async def _run(workload: str, args: argparse.Namespace) -> tuple[dict[str, Any],
         from bench import replay as mod
     elif workload == "signals":
         from bench import signals as mod
+    elif workload == "timer-index":
+        from bench import timer_index as mod
     else:
         from bench import query as mod
     return await mod.run(args)

@@ -36,3 +36,15 @@ def test_spread_needs_processors() -> None:
     done = subprocess.run([sys.executable, "-m", "bench", "hello", "--spread"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "--spread is for hello with --processors 2" in done.stderr
+
+
+def test_timer_index_fires_every_timer(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKET_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "timer-index", "--n", "3000", "--data-root", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    assert (figures["timers"], figures["errors"]) == (3000, 0)
+    assert list(tmp_path.iterdir()) == []
