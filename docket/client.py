@@ -94,7 +94,7 @@ class WorkflowHandle(Generic[R]):
             run_id=reply["run_id"],
         ) from cause
 
-    async def signal(self, signal: Any, *args: Any, **kwargs: Any) -> None:
+    async def signal(self, signal: Any, /, *args: Any, **kwargs: Any) -> None:
         """Send a signal (a ``@docket.signal`` method, or its name) to this workflow.
 
         Returns once it is recorded: it will be delivered exactly once, after every signal
@@ -110,7 +110,7 @@ class WorkflowHandle(Generic[R]):
             kwargs,
         )
 
-    async def query(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+    async def query(self, query: Any, /, *args: Any, **kwargs: Any) -> Any:
         """Ask a query (a ``@docket.query`` method, or its name) and return the answer. It
         sees every signal recorded before it; closed workflows answer from their history."""
         name = handler_name(query, "__docket_query__")
@@ -121,7 +121,7 @@ class WorkflowHandle(Generic[R]):
         return from_payload(reply["result"], hint, where=f"answer to query {name!r}")
 
     async def execute_update(
-        self, update: Any, *args: Any, update_id: str | None = None, **kwargs: Any
+        self, update: Any, /, *args: Any, update_id: str | None = None, **kwargs: Any
     ) -> Any:
         """Send an update (a ``@docket.update`` method, or its name) and return what its
         handler returns. Raises ClientError when it is rejected (no such update, arguments
@@ -132,7 +132,7 @@ class WorkflowHandle(Generic[R]):
         return await handle.result()
 
     async def start_update(
-        self, update: Any, *args: Any, update_id: str | None = None, **kwargs: Any
+        self, update: Any, /, *args: Any, update_id: str | None = None, **kwargs: Any
     ) -> UpdateHandle:
         """Send an update and return once it is accepted (validated and recorded); await
         ``result()`` on the returned handle for the handler's outcome."""
@@ -170,7 +170,9 @@ class WorkflowHandle(Generic[R]):
         self._client._raise_refusal(reply, self.workflow_id, "terminate")
 
     async def describe(self) -> WorkflowDescription:
-        return self._client._reader.describe(self.workflow_id)
+        """This run's chain as it stands now, from the state stores (a run of an earlier
+        start of the ID stays that run: it is not the ID's latest)."""
+        return self._client._reader.describe(self.workflow_id, self.run_id)
 
     async def history(self) -> list[HistoryEvent]:
         return [
@@ -298,15 +300,15 @@ class Client:
 
     @overload
     async def start(
-        self, workflow: Workflow[P, R], *args: Any, **kwargs: Any
+        self, workflow: Workflow[P, R], /, *args: Any, **kwargs: Any
     ) -> WorkflowHandle[R]: ...
 
     @overload
     async def start(
-        self, workflow: str | type, *args: Any, **kwargs: Any
+        self, workflow: str | type, /, *args: Any, **kwargs: Any
     ) -> WorkflowHandle[Any]: ...  # a class workflow: type checkers ignore class decorators
 
-    async def start(self, workflow: Any, *args: Any, **kwargs: Any) -> WorkflowHandle[Any]:
+    async def start(self, workflow: Any, /, *args: Any, **kwargs: Any) -> WorkflowHandle[Any]:
         """Start a workflow (a registered workflow, or its name) and return its handle.
 
         Reserved keyword arguments (the rest go to the workflow): ``workflow_id`` (default: a
@@ -353,6 +355,7 @@ class Client:
     async def update_with_start(
         self,
         workflow: Any,
+        /,
         *args: Any,
         update: Any,
         update_args: tuple[Any, ...] = (),
@@ -453,7 +456,9 @@ class Client:
     def _start_command(
         self, workflow: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> _Start:
-        workflow_id = kwargs.pop("workflow_id", None) or str(uuid.uuid4())
+        workflow_id = kwargs.pop("workflow_id", None)
+        if workflow_id is None:  # not given; "" is refused below, never replaced by a new ID
+            workflow_id = str(uuid.uuid4())
         raw_policy = kwargs.pop("id_reuse_policy", IdReusePolicy.ALLOW_AFTER_CLOSE)
         try:
             policy = IdReusePolicy(raw_policy)

@@ -14,6 +14,7 @@ from typing import Any
 
 from docket.codec.records import EVENTS, STATES
 from docket.errors import WorkflowNotFoundError
+from docket.execution.fold import apply, in_chain
 from docket.log.partitioner import partition as partition_of
 from docket.state.store import PartitionStore
 from docket.streams.replica import HistoryReplica
@@ -198,13 +199,23 @@ class StateReader:
         )
         return STATES.decode(raw) if raw else None
 
-    def describe(self, workflow_id: str) -> WorkflowDescription:
+    def describe(self, workflow_id: str, run_id: str | None = None) -> WorkflowDescription:
+        """The latest run of ``workflow_id``; with ``run_id``, the latest run of that run's
+        chain (continue-as-new), or that run itself when the ID was started again since:
+        the store keeps only the latest run's state, so an older run is folded from its
+        history (it is closed: nothing is pending)."""
         state = self.state(workflow_id)
         if state is None:
             raise WorkflowNotFoundError(
                 f"no workflow with workflow_id={workflow_id!r} in {self.state_dir}"
             )
-        return describe_state(state)
+        if in_chain(state, run_id):
+            return describe_state(state)
+        started, *events = self.history(workflow_id, run_id)
+        older = apply(None, started)
+        for event in events:
+            older = apply(older, event)
+        return describe_state(older)
 
     def history(self, workflow_id: str, run_id: str | None = None) -> list[dict[str, Any]]:
         if run_id is None:
@@ -214,13 +225,14 @@ class StateReader:
                     f"no workflow with workflow_id={workflow_id!r} in {self.state_dir}"
                 )
             run_id = state["run_id"]
-        values = (
-            self._with_store(
-                partition_of(workflow_id, self.partitions),
-                lambda s: list(s.history(workflow_id, run_id)),
-            )
-            or []
+        values = self._with_store(
+            partition_of(workflow_id, self.partitions),
+            lambda s: list(s.history(workflow_id, run_id)),
         )
+        if not values:  # every run has its WorkflowStarted: a mistyped ID, not an empty run
+            raise WorkflowNotFoundError(
+                f"no run {run_id!r} of workflow_id={workflow_id!r} in {self.state_dir}"
+            )
         return [EVENTS.decode(v) for v in values]
 
     def states(self) -> Iterator[dict[str, Any]]:

@@ -71,6 +71,33 @@ async def sleeper(ctx: docket.WorkflowContext, seconds: float) -> float:
     return (ctx.now() - before).total_seconds()
 
 
+@app.workflow
+class NamedLikeTheClient:
+    """Its argument and handlers' arguments are named as the client methods' parameters."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    @docket.run
+    async def run(self, ctx: docket.WorkflowContext, workflow: str) -> str:
+        self.seen.append(workflow)
+        await ctx.wait_until(lambda: len(self.seen) == 4)
+        return "/".join(self.seen)
+
+    @docket.query
+    def q(self, ctx: docket.QueryContext, query: str) -> str:
+        return "/".join([*self.seen, query])
+
+    @docket.signal
+    def s(self, ctx: docket.WorkflowContext, signal: str) -> None:
+        self.seen += ["q", signal]
+
+    @docket.update
+    def u(self, ctx: docket.WorkflowContext, update: str) -> str:
+        self.seen.append(update)
+        return "/".join(self.seen)
+
+
 async def test_hello_result_describe_history(tmp_path: Path) -> None:
     async with docket.Engine(app, data_dir=tmp_path) as engine:
         handle = await engine.client.start(hello, "World", workflow_id="hello-1")
@@ -124,6 +151,56 @@ async def test_id_reuse_policies(tmp_path: Path) -> None:
         second = await client.start(hello, "d", workflow_id="same")
         assert second.run_id != first.run_id
         assert await second.result(timeout=10) == "Hello, d!"
+
+
+async def test_a_handle_describes_and_reads_its_own_run_after_the_id_is_started_again(tmp_path: Path) -> None:
+    """A handle keeps its run: once the ID is started again, ``describe()`` of the first
+    handle still tells the first run (as ``result()`` and ``history()`` do), not the new one."""
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        client = engine.client
+        first = await client.start(hello, "a", workflow_id="again")
+        await first.result(timeout=10)
+        second = await client.start(sleeper, 30, workflow_id="again")
+        described = await first.describe()
+        assert (described.run_id, described.workflow_type, described.status) == (first.run_id, "hello", "completed")
+        assert described.closed_at is not None and described.history_length == 4
+        assert (await second.describe()).run_id == second.run_id
+        assert (await client.describe("again")).status == "running"  # by ID alone: the latest run
+        assert [e.type for e in await first.history()][-1] == "WorkflowCompleted"
+
+
+async def test_a_run_that_does_not_exist_has_no_history(tmp_path: Path) -> None:
+    """``history()`` and ``describe()`` of an unknown run say so, as ``result()`` does,
+    instead of an empty history (a mistyped run ID looked like a run with no events)."""
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        await (await engine.client.start(hello, "a", workflow_id="known")).result(timeout=10)
+        for handle in (engine.client.get_handle("known", "no-such-run"), engine.client.get_handle("unknown", "r")):
+            with pytest.raises(docket.errors.WorkflowNotFoundError, match=r"no run '(no-such-run|r)' of workflow_id="):
+                await handle.history()
+            with pytest.raises(docket.errors.WorkflowNotFoundError):
+                await handle.describe()
+            with pytest.raises(docket.errors.WorkflowNotFoundError):
+                await handle.result(timeout=5)
+
+
+async def test_an_empty_workflow_id_is_refused_not_replaced(tmp_path: Path) -> None:
+    """``workflow_id=""`` (an unset variable, say) is refused: a fresh UUID in its place
+    would start a second run for what the caller meant as one idempotent start."""
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        with pytest.raises(docket.errors.ClientError, match="workflow_id '' is invalid"):
+            await engine.client.start(hello, "a", workflow_id="")
+        assert await engine.client.list() == []
+
+
+async def test_handler_and_workflow_arguments_may_use_the_parameter_names_of_the_client(tmp_path: Path) -> None:
+    """A keyword argument named like the client method's own first parameter (``workflow``,
+    ``signal``, ``query``, ``update``) goes to the workflow or handler, instead of a TypeError."""
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(NamedLikeTheClient, workflow="w")
+        assert await handle.query("q", query="q") == "w/q"
+        await handle.signal("s", signal="s")
+        assert await handle.execute_update("u", update="u") == "w/q/s/u"
+        assert await handle.result(timeout=10) == "w/q/s/u"
 
 
 async def test_unknown_workflow_is_rejected_and_records_nothing(tmp_path: Path) -> None:
