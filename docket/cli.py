@@ -23,6 +23,7 @@ import click
 
 from docket.app import App
 from docket.client import Client, IdReusePolicy
+from docket.client_input import START_OPTIONS
 from docket.config import Settings, flag
 from docket.errors import ConfigurationError, DocketError, UpdateFailedError, WorkflowFailedError
 
@@ -160,7 +161,13 @@ _QUEUE_OPTION = click.option(
 
 @main.command()
 @click.option("-A", "--app", "app_spec", required=True, help="The app, as module:attribute.")
-@click.option("--concurrency", default=200, show_default=True, help="Steps run at once.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    help="Steps run at once.",
+)
 @click.option(
     "--worker/--no-worker",
     "with_worker",
@@ -190,7 +197,13 @@ def run(
 
 @main.command()
 @click.option("-A", "--app", "app_spec", required=True, help="The app, as module:attribute.")
-@click.option("--concurrency", default=200, show_default=True, help="Steps run at once.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    help="Steps run at once.",
+)
 @_QUEUE_OPTION
 @click.pass_context
 @_handle_errors
@@ -255,6 +268,19 @@ def _json_arg(text: str | None, what: str, kind: type) -> Any:
     return value
 
 
+def _kwargs_besides(text: str | None, options: frozenset[str]) -> dict[str, Any]:
+    """``--kwargs`` for a client call that keeps ``options`` for itself: such a key would
+    be taken as the call's option (a start on another queue, say) or clash with it."""
+    kwargs: dict[str, Any] = _json_arg(text, "--kwargs", dict)
+    if taken := sorted(options.intersection(kwargs)):
+        raise click.BadParameter(
+            f"{', '.join(map(repr, taken))} cannot be passed by keyword: the client keeps "
+            "these names for its own options (see -h); pass the value in --args instead",
+            param_hint="--kwargs",
+        )
+    return kwargs
+
+
 @workflow.command()
 @click.argument("workflow_type")
 @click.option(
@@ -304,7 +330,7 @@ def start(
 ) -> None:
     """Start WORKFLOW_TYPE (by its registered name); an engine must be running."""
     args = _json_arg(args_json, "--args", list)
-    kwargs = _json_arg(kwargs_json, "--kwargs", dict)
+    kwargs = _kwargs_besides(kwargs_json, START_OPTIONS)
 
     async def go(client: Client) -> dict[str, Any]:
         client.reply_timeout = timeout
@@ -524,7 +550,7 @@ def update_(
     """Send UPDATE_NAME to a running workflow and print what its handler returns (exit 1 if
     the handler raised; a rejected update records nothing)."""
     args = _json_arg(args_json, "--args", list)
-    kwargs = _json_arg(kwargs_json, "--kwargs", dict)
+    kwargs = _kwargs_besides(kwargs_json, frozenset({"update_id"}))
 
     async def go(client: Client) -> Any:
         handle = client.get_handle(workflow_id)

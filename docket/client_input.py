@@ -11,6 +11,20 @@ from docket.errors import ClientError
 
 T = TypeVar("T")
 
+# the keyword arguments `Client.start` takes for itself: they never reach the workflow
+START_OPTIONS = frozenset(
+    {
+        "workflow_id",
+        "id_reuse_policy",
+        "task_queue",
+        "start_delay",
+        "run_timeout",
+        "execution_timeout",
+        "start_signal",
+        "start_signal_args",
+    }
+)
+
 
 async def within(future: asyncio.Future[T], timeout: float | None) -> T:
     """``asyncio.wait_for`` for a future only this client resolves: raises TimeoutError

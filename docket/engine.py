@@ -13,6 +13,7 @@ from docket.app import App
 from docket.client import Client
 from docket.clock import Clock, SystemClock
 from docket.config import Settings
+from docket.errors import ConfigurationError
 from docket.log.base import Log
 from docket.log.embedded import member_id
 from docket.log.factory import open_log
@@ -65,6 +66,8 @@ class Engine:
             data_dir=data_dir, namespace=namespace, partitions=partitions
         )
         self.clock = clock or SystemClock()
+        if max_concurrency < 1:  # said here, not as a bare ValueError of the thread pool at start
+            raise ConfigurationError(f"max_concurrency must be at least 1, got {max_concurrency}")
         self._run_processor = processor
         self._run_worker = worker
         self._max_concurrency = max_concurrency

@@ -153,6 +153,18 @@ def test_worker_in_another_process(tmp_path: Path) -> None:
     (["workflow", "replay", "-A", "cli_app:missing"], 1, "cli_app.missing is nothing, not a docket.App"),
     (["worker", "-A", "cli_app:app", "-q", "defualt"], 2,
      "'defualt': no step of app 'cli' runs there; its queues are default"),
+    # keys the client keeps for its own options: a TypeError, or taken silently (a start on
+    # a queue no worker serves, a signal-with-start)
+    (["workflow", "start", "greet", "--args", '["x"]', "--kwargs", '{"workflow_id": "y"}'], 2,
+     "'workflow_id' cannot be passed by keyword"),
+    (["workflow", "start", "greet", "--kwargs", '{"name": "x", "task_queue": "nowhere"}'], 2,
+     "'task_queue' cannot be passed by keyword"),
+    (["workflow", "update", "c-1", "set_to", "--kwargs", '{"update_id": "u"}'], 2,
+     "'update_id' cannot be passed by keyword"),
+    (["workflow", "start", "greet", "--args", '["x"]', "--id", ""], 1, "workflow_id '' is invalid"),
+    (["workflow", "history", "missing", "--run-id", "r-1"], 1, "no run 'r-1' of workflow_id='missing'"),
+    (["worker", "-A", "cli_app:app", "--concurrency", "0"], 2, "'--concurrency': 0 is not in the range x>=1"),
+    (["run", "-A", "cli_app:app", "--concurrency", "-3"], 2, "'--concurrency': -3 is not in the range x>=1"),
 ])
 def test_bad_input_is_one_line_and_nonzero(tmp_path: Path, engine: subprocess.Popen[str], args: list[str],
                                            code: int, message: str) -> None:
