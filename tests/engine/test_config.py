@@ -77,6 +77,12 @@ async def test_worker_concurrency_limit(tmp_path: Path) -> None:
     assert peak == 2
 
 
+@pytest.mark.parametrize("limit", [0, -1])
+def test_a_concurrency_below_one_is_a_clear_error(tmp_path: Path, limit: int) -> None:
+    with pytest.raises(ConfigurationError, match=f"max_concurrency must be at least 1, got {limit}"):
+        docket.Engine(app, data_dir=tmp_path, max_concurrency=limit)
+
+
 queued = docket.App("queued", task_queue="q1")
 
 
