@@ -73,6 +73,8 @@ class Settings:
     deadlock_timeout_s: float = 2.0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.data_dir, Path):  # a str from code that is not type-checked
+            object.__setattr__(self, "data_dir", Path(self.data_dir))
         if not _NAMESPACE.match(self.namespace):
             raise ConfigurationError(
                 f"namespace {self.namespace!r} is invalid: use 1-64 letters, digits, '_' or '-' "

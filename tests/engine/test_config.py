@@ -52,6 +52,20 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert docket.Settings.from_env(namespace="other").namespace == "other"  # code wins
 
 
+async def test_settings_built_in_code_take_a_data_dir_as_a_string(tmp_path: Path) -> None:
+    """Code that is not type-checked passes a str; Client.connect then joined paths on it
+    (``TypeError: unsupported operand type(s) for /``, far from the cause)."""
+    settings = docket.Settings(data_dir=str(tmp_path))  # type: ignore[arg-type]
+    assert settings.data_dir == tmp_path
+    async with docket.Engine(app, settings=settings) as engine:
+        handle = await engine.client.start(fan, 2)
+        client = docket.Client.connect(settings)
+        try:
+            assert await client.get_handle(handle.workflow_id).result(timeout=10) == [2, 2]
+        finally:
+            await client.close()
+
+
 @pytest.mark.parametrize(("name", "value", "message"), [
     ("DOCKET_PARTITIONS", "many", "must be a whole number"),
     ("DOCKET_NAMESPACE", "no spaces", "is invalid"),
