@@ -8,10 +8,8 @@ non-determinism.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import logging
-import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -22,33 +20,20 @@ from typing import Any, TypeVar
 import click
 
 from docket.app import App
+from docket.cli_input import (
+    check_queues,
+    json_arg,
+    json_value,
+    kwargs_besides,
+    load_app,
+    positive_seconds,
+)
 from docket.client import Client, IdReusePolicy
 from docket.client_input import START_OPTIONS
 from docket.config import Settings, flag
-from docket.errors import ConfigurationError, DocketError, UpdateFailedError, WorkflowFailedError
+from docket.errors import DocketError, UpdateFailedError, WorkflowFailedError
 
 T = TypeVar("T")
-
-
-def _load_app(spec: str) -> App:
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ConfigurationError(f"--app must look like 'module:attribute', got {spec!r}")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(
-            f"cannot import app module {module_name!r} (from --app {spec!r}): {exc}"
-        ) from exc
-    app = getattr(module, attr, None)
-    if not isinstance(app, App):
-        found = "nothing" if app is None else type(app).__name__
-        raise ConfigurationError(
-            f"--app {spec!r}: {module_name}.{attr} is {found}, not a docket.App"
-        )
-    return app
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -182,8 +167,8 @@ def run(
     ctx: click.Context, app_spec: str, concurrency: int, with_worker: bool, queues: tuple[str, ...]
 ) -> None:
     """Run the processor, timer service and a worker for an app, until SIGTERM."""
-    app = _load_app(app_spec)
-    _check_queues(app, queues)
+    app = load_app(app_spec)
+    check_queues(app, queues)
     serve = _serve(
         app,
         _settings(ctx),
@@ -209,23 +194,12 @@ def run(
 @_handle_errors
 def worker(ctx: click.Context, app_spec: str, concurrency: int, queues: tuple[str, ...]) -> None:
     """Run only a worker for an app's steps (next to an engine using the same data directory)."""
-    app = _load_app(app_spec)
-    _check_queues(app, queues)
+    app = load_app(app_spec)
+    check_queues(app, queues)
     serve = _serve(
         app, _settings(ctx), processor=False, worker=True, concurrency=concurrency, queues=queues
     )
     _run(serve)
-
-
-def _check_queues(app: App, queues: tuple[str, ...]) -> None:
-    """A queue no step of the app uses is a typo more often than not: refuse it."""
-    known = app.queues()
-    if unknown := sorted(set(queues) - known):
-        raise click.BadParameter(
-            f"{', '.join(map(repr, unknown))}: no step of app {app.name!r} runs there; its "
-            f"queues are {', '.join(sorted(known))}",
-            param_hint="--queue",
-        )
 
 
 # -- workflows ----------------------------------------------------------------------------------
@@ -242,43 +216,6 @@ async def _with_client(settings: Settings, fn: Callable[[Client], Awaitable[T]])
         return await fn(client)
     finally:
         await client.close()
-
-
-def _json_value(text: str | None, what: str) -> Any:
-    """Any JSON value given to option ``what`` (None when it was not given)."""
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise click.BadParameter(f"not valid JSON: {exc}", param_hint=what) from None
-
-
-def _json_arg(text: str | None, what: str, kind: type) -> Any:
-    if text is None:
-        return kind()
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise click.BadParameter(f"not valid JSON: {exc}", param_hint=what) from None
-    if not isinstance(value, kind):
-        raise click.BadParameter(
-            f"must be a JSON {kind.__name__}, got {type(value).__name__}", param_hint=what
-        )
-    return value
-
-
-def _kwargs_besides(text: str | None, options: frozenset[str]) -> dict[str, Any]:
-    """``--kwargs`` for a client call that keeps ``options`` for itself: such a key would
-    be taken as the call's option (a start on another queue, say) or clash with it."""
-    kwargs: dict[str, Any] = _json_arg(text, "--kwargs", dict)
-    if taken := sorted(options.intersection(kwargs)):
-        raise click.BadParameter(
-            f"{', '.join(map(repr, taken))} cannot be passed by keyword: the client keeps "
-            "these names for its own options (see -h); pass the value in --args instead",
-            param_hint="--kwargs",
-        )
-    return kwargs
 
 
 @workflow.command()
@@ -309,7 +246,12 @@ def _kwargs_besides(text: str | None, options: frozenset[str]) -> dict[str, Any]
 )
 @click.option("--wait", is_flag=True, help="Wait for the result and print it.")
 @click.option(
-    "--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for answers."
+    "--timeout",
+    type=float,
+    callback=positive_seconds,
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for answers.",
 )
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
@@ -329,8 +271,8 @@ def start(
     as_json: bool,
 ) -> None:
     """Start WORKFLOW_TYPE (by its registered name); an engine must be running."""
-    args = _json_arg(args_json, "--args", list)
-    kwargs = _kwargs_besides(kwargs_json, START_OPTIONS)
+    args = json_arg(args_json, "--args", list)
+    kwargs = kwargs_besides(kwargs_json, START_OPTIONS)
 
     async def go(client: Client) -> dict[str, Any]:
         client.reply_timeout = timeout
@@ -412,7 +354,13 @@ def history(ctx: click.Context, workflow_id: str, run_id: str | None, as_json: b
 
 @workflow.command()
 @click.argument("workflow_id")
-@click.option("--timeout", type=float, default=None, help="Seconds to wait (default: forever).")
+@click.option(
+    "--timeout",
+    type=float,
+    callback=positive_seconds,
+    default=None,
+    help="Seconds to wait (default: forever).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @_handle_errors
@@ -436,7 +384,12 @@ def result(ctx: click.Context, workflow_id: str, timeout: float | None, as_json:
 @click.option("--args", "args_json", help="Positional arguments as a JSON array.")
 @click.option("--kwargs", "kwargs_json", help="Keyword arguments as a JSON object.")
 @click.option(
-    "--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for the ack."
+    "--timeout",
+    type=float,
+    callback=positive_seconds,
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for the ack.",
 )
 @click.pass_context
 @_handle_errors
@@ -449,8 +402,8 @@ def signal_(
     timeout: float,
 ) -> None:
     """Send SIGNAL_NAME to a running workflow; returns once it is recorded."""
-    args = _json_arg(args_json, "--args", list)
-    kwargs = _json_arg(kwargs_json, "--kwargs", dict)
+    args = json_arg(args_json, "--args", list)
+    kwargs = json_arg(kwargs_json, "--kwargs", dict)
 
     async def go(client: Client) -> None:
         client.reply_timeout = timeout
@@ -495,7 +448,14 @@ def terminate(ctx: click.Context, workflow_id: str, reason: str) -> None:
 @click.argument("query_name")
 @click.option("--args", "args_json", help="Positional arguments as a JSON array.")
 @click.option("--kwargs", "kwargs_json", help="Keyword arguments as a JSON object.")
-@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait.")
+@click.option(
+    "--timeout",
+    type=float,
+    callback=positive_seconds,
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @_handle_errors
@@ -509,8 +469,8 @@ def query_(
     as_json: bool,
 ) -> None:
     """Ask a workflow a query and print the answer (nothing is recorded)."""
-    args = _json_arg(args_json, "--args", list)
-    kwargs = _json_arg(kwargs_json, "--kwargs", dict)
+    args = json_arg(args_json, "--args", list)
+    kwargs = json_arg(kwargs_json, "--kwargs", dict)
 
     async def go(client: Client) -> Any:
         client.reply_timeout = timeout
@@ -531,6 +491,7 @@ def query_(
 @click.option(
     "--timeout",
     type=float,
+    callback=positive_seconds,
     default=None,
     help="Seconds to wait for the outcome (default: no limit).",
 )
@@ -549,8 +510,8 @@ def update_(
 ) -> None:
     """Send UPDATE_NAME to a running workflow and print what its handler returns (exit 1 if
     the handler raised; a rejected update records nothing)."""
-    args = _json_arg(args_json, "--args", list)
-    kwargs = _kwargs_besides(kwargs_json, frozenset({"update_id"}))
+    args = json_arg(args_json, "--args", list)
+    kwargs = kwargs_besides(kwargs_json, frozenset({"update_id"}))
 
     async def go(client: Client) -> Any:
         handle = client.get_handle(workflow_id)
@@ -626,7 +587,7 @@ def replay(
     from docket.log.topics import Topics
     from docket.replay import load_history, replay_history, replay_log
 
-    app = _load_app(app_spec)
+    app = load_app(app_spec)
     if files:
         results = [replay_history(app, load_history(f)) for f in files]
     else:
@@ -677,7 +638,7 @@ def step() -> None:
 @_handle_errors
 def step_complete(ctx: click.Context, task_token: str, result_json: str | None) -> None:
     """Complete the pending step attempt TASK_TOKEN with a result."""
-    result = _json_value(result_json, "--result")
+    result = json_value(result_json, "--result")
     _run(_with_client(_settings(ctx), lambda client: client.complete_step(task_token, result)))
     click.echo("step completed")
 
@@ -700,7 +661,7 @@ def step_fail(ctx: click.Context, task_token: str, message: str) -> None:
 @_handle_errors
 def step_heartbeat(ctx: click.Context, task_token: str, details_json: str | None) -> None:
     """Heartbeat the pending step attempt TASK_TOKEN (resets its heartbeat timeout)."""
-    details = _json_value(details_json, "--details")
+    details = json_value(details_json, "--details")
     _run(_with_client(_settings(ctx), lambda client: client.heartbeat_step(task_token, details)))
     click.echo("heartbeat recorded")
 

@@ -11,7 +11,8 @@ from typing import Any
 import click
 import yaml
 
-from docket.cli import _load_app, main
+from docket.cli import main
+from docket.cli_input import load_app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,7 +74,7 @@ def test_the_commands_are_valid_docket_commands_for_a_real_app() -> None:
             assert isinstance(sub, click.Command)
             sub_ctx = sub.make_context(args[0], list(args[1:]), parent=ctx)
             roles[name] = (args[0], sub_ctx.params)
-        _load_app(sub_ctx.params["app_spec"])  # the app the service runs exists
+        load_app(sub_ctx.params["app_spec"])  # the app the service runs exists
     assert roles["processor"][0] == "run" and roles["processor"][1]["with_worker"] is False
     assert roles["worker"][0] == "worker"
     assert roles["processor"][1]["app_spec"] == roles["worker"][1]["app_spec"]

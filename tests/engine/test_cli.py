@@ -165,6 +165,10 @@ def test_worker_in_another_process(tmp_path: Path) -> None:
     (["workflow", "history", "missing", "--run-id", "r-1"], 1, "no run 'r-1' of workflow_id='missing'"),
     (["worker", "-A", "cli_app:app", "--concurrency", "0"], 2, "'--concurrency': 0 is not in the range x>=1"),
     (["run", "-A", "cli_app:app", "--concurrency", "-3"], 2, "'--concurrency': -3 is not in the range x>=1"),
+    # refused before the start is appended (it gave up at once, after the start went out)
+    (["workflow", "start", "greet", "--args", '["x"]', "--id", "t-1", "--timeout", "-1"], 2,
+     "'--timeout': -1.0 is not a number of seconds above 0"),
+    (["workflow", "result", "t-1", "--timeout", "nan"], 2, "nan is not a number of seconds above 0"),
 ])
 def test_bad_input_is_one_line_and_nonzero(tmp_path: Path, engine: subprocess.Popen[str], args: list[str],
                                            code: int, message: str) -> None:
@@ -172,6 +176,17 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path: Path, engine: subprocess.Po
     assert result.returncode == code
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_start_with_a_bad_timeout_starts_nothing(tmp_path: Path, engine: subprocess.Popen[str]) -> None:
+    refused = docket_cli(tmp_path, "workflow", "start", "greet", "--args", '["x"]', "--id", "t-0",
+                         "--timeout", "0")
+    assert refused.returncode == 2
+    started = docket_cli(tmp_path, "workflow", "start", "greet", "--args", '["y"]', "--id", "t-9")
+    assert started.returncode == 0, started.stderr  # the engine took the next start: not t-0
+    assert docket_cli(tmp_path, "workflow", "result", "t-9", "--timeout", "20").returncode == 0
+    missing = docket_cli(tmp_path, "workflow", "describe", "t-0")
+    assert missing.returncode == 1 and "no workflow with workflow_id='t-0'" in missing.stderr
 
 
 def test_missing_data_directory(tmp_path: Path) -> None:
