@@ -107,11 +107,19 @@ def _same(command: Command, kind: str, body: dict[str, Any]) -> bool:
     return True
 
 
+# Events that close a run from outside, in the batch that decided them: the code never ran
+# the resolutions recorded just before them in that batch.
+CLOSED_FROM_OUTSIDE = frozenset({"WorkflowTerminated", "WorkflowTimedOut"})
+
+
 def replay(instance: WorkflowInstance, events: Iterable[dict[str, Any]]) -> list[Command]:
     """Bring ``instance`` up to the end of ``events``.
 
-    Returns the commands of a trailing activation whose outcome was never recorded (the
-    execution had stopped, for example on an earlier nondeterminism error); usually empty.
+    Every recorded activation is checked, the last one too: the processor records an
+    activation's resolutions and what the code then asked for in one batch, so an
+    activation that recorded nothing is one where the code asked for nothing. The one
+    exception is a run terminated or timed out right after resolutions that its code never
+    ran: that trailing activation is run unchecked, and its commands returned.
     Raises NondeterminismError naming the workflow, the event and the code location.
     """
     instance.replaying = True
@@ -119,8 +127,10 @@ def replay(instance: WorkflowInstance, events: Iterable[dict[str, Any]]) -> list
         pending: list[dict[str, Any]] = []
         expected: list[dict[str, Any]] = []
         activation = None
+        closed_from_outside = False
         for event in events:
             kind = event["body"][0]
+            closed_from_outside = closed_from_outside or kind in CLOSED_FROM_OUTSIDE
             if kind not in RESOLUTIONS and kind not in COMMAND_EVENTS:
                 continue
             if event["activation"] != activation and (pending or expected):
@@ -128,7 +138,7 @@ def replay(instance: WorkflowInstance, events: Iterable[dict[str, Any]]) -> list
                 pending, expected = [], []
             activation = event["activation"]
             (pending if kind in RESOLUTIONS else expected).append(event)
-        if pending and not expected:
+        if pending and not expected and closed_from_outside:
             return instance.activate(pending, pending[0]["ts_us"])
         if pending or expected:
             _check(instance, pending, expected)

@@ -97,3 +97,43 @@ async def test_a_stopped_execution_can_be_terminated(tmp_path: Path) -> None:
     async with docket.Engine(good, data_dir=tmp_path) as engine:  # nothing is left to resume
         history = await engine.client.get_handle("resume-2").history()
         assert history[-1].type == "WorkflowTerminated" and "DeferredResumed" not in [e.type for e in history]
+
+
+def make_waiting_app(step_after_sleep: bool) -> docket.App:
+    app = docket.App("resume-waiting")
+
+    @app.step
+    async def notify() -> str:
+        return "notified"
+
+    @app.workflow
+    async def approval(ctx: docket.WorkflowContext) -> str:
+        await ctx.sleep(0.2)
+        if step_after_sleep:  # a replay-unsafe edit where history has the code waiting
+            await ctx.step(notify)
+        await ctx.wait_for_signal("approve")
+        return "approved"
+
+    return app
+
+
+async def test_a_step_added_after_the_last_recorded_activation_stops_the_execution(tmp_path: Path) -> None:
+    """The timer fired and the old code waited for a signal, recording nothing. The new code
+    asks for a step there: the engine stops the execution and says why, rather than drop
+    the step and leave the run waiting for it forever (and replay reports it)."""
+    async with docket.Engine(make_waiting_app(False), data_dir=tmp_path) as engine:
+        handle = await engine.client.start("approval", workflow_id="waiting-1")
+
+        async def fired() -> bool:
+            return "TimerFired" in [e.type for e in await handle.history()]
+
+        await until(fired)
+        events = engine.client._reader.history("waiting-1")
+    changed = make_waiting_app(True)
+    result = replay_history(changed, events)
+    assert not result.ok and "asked for step 'notify' at seq 2" in str(result.error)
+    async with docket.Engine(changed, data_dir=tmp_path) as engine:
+        handle = engine.client.get_handle("waiting-1")
+        with pytest.raises(docket.errors.ClientError, match="asked for step 'notify' at seq 2"):
+            await handle.signal("approve")
+        assert "StepScheduled" not in [e.type for e in await handle.history()]

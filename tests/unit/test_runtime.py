@@ -227,6 +227,13 @@ async def catches_everything(ctx: docket.WorkflowContext) -> str:
     return "no error"
 
 
+@app.workflow
+async def waits_after_sleep(ctx: docket.WorkflowContext) -> str:
+    await ctx.sleep(60)
+    await ctx.wait_for_signal("go")
+    return await ctx.step(greet, "go")
+
+
 # the "changed" versions, registered under the original names in another app
 changed = docket.App("runtime-v2")
 changed.step(greet.fn)
@@ -258,6 +265,14 @@ async def race_v2(ctx: docket.WorkflowContext) -> str:
     for task in pending:
         task.cancel()
     return "step" if step in done else "timer"
+
+
+@changed.workflow(name="waits_after_sleep")
+async def waits_after_sleep_v2(ctx: docket.WorkflowContext) -> str:
+    await ctx.sleep(60)
+    await ctx.step(greet, "woke")  # added-after-sleep
+    await ctx.wait_for_signal("go")
+    return await ctx.step(greet, "go")
 
 
 @changed.workflow(name="calls_step_directly")
@@ -477,3 +492,32 @@ def test_unencodable_step_argument_fails_the_workflow_with_a_clear_error() -> No
     assert failed.kind == "WorkflowFailed"
     assert failed.body["failure"]["type"] == "docket.errors.SerializationError"
     assert "cannot encode argument 0 of step 'greet'" in failed.body["failure"]["message"]
+
+
+def test_a_step_added_where_the_last_activation_recorded_nothing_is_nondeterministic() -> None:
+    """The timer fired and the code, waiting for a signal, asked for nothing: an activation
+    that recorded nothing is still an activation, and new code asking for a step there
+    must be caught (else the engine drops the step and the run waits for it forever)."""
+    driver = Driver(app, "waits_after_sleep")
+    driver.start()
+    assert driver.fire(1) == []  # the history ends with that empty activation
+    with pytest.raises(NondeterminismError) as caught:
+        replay(driver.fresh_instance(changed), driver.events)
+    assert (
+        f"asked for step 'greet' at seq 2 ({THIS_FILE}:{line_of('added-after-sleep')}), but history "
+        f"recorded nothing more after event {driver.events[-1]['event_id']}"
+    ) in str(caught.value)
+    assert not replay_history(changed, driver.events).ok
+    assert replay_history(app, driver.events).ok
+
+
+def test_resolutions_of_a_run_terminated_before_its_code_ran_them_are_not_checked() -> None:
+    """A signal and a terminate in one batch: the signal is recorded, the run closes, and its
+    code never sees the signal. Replay must not hold against the code what it never asked."""
+    driver = Driver(app, "waits_after_sleep")
+    driver.start()
+    driver.fire(1)
+    driver._record("SignalReceived", {"signal_name": "go", "args": [], "kwargs": {}}, 3)
+    driver._record("WorkflowTerminated", {"reason": "stop"}, 0)
+    assert kinds(replay(driver.fresh_instance(), driver.events)) == [("StepScheduled", "greet")]
+    assert replay_history(app, driver.events).ok
