@@ -16,6 +16,8 @@ from asyncio import events
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
+from docket.errors import WorkflowError
+
 
 class TimerFactory(Protocol):
     def __call__(self, when: float, handle: asyncio.TimerHandle) -> None: ...
@@ -39,6 +41,13 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
         self._now = seconds
 
     def run_until_idle(self) -> None:
+        """Run the ready callbacks until none is left.
+
+        asyncio lets a SystemExit escape the task that raised it: out of workflow code
+        (``sys.exit()``), it would end the engine's process, and again on every restart,
+        since the command that ran the code is still unprocessed. It leaves as a
+        WorkflowError instead, which stops that execution only (KeyboardInterrupt still
+        goes through: it is how an operator interrupts the process)."""
         previous = events._get_running_loop()
         events._set_running_loop(self)
         self._running = True
@@ -47,7 +56,13 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
             while ready:
                 handle = ready.popleft()
                 if not handle._cancelled:
-                    handle._run()
+                    try:
+                        handle._run()
+                    except SystemExit as exc:
+                        raise WorkflowError(
+                            f"workflow code raised SystemExit({exc.code!r}) (sys.exit?): a "
+                            "workflow cannot end the process; return or raise an exception"
+                        ) from exc
         finally:
             self._running = False
             events._set_running_loop(previous)
@@ -135,8 +150,6 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
         return None
 
     def run_in_executor(self, executor: Any, func: Any, *args: Any) -> Any:  # type: ignore[override]  # always refuses
-        from docket.errors import WorkflowError
-
         raise WorkflowError(
             f"workflow code cannot run {getattr(func, '__name__', func)!r} in a thread "
             "(asyncio.to_thread / run_in_executor): threads are not replayable; do it in a step"

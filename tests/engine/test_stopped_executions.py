@@ -4,6 +4,7 @@ resumes when an engine runs fixed code; nothing is lost and the history stays re
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,30 @@ async def test_a_step_added_after_the_last_recorded_activation_stops_the_executi
         with pytest.raises(docket.errors.ClientError, match="asked for step 'notify' at seq 2"):
             await handle.signal("approve")
         assert "StepScheduled" not in [e.type for e in await handle.history()]
+
+
+async def test_sys_exit_in_workflow_code_stops_that_execution_not_the_engine(tmp_path: Path) -> None:
+    """asyncio lets SystemExit out of the task that raised it: it ended the engine's process,
+    and every restart's, since the command that ran the code stayed unprocessed."""
+    app = docket.App("exits")
+
+    @app.workflow
+    async def quits(ctx: docket.WorkflowContext) -> str:
+        await ctx.sleep(0.1)
+        sys.exit(3)
+
+    @app.workflow
+    async def hello(ctx: docket.WorkflowContext) -> str:
+        return "hello"
+
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(quits, workflow_id="quits-1")
+
+        async def deferred() -> bool:
+            return "CommandsDeferred" in [e.type for e in await handle.history()]
+
+        await until(deferred)
+        stopped = [e for e in await handle.history() if e.type == "CommandsDeferred"][0]
+        assert "workflow code raised SystemExit(3)" in stopped.attributes["reason"]
+        assert (await handle.describe()).status == "running"
+        assert await (await engine.client.start(hello, workflow_id="hello-1")).result(timeout=10) == "hello"
