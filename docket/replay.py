@@ -72,6 +72,14 @@ def replay_history(app: App, events: list[Event]) -> ReplayResult:
         replay_instance(instance, events)
     except NondeterminismError as exc:
         return ReplayResult(**result, error=exc)
+    except Exception as exc:  # the code fails where the engine would stop the execution
+        error = NondeterminismError(
+            f"workflow {workflow_type!r} (workflow_id={first['workflow_id']}, run={first['run_id']}) "
+            f"cannot replay its history: running its code raised {type(exc).__name__}: {exc}; "
+            "an engine with this code would stop the execution"
+        )
+        error.__cause__ = exc
+        return ReplayResult(**result, error=error)
     return ReplayResult(**result, error=None)
 
 

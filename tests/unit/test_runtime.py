@@ -11,6 +11,7 @@ import asyncio
 import re
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -234,6 +235,26 @@ async def waits_after_sleep(ctx: docket.WorkflowContext) -> str:
     return await ctx.step(greet, "go")
 
 
+@dataclass
+class Item:
+    name: str
+
+
+@app.workflow
+class Basket:
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+
+    @docket.run
+    async def run(self, ctx: docket.WorkflowContext) -> int:
+        await ctx.wait_until(lambda: bool(self.items))
+        return len(self.items)
+
+    @docket.signal
+    def add(self, ctx: docket.WorkflowContext, item: Item) -> None:
+        self.items.append(item)
+
+
 # the "changed" versions, registered under the original names in another app
 changed = docket.App("runtime-v2")
 changed.step(greet.fn)
@@ -273,6 +294,27 @@ async def waits_after_sleep_v2(ctx: docket.WorkflowContext) -> str:
     await ctx.step(greet, "woke")  # added-after-sleep
     await ctx.wait_for_signal("go")
     return await ctx.step(greet, "go")
+
+
+@dataclass
+class ItemV2:
+    name: str
+    quantity: int  # a new field without a default: recorded items cannot be rebuilt
+
+
+@changed.workflow(name="Basket")
+class BasketV2:
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+
+    @docket.run
+    async def run(self, ctx: docket.WorkflowContext) -> int:
+        await ctx.wait_until(lambda: bool(self.items))
+        return len(self.items)
+
+    @docket.signal
+    def add(self, ctx: docket.WorkflowContext, item: ItemV2) -> None:
+        self.items.append(item)
 
 
 @changed.workflow(name="calls_step_directly")
@@ -521,3 +563,19 @@ def test_resolutions_of_a_run_terminated_before_its_code_ran_them_are_not_checke
     driver._record("WorkflowTerminated", {"reason": "stop"}, 0)
     assert kinds(replay(driver.fresh_instance(), driver.events)) == [("StepScheduled", "greet")]
     assert replay_history(app, driver.events).ok
+
+
+def test_code_that_cannot_take_its_history_is_reported_not_raised() -> None:
+    """A signal recorded with an Item that the new code's ItemV2 cannot rebuild: the engine
+    would stop the execution, and replay reports that run as failed (an exception out of
+    replay_history ended `docket workflow replay` before the other runs were checked)."""
+    driver = Driver(app, "Basket")
+    driver.start()
+    driver.activate([("SignalReceived", {"signal_name": "add", "args": [to_payload(Item("tea"))], "kwargs": {}})])
+    assert driver.result() == 1
+    assert replay_history(app, driver.events).ok
+    result = replay_history(changed, driver.events)
+    assert not result.ok
+    assert "workflow 'Basket' (workflow_id=wf-1, run=" in str(result.error)
+    assert "cannot replay its history: running its code raised SerializationError" in str(result.error)
+    assert "cannot rebuild ItemV2" in str(result.error)
