@@ -3,7 +3,8 @@
 History groups events by activation: the resolution events an activation saw (started,
 step completed, timer fired, ...) and the events recording what the code then asked for
 (step scheduled, timer started, completed). Replay feeds each activation's resolutions and
-compares the commands, in order, to the recorded ones: kind, seq and step name must match.
+compares the commands, in order, to the recorded ones: kind, seq, and for steps, children and
+signals sent, their names and arguments must match.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def _describe(kind: str, body: dict[str, Any]) -> str:
     if kind == "UpdateCompleted":
         return f"the end of update {body['update_id']!r}"
     if kind == "ChildWorkflowScheduled":
-        return f"child workflow {body['workflow_type']!r} at seq {body['seq']}"
+        child = f"{body['workflow_type']!r} ({body['workflow_id']!r})"
+        return f"child workflow {child} at seq {body['seq']}"
     if kind == "ChildCancelRequested":
         return f"cancelling the child at seq {body['seq']}"
     if kind == "ExternalSignalScheduled":
@@ -79,8 +81,8 @@ def _value(body: dict[str, Any]) -> str:
 def _same(command: Command, kind: str, body: dict[str, Any]) -> bool:
     if command.kind != kind:
         return False
+    # arguments count too: the same step (child, signal) called with other inputs is another call
     if kind == "StepScheduled":
-        # arguments count too: the same step called with other inputs is another call
         return bool(
             command.body["seq"] == body["seq"]
             and command.body["step_name"] == body["step_name"]
@@ -93,12 +95,17 @@ def _same(command: Command, kind: str, body: dict[str, Any]) -> bool:
         return bool(
             command.body["seq"] == body["seq"]
             and command.body["workflow_type"] == body["workflow_type"]
+            and command.body["workflow_id"] == body["workflow_id"]
+            and command.body["args"] == body["args"]
+            and command.body["kwargs"] == body["kwargs"]
         )
     if kind == "ExternalSignalScheduled":
         return bool(
             command.body["seq"] == body["seq"]
             and command.body["signal_name"] == body["signal_name"]
             and command.body["workflow_id"] == body["workflow_id"]
+            and command.body["args"] == body["args"]
+            and command.body["kwargs"] == body["kwargs"]
         )
     if kind == "UpdateCompleted":
         return bool(command.body["update_id"] == body["update_id"])
@@ -174,7 +181,7 @@ def _check(
             if asked == recorded_as and kind == "RecordEmitted":  # the value or headers differ
                 asked += f" with value {_value(command.body)}"
                 recorded_as += f" with value {_value(body)}"
-            elif asked == recorded_as:  # same step at the same seq: the arguments differ
+            elif asked == recorded_as:  # the same call at the same seq: the arguments differ
                 asked += f" with arguments {_args(command.body)}"
                 recorded_as += f" with arguments {_args(body)}"
             raise NondeterminismError(

@@ -255,6 +255,21 @@ class Basket:
         self.items.append(item)
 
 
+@app.workflow
+async def starts_child(ctx: docket.WorkflowContext, n: int) -> Any:
+    return await ctx.child("kid", n, workflow_id="kid-1")
+
+
+@app.workflow
+async def names_child(ctx: docket.WorkflowContext, n: int) -> Any:
+    return await ctx.child("kid", n, workflow_id="kid-1")
+
+
+@app.workflow
+async def signals_peer(ctx: docket.WorkflowContext, n: int) -> None:
+    await ctx.external_workflow("peer").signal("poke", n)
+
+
 # the "changed" versions, registered under the original names in another app
 changed = docket.App("runtime-v2")
 changed.step(greet.fn)
@@ -315,6 +330,21 @@ class BasketV2:
     @docket.signal
     def add(self, ctx: docket.WorkflowContext, item: ItemV2) -> None:
         self.items.append(item)
+
+
+@changed.workflow(name="starts_child")
+async def starts_child_v2(ctx: docket.WorkflowContext, n: int) -> Any:
+    return await ctx.child("kid", n + 1, workflow_id="kid-1")
+
+
+@changed.workflow(name="names_child")
+async def names_child_v2(ctx: docket.WorkflowContext, n: int) -> Any:
+    return await ctx.child("kid", n, workflow_id="kid-2")
+
+
+@changed.workflow(name="signals_peer")
+async def signals_peer_v2(ctx: docket.WorkflowContext, n: int) -> None:
+    await ctx.external_workflow("peer").signal("poke", n + 1)
 
 
 @changed.workflow(name="calls_step_directly")
@@ -579,3 +609,27 @@ def test_code_that_cannot_take_its_history_is_reported_not_raised() -> None:
     assert "workflow 'Basket' (workflow_id=wf-1, run=" in str(result.error)
     assert "cannot replay its history: running its code raised SerializationError" in str(result.error)
     assert "cannot rebuild ItemV2" in str(result.error)
+
+
+@pytest.mark.parametrize(
+    ("workflow", "asked", "recorded"),
+    [
+        ("starts_child", "child workflow 'kid' ('kid-1') at seq 1 with arguments (2)",
+         "child workflow 'kid' ('kid-1') at seq 1 with arguments (1)"),
+        ("names_child", "child workflow 'kid' ('kid-2') at seq 1", "child workflow 'kid' ('kid-1') at seq 1"),
+        ("signals_peer", "signal 'poke' to 'peer' at seq 1 with arguments (2)",
+         "signal 'poke' to 'peer' at seq 1 with arguments (1)"),
+    ],
+)
+def test_a_child_or_signal_with_other_arguments_or_id_is_nondeterministic(
+    workflow: str, asked: str, recorded: str
+) -> None:
+    """As for a step: the same call with other inputs is another call (the child that runs,
+    or the signal that was sent, has the recorded ones)."""
+    driver = Driver(app, workflow, 1)
+    driver.start()
+    with pytest.raises(NondeterminismError) as caught:
+        replay(driver.fresh_instance(changed), driver.events)
+    assert f"asked for {asked} (" in str(caught.value)
+    assert f"but history event 2 recorded {recorded}." in str(caught.value)
+    assert replay_history(app, driver.events).ok
