@@ -527,10 +527,12 @@ class ExecutionProcessor:
                 self._instances.popitem(last=False)
         else:
             self._instances.pop(workflow_id, None)
-            if instance.closed and not local:
+            if instance.closed:
                 instance.dispose()
         if continued is not None:  # the new run starts now: nothing can slip in between
             return self._start_continued(state, continued, now_us, batch)
+        if state["status"] != RUNNING:  # closed with local steps still pending (in tasks it
+            return state, []  # never awaited): nothing would take their results, they never run
         next_resolutions: list[dict[str, Any]] = []
         for command in local:
             state, events = await self._run_local(

@@ -120,6 +120,14 @@ async def deterministic_helpers(ctx: docket.WorkflowContext) -> list[str]:
     return [*first, drawn]
 
 
+@app.workflow
+async def leaves_a_local_step(ctx: docket.WorkflowContext) -> str:
+    asyncio.get_running_loop().create_task(ctx.local_step(double, 1))  # never awaited
+    asyncio.ensure_future(ctx.side_effect(lambda: "never awaited"))
+    await asyncio.sleep(0)
+    return "returned"
+
+
 @pytest.fixture(params=[None, 0], ids=["cached", "always-replay"])
 def cache_size(request: pytest.FixtureRequest) -> int | None:
     return request.param  # type: ignore[no-any-return]
@@ -212,6 +220,19 @@ async def test_class_workflow_with_local_steps(tmp_path: Path, cache_size: int |
         assert await handle.result(timeout=10) == 12
         scheduled = [e for e in await handle.history() if e.type == "StepScheduled"]
         assert all(e.attributes["local"] for e in scheduled) and len(scheduled) == 3
+
+
+async def test_a_run_that_returns_with_local_steps_pending_completes(
+    tmp_path: Path, cache_size: int | None
+) -> None:
+    """The local steps were recorded, then the run closed in the same activation (which drops
+    its pending steps): running them afterwards looked for them in the closed run's state, a
+    KeyError that stopped the execution and refused its start."""
+    async with docket.Engine(app, data_dir=tmp_path, workflow_cache_size=cache_size) as engine:
+        handle = await engine.client.start(leaves_a_local_step)
+        assert await handle.result(timeout=10) == "returned"
+        kinds = [e.type for e in await handle.history()]
+        assert kinds == ["WorkflowStarted", "StepScheduled", "StepScheduled", "WorkflowCompleted"]
 
 
 async def test_deterministic_helpers_are_stable_under_replay(tmp_path: Path) -> None:
