@@ -118,6 +118,23 @@ class StepContext:
             self._send(self, self._latest)
 
 
+def _send_last_heartbeat(ctx: StepContext) -> None:
+    """Send the failed attempt's latest heartbeat details, which the next attempt resumes
+    from. Details that cannot be encoded are dropped with a warning: the failure itself
+    must still be reported, or the step would stay pending for good."""
+    try:
+        ctx.flush_heartbeat()
+    except SerializationError as exc:
+        log.warning(
+            "workflow_id=%s: the last heartbeat of step %r (seq %d, attempt %d) was not sent: %s",
+            ctx.workflow_id,
+            ctx.step_name,
+            ctx.seq,
+            ctx.attempt,
+            exc,
+        )
+
+
 current_step: contextvars.ContextVar[StepContext] = contextvars.ContextVar("docket_step")
 
 
@@ -351,7 +368,7 @@ class Worker:
             body = {**base, "failure": to_failure(cancelled)}
             kind = "FailStep"
         except Exception as exc:  # any failure is reported; the retry policy decides
-            ctx.flush_heartbeat()  # the next attempt resumes from the latest details
+            _send_last_heartbeat(ctx)
             body = {**base, "failure": to_failure(exc)}
             kind = "FailStep"
         finally:

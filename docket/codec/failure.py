@@ -38,23 +38,35 @@ def to_failure(exc: BaseException, *, depth: int = 0) -> Failure:
         elif isinstance(exc, errors.ChildWorkflowError):
             kind = "child"
         non_retryable = exc.non_retryable
-        details = None if exc.details is None else to_payload(exc.details, where="failure details")
+        details, unrecorded = _encoded_details(exc)
         stack = exc.remote_stack or "".join(traceback.format_exception(exc))
     else:
         type_name = qualified_name(type(exc))
         non_retryable = False
-        details = None
+        details, unrecorded = None, ""
         stack = "".join(traceback.format_exception(exc))
     cause = exc.__cause__
     return {
         "type": type_name,
-        "message": str(exc),
+        "message": str(exc) + unrecorded,
         "stack": stack,
         "non_retryable": non_retryable,
         "details": details,
         "kind": kind,
         "cause": to_failure(cause, depth=depth + 1) if cause and depth < _MAX_DEPTH else None,
     }
+
+
+def _encoded_details(exc: errors.ExecutionFailure) -> tuple[Any, str]:
+    """The failure's details as a payload, and a note for its message if they cannot be
+    encoded. The failure is then recorded without them rather than not at all: a worker that
+    cannot report a step's failure leaves the step pending for good."""
+    if exc.details is None:
+        return None, ""
+    try:
+        return to_payload(exc.details, where="failure details"), ""
+    except errors.SerializationError as problem:
+        return None, f" [details not recorded: {problem}]"
 
 
 def from_failure(failure: Failure) -> errors.ExecutionFailure:

@@ -128,6 +128,33 @@ async def leaves_a_local_step(ctx: docket.WorkflowContext) -> str:
     return "returned"
 
 
+class Receipt:  # not JSON: a failure's details that cannot be recorded
+    pass
+
+
+@app.step(retry=docket.RetryPolicy(maximum_attempts=1))
+async def declined() -> str:
+    raise docket.ApplicationError("card declined", type="Declined", details=Receipt())
+
+
+@app.step(retry=docket.RetryPolicy(maximum_attempts=1))
+async def receipt_heartbeat() -> str:
+    ctx = docket.step_context()
+    ctx.heartbeat("first")
+    ctx.heartbeat(Receipt())  # throttled: it would go out just before the failure
+    raise docket.ApplicationError("card declined", type="Declined")
+
+
+@app.workflow
+async def pay(ctx: docket.WorkflowContext, step: str = "declined") -> str:
+    try:
+        return await ctx.step(step)
+    except docket.errors.StepError as exc:
+        cause = exc.__cause__
+        assert isinstance(cause, docket.errors.ExecutionFailure)
+        return f"{cause.type_name}: {cause}"
+
+
 @pytest.fixture(params=[None, 0], ids=["cached", "always-replay"])
 def cache_size(request: pytest.FixtureRequest) -> int | None:
     return request.param  # type: ignore[no-any-return]
@@ -260,3 +287,26 @@ def test_bad_definitions_fail_at_registration() -> None:
 
         @other.step(name="x")
         def b() -> None: ...
+
+
+async def test_a_failure_whose_details_cannot_be_encoded_still_reaches_the_workflow(
+    tmp_path: Path,
+) -> None:
+    """The worker used to die on encoding the failure: the attempt was never reported, its
+    task never settled, and the workflow waited for ever. Now the failure is recorded
+    without its details, and says so."""
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(pay)
+        outcome = await handle.result(timeout=10)
+        assert outcome.startswith("Declined: card declined [details not recorded: ")
+        assert "Receipt is not JSON-encodable" in outcome
+
+
+async def test_heartbeat_details_that_cannot_be_encoded_do_not_hide_the_failure(
+    tmp_path: Path,
+) -> None:
+    """The latest heartbeat goes out before a failure; its encoding error used to kill the
+    report of the failure the same way."""
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(pay, "receipt_heartbeat")
+        assert await handle.result(timeout=10) == "Declined: card declined"
