@@ -1,10 +1,10 @@
 """The worker: runs step tasks from ``tasks.<queue>`` and reports outcomes to ``commands``.
 
-Async steps run on the event loop, sync steps in a thread pool, at most
-``max_concurrency`` at a time. Outcomes of every step that finished since the last flush go
-out in one log transaction together with the task offsets they settle (the contiguous
-prefix of finished tasks per partition), so a crash re-delivers only unfinished tasks:
-steps run at least once, and each attempt carries an idempotency key.
+Async steps run on the event loop, sync steps in a thread pool (of as many threads), at
+most ``max_concurrency`` at a time. Outcomes of every step that finished since the last
+flush go out in one log transaction together with the task offsets they settle (the
+contiguous prefix of finished tasks per partition), so a crash re-delivers only
+unfinished tasks: steps run at least once, and each attempt carries an idempotency key.
 """
 
 from __future__ import annotations
@@ -171,9 +171,10 @@ class Worker:
         self.topics = topics
         self.queues = sorted(queues or app.queues())
         self.max_concurrency = max_concurrency
-        self._threads = ThreadPoolExecutor(
-            max_workers=min(max_concurrency, 64), thread_name_prefix="docket-step"
-        )
+        # a thread for every step it may run at once: an attempt is started (and timed)
+        # when it is dispatched, so a sync step must not then wait for a thread
+        # (threads start as needed: async steps need none)
+        self._threads = ThreadPoolExecutor(max_concurrency, thread_name_prefix="docket-step")
         self._partitions: dict[tuple[str, int], _Partition] = {}
         self._groups = {
             q: PartitionGroup(

@@ -128,6 +128,17 @@ async def leaves_a_local_step(ctx: docket.WorkflowContext) -> str:
     return "returned"
 
 
+@app.step(start_to_close_timeout=timedelta(seconds=1.8), retry=docket.RetryPolicy(maximum_attempts=1))
+def one_second(i: int) -> int:
+    time.sleep(1.0)
+    return i
+
+
+@app.workflow
+async def fan_out(ctx: docket.WorkflowContext, n: int) -> list[int]:
+    return list(await asyncio.gather(*(ctx.step(one_second, i) for i in range(n))))
+
+
 class Receipt:  # not JSON: a failure's details that cannot be recorded
     pass
 
@@ -310,3 +321,13 @@ async def test_heartbeat_details_that_cannot_be_encoded_do_not_hide_the_failure(
     async with docket.Engine(app, data_dir=tmp_path) as engine:
         handle = await engine.client.start(pay, "receipt_heartbeat")
         assert await handle.result(timeout=10) == "Declined: card declined"
+
+
+async def test_sync_steps_up_to_max_concurrency_run_at_once(tmp_path: Path) -> None:
+    """66 one-second sync steps with a 1.8 s start-to-close timeout, under the default
+    max_concurrency of 200. The worker used to run sync steps in at most 64 threads while
+    it started (and timed) every attempt at once: the last two waited 1 s for a thread, and
+    timed out in it."""
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(fan_out, 66)
+        assert await handle.result(timeout=30) == list(range(66))
