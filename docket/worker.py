@@ -14,6 +14,7 @@ import builtins
 import contextvars
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -146,10 +147,16 @@ def step_context() -> StepContext:
         raise WorkflowError("step_context() was called outside a running step") from None
 
 
+def _attempt(task: dict[str, Any]) -> tuple[str, str, int, int]:
+    """The step attempt a task record (or a cancel notice) is for."""
+    return task["workflow_id"], task["run_id"], task["seq"], task["attempt"]
+
+
 class _Partition:
     def __init__(self, offset: int) -> None:
         self.next_read = offset
-        self.in_flight: set[int] = set()
+        self.in_flight: set[int] = set()  # read, not yet finished: waiting or running
+        self.waiting: deque[tuple[int, dict[str, Any]]] = deque()  # (offset, task), read ahead
 
     def committable(self) -> int:
         return min(self.in_flight) if self.in_flight else self.next_read
@@ -243,8 +250,9 @@ class Worker:
         self._flush()
 
     def idle(self) -> bool:
-        """No step running, nothing to report, and every owned task partition read to its end."""
-        if self._running or self._outbox:
+        """No step running or waiting, nothing to report, and every owned task partition read
+        to its end."""
+        if self._running or self._outbox or any(p.waiting for p in self._partitions.values()):
             return False
         return all(
             part.next_read >= self.log.end_offset(self.topics.tasks(queue), partition)
@@ -259,35 +267,41 @@ class Worker:
     def _dispatch(self) -> bool:
         dispatched = False
         for (queue, partition), part in list(self._partitions.items()):
-            room = self.max_concurrency - self._running
-            if room <= 0:
-                break
-            records = self.log.poll(
-                self.topics.tasks(queue), partition, part.next_read, min(room, MAX_READ)
-            )
-            for record in records:
-                part.next_read = record.offset + 1
-                try:
-                    task = TASKS.decode(record.value)
-                except SerializationError as exc:
-                    log.error(
-                        "skipping undecodable task at %s[%d] offset %d: %s",
-                        self.topics.tasks(queue),
-                        partition,
-                        record.offset,
-                        exc,
-                    )
-                    continue
-                if task["cancel"]:
-                    self._cancel(task)
-                    continue
-                part.in_flight.add(record.offset)
+            self._read_ahead(queue, partition, part)
+            while part.waiting and self._running < self.max_concurrency:
+                offset, task = part.waiting.popleft()
                 self._running += 1
-                t = asyncio.ensure_future(self._run_task(queue, partition, record.offset, task))
+                t = asyncio.ensure_future(self._run_task(queue, partition, offset, task))
                 self._tasks.add(t)
                 t.add_done_callback(self._tasks.discard)
                 dispatched = True
         return dispatched
+
+    def _read_ahead(self, queue: str, partition: int, part: _Partition) -> None:
+        """Read a task partition beyond what there is room to run: its tasks wait (up to
+        MAX_READ), and its cancel notices apply at once. A worker at max_concurrency must
+        still hear them: for the steps it runs, and for the tasks waiting behind them."""
+        limit = MAX_READ - len(part.waiting)
+        if limit <= 0:
+            return
+        for record in self.log.poll(self.topics.tasks(queue), partition, part.next_read, limit):
+            part.next_read = record.offset + 1
+            try:
+                task = TASKS.decode(record.value)
+            except SerializationError as exc:
+                log.error(
+                    "skipping undecodable task at %s[%d] offset %d: %s",
+                    self.topics.tasks(queue),
+                    partition,
+                    record.offset,
+                    exc,
+                )
+                continue
+            if task["cancel"]:
+                self._cancel(task, part)
+                continue
+            part.in_flight.add(record.offset)
+            part.waiting.append((record.offset, task))
 
     def _flush(self) -> bool:
         if not self._outbox:
@@ -430,16 +444,33 @@ class Worker:
             message = step_timeout_message(name, ctx.attempt, "start_to_close", limit_ms)
             raise TimeoutError(message, kind="start_to_close") from None
 
-    def _cancel(self, notice: dict[str, Any]) -> None:
-        """The workflow no longer waits for this attempt: stop it if it runs here."""
-        key = (notice["workflow_id"], notice["run_id"], notice["seq"], notice["attempt"])
+    def _cancel(self, notice: dict[str, Any], part: _Partition) -> None:
+        """The workflow no longer waits for this attempt: stop it if it runs here, and never
+        start it if it waits here."""
+        key = _attempt(notice)
         ctx = self._running_steps.get(key)
         if ctx is None:
-            return  # finished already, or runs elsewhere
+            self._drop_waiting(key, part)  # or it finished already, or runs elsewhere
+            return
         ctx.cancel_requested = True  # sync steps see it at their next heartbeat
         step = self.app.find_step(ctx.step_name)
         if step is not None and step.is_async and ctx._task is not None:
             ctx._task.cancel()  # async steps see it at their current await
+
+    def _drop_waiting(self, key: tuple[str, str, int, int], part: _Partition) -> None:
+        """Report a waiting task's attempt cancelled without running it (the workflow may
+        still be waiting for its outcome)."""
+        found = next((i for i, (_, t) in enumerate(part.waiting) if _attempt(t) == key), None)
+        if found is None:
+            return
+        offset, task = part.waiting[found]
+        del part.waiting[found]
+        part.in_flight.discard(offset)
+        cancelled = CancelledError(
+            f"step {task['step_name']!r} was cancelled by its workflow before it started"
+        )
+        body = {"run_id": key[1], "seq": key[2], "attempt": key[3], "failure": to_failure(cancelled)}
+        self._report(key[0], f"FailStep:{task['idempotency_key']}", ("FailStep", body))
 
     def _call_later(self, delay: float, callback: Callable[[], None]) -> None:
         """Schedule ``callback`` on the worker's loop, from any thread."""

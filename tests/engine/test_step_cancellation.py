@@ -50,6 +50,32 @@ async def race(ctx: docket.WorkflowContext, step_name: str) -> str:
     return "moved on"
 
 
+@app.step
+async def hog() -> str:
+    await asyncio.sleep(1.0)
+    return "hog done"
+
+
+@app.step
+def never_started(name: str) -> str:
+    seen.append(f"{name} ran")
+    return name
+
+
+@app.workflow
+async def cancel_queued(ctx: docket.WorkflowContext) -> str:
+    busy = asyncio.ensure_future(ctx.step(hog))
+    await ctx.sleep(0.1)  # the worker's only slot is taken
+    queued = asyncio.ensure_future(ctx.step(never_started, "queued"))
+    await ctx.sleep(0.1)
+    queued.cancel()
+    try:
+        await queued
+    except asyncio.CancelledError:
+        pass
+    return await busy
+
+
 async def test_async_and_sync_steps_are_cancelled_on_the_worker(tmp_path: Path) -> None:
     seen.clear()
     async with docket.Engine(app, data_dir=tmp_path) as engine:
@@ -81,3 +107,32 @@ async def test_cancelling_the_workflow_cancels_its_running_step(tmp_path: Path) 
                 break
             await asyncio.sleep(0.05)
     assert seen == ["loser cancelled"]
+
+
+async def test_a_full_worker_still_cancels_its_running_step(tmp_path: Path) -> None:
+    """A worker at its max_concurrency read nothing from its task queues, cancel notices
+    included: the step it ran could not be cancelled (here it ran its 30 s to the end)."""
+    seen.clear()
+    async with docket.Engine(app, data_dir=tmp_path, max_concurrency=1) as engine:
+        handle = await engine.client.start(race, "slow_async")
+        assert await handle.result(timeout=20) == "moved on"
+        failed = [e for e in await handle.history() if e.type == "StepFailed"]
+        assert failed and failed[0].attributes["failure"]["cause"]["kind"] == "cancelled"
+    assert seen == ["loser cancelled"]
+
+
+async def test_a_step_cancelled_while_queued_on_a_full_worker_never_runs(tmp_path: Path) -> None:
+    """The cancelled step's task waited behind a busy worker; it used to run once a slot
+    freed (its cancel notice, read after it, found nothing running). Now the worker reads
+    ahead: the notice drops the waiting task and reports it cancelled."""
+    seen.clear()
+    async with docket.Engine(app, data_dir=tmp_path, max_concurrency=1) as engine:
+        handle = await engine.client.start(cancel_queued)
+        assert await handle.result(timeout=20) == "hog done"
+        history = await handle.history()
+        kinds = [e.type for e in history]
+        (failed,) = [e for e in history if e.type == "StepFailed"]
+        assert failed.attributes["failure"]["cause"]["kind"] == "cancelled"
+        assert kinds.index("StepFailed") < kinds.index("StepCompleted")  # before hog ended
+        await asyncio.sleep(0.3)
+    assert seen == []
