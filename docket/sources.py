@@ -50,7 +50,7 @@ class SignalSource:
             raise SkippedRecord("it has no key, so it names no workflow")
         try:
             workflow_id = self.key_to_id(key) if self.key_to_id is not None else key
-        except Exception as exc:  # the user's function: its failure skips this record only
+        except (Exception, SystemExit) as exc:  # the user's function: skips this record only
             raise SkippedRecord(f"key_to_id({key!r}) raised {type(exc).__name__}: {exc}") from exc
         if not isinstance(workflow_id, str) or not workflow_id or "\0" in workflow_id:
             raise SkippedRecord(f"key_to_id({key!r}) returned {workflow_id!r}, not a workflow ID")

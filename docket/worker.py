@@ -39,6 +39,7 @@ from docket.faults import fault
 from docket.log.base import Log
 from docket.log.topics import Topics
 from docket.streams.host import PartitionGroup
+from docket.user_code import call_without_exit, without_exit
 
 log = logging.getLogger("docket")
 
@@ -420,16 +421,18 @@ class Worker:
         context = contextvars.copy_context()
         context.run(current_step.set, ctx)
         loop = asyncio.get_running_loop()
+        what = f"step {name!r}"
         if step.is_async:
             if timeout is None:  # run it in this task: the step context is set on it already
                 current_step.set(ctx)
-                return await step.fn(*args, **kwargs)
+                return await without_exit(step.fn(*args, **kwargs), what)
             running: asyncio.Future[Any] = loop.create_task(
-                step.fn(*args, **kwargs), context=context
+                without_exit(step.fn(*args, **kwargs), what), context=context
             )
         else:
             running = loop.run_in_executor(
-                self._threads, lambda: context.run(step.fn, *args, **kwargs)
+                self._threads,
+                lambda: context.run(call_without_exit, step.fn, what, *args, **kwargs),
             )
             if timeout is None:
                 return await running
@@ -469,7 +472,12 @@ class Worker:
         cancelled = CancelledError(
             f"step {task['step_name']!r} was cancelled by its workflow before it started"
         )
-        body = {"run_id": key[1], "seq": key[2], "attempt": key[3], "failure": to_failure(cancelled)}
+        body = {
+            "run_id": key[1],
+            "seq": key[2],
+            "attempt": key[3],
+            "failure": to_failure(cancelled),
+        }
         self._report(key[0], f"FailStep:{task['idempotency_key']}", ("FailStep", body))
 
     def _call_later(self, delay: float, callback: Callable[[], None]) -> None:

@@ -29,6 +29,7 @@ from docket.runtime.location import user_location
 from docket.runtime.loop import DeterministicLoop
 from docket.runtime.messages import Mailbox
 from docket.runtime.relations import Relations
+from docket.user_code import call_without_exit
 
 _NO_RETRY = RetryPolicy(maximum_attempts=1).to_record()
 
@@ -175,7 +176,7 @@ class WorkflowInstance:
         the main task, unless a start delay holds it back until StartDelayElapsed."""
         self.parent = body.get("parent")
         if self.definition.cls is not None:
-            self.obj = self.definition.cls()
+            self.obj = call_without_exit(self.definition.cls, f"workflow {self.workflow_type!r}")
         if body.get("start_at_us"):
             self._delayed_start = body
             return

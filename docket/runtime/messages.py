@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from docket.codec.failure import to_failure
 from docket.codec.payload import Payload, decode_args, from_payload, to_payload
 from docket.definitions import validator_of
+from docket.user_code import call_without_exit
 
 if TYPE_CHECKING:
     from docket.runtime.instance import WorkflowInstance
@@ -127,7 +128,9 @@ class Mailbox:
         decoded, decoded_kwargs = decode_args(method, args, kwargs, skip=skip, where=where)
         bind_check(method, skip, decoded, decoded_kwargs, where)
         if check is not None:
-            outcome = check(context, *decoded, **decoded_kwargs)
+            outcome = call_without_exit(
+                check, f"the validator of {where}", context, *decoded, **decoded_kwargs
+            )
             if inspect.isawaitable(outcome):
                 close = getattr(outcome, "close", None)
                 if close is not None:
@@ -203,7 +206,8 @@ class Mailbox:
             decoded, decoded_kwargs = decode_args(
                 handler, args, kwargs, skip=2, where=f"query {name!r}"
             )
-            return getattr(instance.obj, handler.__name__)(context, *decoded, **decoded_kwargs)
+            bound = getattr(instance.obj, handler.__name__)
+            return call_without_exit(bound, f"query {name!r}", context, *decoded, **decoded_kwargs)
         function = self.query_handlers.get(name)
         if function is None:
             known = sorted({*instance.definition.queries, *self.query_handlers})
@@ -218,7 +222,7 @@ class Mailbox:
         decoded, decoded_kwargs = decode_args(
             function, args, kwargs, skip=1, where=f"query {name!r}"
         )
-        return function(context, *decoded, **decoded_kwargs)
+        return call_without_exit(function, f"query {name!r}", context, *decoded, **decoded_kwargs)
 
 
 def _value(args: list[Any]) -> Any:
