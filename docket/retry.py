@@ -51,18 +51,21 @@ class RetryPolicy:
 
     def to_record(self) -> dict[str, Any]:
         return {
-            "initial_interval_ms": _ms(self.initial_interval),
+            "initial_interval_ms": whole_ms(self.initial_interval),
             "backoff_coefficient": self.backoff_coefficient,
             "maximum_interval_ms": None
             if self.maximum_interval is None
-            else _ms(self.maximum_interval),
+            else whole_ms(self.maximum_interval),
             "maximum_attempts": self.maximum_attempts,
             "non_retryable_error_types": list(self.non_retryable_error_types),
         }
 
 
-def _ms(delta: timedelta) -> int:
-    return int(delta.total_seconds() * 1000)
+def whole_ms(delta: timedelta) -> int:
+    """A positive duration in whole milliseconds, rounded to the nearest (4.35 s is 4350, not
+    4349) and never to 0: a 0.4 ms interval must not turn into retries without a wait, nor a
+    timeout into none."""
+    return max(1, round(delta.total_seconds() * 1000))
 
 
 def next_retry_delay_ms(

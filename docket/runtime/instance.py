@@ -24,7 +24,7 @@ from docket.definitions import Step, Workflow
 from docket.emission import encode_headers, encode_value, record_id, record_problem
 from docket.errors import CancelledError, SerializationError, WorkflowError
 from docket.execution.ids import continued_run_id
-from docket.retry import RetryPolicy
+from docket.retry import RetryPolicy, whole_ms
 from docket.runtime.location import user_location
 from docket.runtime.loop import DeterministicLoop
 from docket.runtime.messages import Mailbox
@@ -488,7 +488,7 @@ def _signature_after(fn: Callable[..., Any], skip: int) -> tuple[inspect.Signatu
 
 
 def _ms(delta: Any) -> int | None:
-    return None if delta is None else int(delta.total_seconds() * 1000)
+    return None if delta is None else whole_ms(delta)
 
 
 def _bind_local(

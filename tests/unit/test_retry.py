@@ -151,3 +151,15 @@ def test_policy_is_immutable() -> None:
     retry = RetryPolicy()
     with pytest.raises(AttributeError):
         retry.maximum_attempts = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("given", "recorded"), [
+    (timedelta(seconds=4.35), 4350),  # int(4.35 * 1000) was 4349
+    (timedelta(microseconds=400), 1),  # was 0: retries with no wait at all
+    (timedelta(milliseconds=1.6), 2),
+    (timedelta(hours=1), 3_600_000),
+])
+def test_intervals_are_recorded_in_whole_milliseconds_never_zero(given: timedelta, recorded: int) -> None:
+    policy = RetryPolicy(initial_interval=given, maximum_interval=max(given, timedelta(seconds=5)))
+    assert policy.to_record()["initial_interval_ms"] == recorded
+    assert next_retry_delay_ms(policy.to_record(), attempt=1, error_type="E", non_retryable=False) == recorded
