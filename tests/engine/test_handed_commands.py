@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 import docket
+from docket.errors import StateStoreError
+from docket.state.store import StoreBatch
 from docket.testing import WorkflowEnvironment
 
 app = docket.App("review-findings")
@@ -150,7 +152,7 @@ async def test_time_does_not_skip_while_a_handed_report_is_being_processed() -> 
 
 @pytest.mark.parametrize("handed", [True, False], ids=["handed", "appended"])
 async def test_a_signal_recorded_before_the_store_write_failed_is_delivered_once(
-    tmp_path: Path, handed: bool
+    tmp_path: Path, handed: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The batch's append succeeded (the signal is in history, its sender was answered),
     then writing the state store failed and the processor stopped. A handed signal must
@@ -161,11 +163,15 @@ async def test_a_signal_recorded_before_the_store_write_failed_is_delivered_once
             engine.client.commands_to = None
         handle = await engine.client.start(Box, workflow_id="box")
         await handle.signal(Box.add, 1)
-        assert engine.processor is not None
-        for cursor in engine.processor.partitions.values():
-            cursor.store.close()  # the next state write fails (as on a full disk)
+
+        def full_disk(self: StoreBatch, checkpoint: int) -> None:
+            raise StateStoreError("cannot write state: no space left on device")
+
+        # the next state write fails; reads still work (a replay of the run reads history)
+        monkeypatch.setattr(StoreBatch, "commit", full_disk)
         await asyncio.wait_for(handle.signal(Box.add, 2), 10)  # recorded, answered
         await asyncio.wait_for(engine._stop.wait(), 10)  # the processor stopped on the error
+        monkeypatch.undo()
     async with docket.Engine(app, data_dir=tmp_path) as engine:
         handle = engine.client.get_handle("box")
         await handle.signal(Box.finish)
