@@ -6,12 +6,13 @@ The public surface is small on purpose; everything else lives in its submodule.
 from docket import errors
 from docket._version import __version__
 from docket.app import App
-from docket.client import Client, IdReusePolicy, UpdateHandle, WorkflowHandle
+from docket.client import Client, IdReusePolicy
 from docket.config import Settings
 from docket.context import QueryContext, WorkflowContext
 from docket.definitions import Step, Workflow, query, run, signal, update
 from docket.engine import Engine
 from docket.errors import ApplicationError, StepError, WorkflowFailedError
+from docket.handles import UpdateHandle, WorkflowHandle
 from docket.reader import HistoryEvent, WorkflowDescription
 from docket.retry import RetryPolicy
 from docket.runtime.relations import ParentClosePolicy

@@ -14,8 +14,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, overload
 
 from docket.client_input import (
     check_workflow_id,
@@ -24,8 +23,8 @@ from docket.client_input import (
     return_hint,
     within,
 )
-from docket.codec.failure import from_failure, to_failure
-from docket.codec.payload import encode_args, from_payload, to_payload
+from docket.codec.failure import to_failure
+from docket.codec.payload import encode_args, to_payload
 from docket.codec.records import COMMANDS, REPLIES
 from docket.command_sink import CommandSink, command_records, unfenced
 from docket.config import Settings
@@ -35,20 +34,20 @@ from docket.errors import (
     ApplicationError,
     ClientError,
     ReplyTimeoutError,
-    UpdateFailedError,
     WorkflowAlreadyStartedError,
-    WorkflowFailedError,
     WorkflowNotFoundError,
 )
 from docket.execution.ids import new_request_id, parse_task_token
+from docket.handles import UpdateHandle, WorkflowHandle
 from docket.log.base import GroupCommit, Log, OutRecord
 from docket.log.partitioner import partition as partition_of
 from docket.log.topics import Topics
-from docket.reader import HistoryEvent, StateReader, WorkflowDescription, to_history_event
+from docket.reader import StateReader, WorkflowDescription
 from docket.streams.replica import HistoryReplica
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 # outcomes that arrived before anyone asked (a start whose result() comes later, or never):
 # a miss costs one WatchWorkflow round trip, while every entry lengthens full GC collections
@@ -65,128 +64,6 @@ class IdReusePolicy(StrEnum):
     USE_RUNNING = "use_running"  # hand back a running run; else start a new one
 
 
-class WorkflowHandle(Generic[R]):
-    """A handle on one run of a workflow, generic in its result type."""
-
-    def __init__(
-        self, client: Client, workflow_id: str, run_id: str | None, result_hint: Any = None
-    ) -> None:
-        self._client = client
-        self.workflow_id = workflow_id
-        self.run_id = run_id
-        self._hint = result_hint
-
-    def __repr__(self) -> str:
-        return f"WorkflowHandle(workflow_id={self.workflow_id!r}, run_id={self.run_id!r})"
-
-    async def result(self, *, timeout: float | None = None) -> R:
-        """Wait for the run to close; return its result or raise WorkflowFailedError."""
-        reply = await self._client._outcome(self.workflow_id, self.run_id, timeout)
-        if reply["kind"] == "completed":
-            value: R = from_payload(
-                reply["result"], self._hint, where=f"result of {self.workflow_id!r}"
-            )
-            return value
-        cause = from_failure(reply["failure"])
-        raise WorkflowFailedError(
-            f"workflow {self.workflow_id!r} (run {reply['run_id']}) failed: {cause}",
-            workflow_id=self.workflow_id,
-            run_id=reply["run_id"],
-        ) from cause
-
-    async def signal(self, signal: Any, /, *args: Any, **kwargs: Any) -> None:
-        """Send a signal (a ``@docket.signal`` method, or its name) to this workflow.
-
-        Returns once it is recorded: it will be delivered exactly once, after every signal
-        recorded before it. Raises WorkflowNotFoundError, or ClientError when the workflow is
-        closed, has no such signal, or the arguments do not fit its handler.
-        """
-        await self._client._message(
-            "signal",
-            self.workflow_id,
-            self.run_id,
-            handler_name(signal, "__docket_signal__"),
-            args,
-            kwargs,
-        )
-
-    async def query(self, query: Any, /, *args: Any, **kwargs: Any) -> Any:
-        """Ask a query (a ``@docket.query`` method, or its name) and return the answer. It
-        sees every signal recorded before it; closed workflows answer from their history."""
-        name = handler_name(query, "__docket_query__")
-        reply = await self._client._message(
-            "query", self.workflow_id, self.run_id, name, args, kwargs
-        )
-        hint = return_hint(query)
-        return from_payload(reply["result"], hint, where=f"answer to query {name!r}")
-
-    async def execute_update(
-        self, update: Any, /, *args: Any, update_id: str | None = None, **kwargs: Any
-    ) -> Any:
-        """Send an update (a ``@docket.update`` method, or its name) and return what its
-        handler returns. Raises ClientError when it is rejected (no such update, arguments
-        that do not fit, its validator raised, the run is closed: nothing is recorded then),
-        UpdateFailedError when its handler raised. ``update_id`` (default: a new UUID)
-        makes retries safe: the same ID is applied once, and a retry gets the same outcome."""
-        handle = await self.start_update(update, *args, update_id=update_id, **kwargs)
-        return await handle.result()
-
-    async def start_update(
-        self, update: Any, /, *args: Any, update_id: str | None = None, **kwargs: Any
-    ) -> UpdateHandle:
-        """Send an update and return once it is accepted (validated and recorded); await
-        ``result()`` on the returned handle for the handler's outcome."""
-        name = handler_name(update, "__docket_update__")
-        update_id = update_id or new_request_id()
-        body = self._client._update_body(self.run_id, name, update_id, args, kwargs)
-        outcome = self._client._expect_outcome(update_id)
-        command_id = new_request_id()
-        try:
-            reply = await self._client._request(
-                self.workflow_id, command_id, ("UpdateWorkflow", body)
-            )
-        except BaseException:
-            self._client._waiters.pop(f"update:{update_id}", None)
-            raise
-        return self._client._accepted(self, name, update_id, reply, outcome, update)
-
-    async def cancel(self, reason: str = "") -> None:
-        """Ask the run to stop: its code sees ``asyncio.CancelledError`` at its next await
-        and may clean up (steps awaited after catching it still run). If it lets the error
-        escape, ``result()`` raises WorkflowFailedError caused by CancelledError."""
-        body = {"run_id": self.run_id, "reason": reason, "reply_to": self._client.client_id}
-        reply = await self._client._request(
-            self.workflow_id, new_request_id(), ("CancelWorkflow", body)
-        )
-        self._client._raise_refusal(reply, self.workflow_id, "cancel")
-
-    async def terminate(self, reason: str = "") -> None:
-        """Stop the run at once: no cleanup code runs, pending steps' results are ignored,
-        and ``result()`` raises WorkflowFailedError. Recorded in history with ``reason``."""
-        body = {"run_id": self.run_id, "reason": reason, "reply_to": self._client.client_id}
-        reply = await self._client._request(
-            self.workflow_id, new_request_id(), ("TerminateWorkflow", body)
-        )
-        self._client._raise_refusal(reply, self.workflow_id, "terminate")
-
-    async def describe(self) -> WorkflowDescription:
-        """This run's chain as it stands now, from the state stores (a run of an earlier
-        start of the ID stays that run: it is not the ID's latest)."""
-        return self._client._reader.describe(self.workflow_id, self.run_id)
-
-    async def history(self) -> list[HistoryEvent]:
-        return [
-            to_history_event(e) for e in self._client._reader.history(self.workflow_id, self.run_id)
-        ]
-
-    async def export_history(self, path: str | Path) -> None:
-        """Write this run's exact events as JSON lines: a history file for `docket.replay`
-        and ``docket workflow replay --history`` (keep a few as golden files in CI)."""
-        from docket.replay import export_history
-
-        export_history(self._client._reader.history(self.workflow_id, self.run_id), path)
-
-
 @dataclass(frozen=True)
 class _Start:
     """A StartWorkflow command ready to send, and what its reply needs to become a handle."""
@@ -197,50 +74,6 @@ class _Start:
     name: str
     hint: Any
     policy: IdReusePolicy
-
-
-class UpdateHandle:
-    """An accepted update: ``await result()`` for what its handler returned."""
-
-    def __init__(
-        self,
-        workflow: WorkflowHandle[Any],
-        name: str,
-        update_id: str,
-        outcome: asyncio.Future[dict[str, Any]],
-        result_hint: Any,
-    ) -> None:
-        self.workflow = workflow
-        self.name = name
-        self.update_id = update_id
-        self._outcome = outcome
-        self._hint = result_hint
-
-    def __repr__(self) -> str:
-        return (
-            f"UpdateHandle(workflow_id={self.workflow.workflow_id!r}, update_id={self.update_id!r})"
-        )
-
-    async def result(self, *, timeout: float | None = None) -> Any:
-        """Wait for the handler to finish; return its value or raise UpdateFailedError."""
-        workflow_id = self.workflow.workflow_id
-        try:
-            reply = await asyncio.wait_for(asyncio.shield(self._outcome), timeout)
-        except TimeoutError:
-            raise ReplyTimeoutError(
-                f"update {self.name!r} ({self.update_id}) of workflow_id={workflow_id!r} has "
-                f"not finished after {timeout} s; it is still running"
-            ) from None
-        if reply["kind"] == "update_completed":
-            return from_payload(
-                reply["result"], self._hint, where=f"result of update {self.name!r}"
-            )
-        cause = from_failure(reply["failure"])
-        raise UpdateFailedError(
-            f"update {self.name!r} ({self.update_id}) of workflow_id={workflow_id!r} failed: {cause}",
-            workflow_id=workflow_id,
-            update_id=self.update_id,
-        ) from cause
 
 
 class Client:
@@ -510,7 +343,7 @@ class Client:
                 f"start of {start.name!r} as workflow_id={workflow_id!r} was rejected: "
                 f"{reply['failure']['message']}"
             )
-        return WorkflowHandle(self, workflow_id, reply["run_id"], start.hint)
+        return WorkflowHandle(self, workflow_id, reply["run_id"], start.hint, known=True)
 
     async def _with_start(
         self, start: _Start, then: tuple[str, dict[str, Any]]
@@ -583,7 +416,9 @@ class Client:
             self._raise_refusal(reply, handle.workflow_id, f"update {name!r}")
             raise ClientError(f"unexpected reply {reply['kind']!r} to update {name!r}")
         if handle.run_id is None:
-            handle = WorkflowHandle(self, handle.workflow_id, reply["run_id"], handle._hint)
+            handle = WorkflowHandle(
+                self, handle.workflow_id, reply["run_id"], handle._hint, known=True
+            )
         return UpdateHandle(handle, name, update_id, outcome, return_hint(update))
 
     async def _message(

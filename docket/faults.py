@@ -2,14 +2,18 @@
 (as ``kill -9`` would, no cleanup) the first time it reaches that point.
 
 ``DOCKET_FAULT_AFTER=N`` lets N passes through before failing, to crash mid-run.
+``DOCKET_FAULT_PAUSE_S=S`` makes every pass stop the process for S seconds instead (a slow
+disk, say), to hold a race window open.
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 _POINT = os.environ.get("DOCKET_FAULT", "")
 _AFTER = int(os.environ.get("DOCKET_FAULT_AFTER", "0") or 0)
+_PAUSE_S = float(os.environ.get("DOCKET_FAULT_PAUSE_S", "0") or 0)
 _passes = 0
 
 POINTS = (
@@ -28,6 +32,9 @@ POINTS = (
 def fault(point: str) -> None:
     global _passes
     if point != _POINT:
+        return
+    if _PAUSE_S:
+        time.sleep(_PAUSE_S)
         return
     _passes += 1
     if _passes > _AFTER:

@@ -40,12 +40,13 @@ except ImportError as exc:  # pragma: no cover - the extra is installed in the t
         "the Faust integration needs faust-streaming: pip install 'docket-engine[faust]'"
     ) from exc
 
-from docket.client import Client, IdReusePolicy, WorkflowHandle
+from docket.client import Client, IdReusePolicy
 from docket.codec import records, schemas
 from docket.codec.payload import Payload, from_payload
 from docket.config import Settings
 from docket.definitions import Workflow
 from docket.errors import ClientError, ConfigurationError, SerializationError
+from docket.handles import WorkflowHandle
 from docket.log.growth import layout_of
 from docket.log.registry import ConfluentSchemaRegistry, RegistryFraming
 from docket.log.topics import Topics
@@ -271,16 +272,16 @@ class DocketFaust:
 
     @overload
     async def start(
-        self, workflow: Workflow[P, R], *args: Any, workflow_id: str, **kwargs: Any
+        self, workflow: Workflow[P, R], /, *args: Any, workflow_id: str, **kwargs: Any
     ) -> WorkflowHandle[R]: ...
 
     @overload
     async def start(
-        self, workflow: str | type, *args: Any, workflow_id: str, **kwargs: Any
+        self, workflow: str | type, /, *args: Any, workflow_id: str, **kwargs: Any
     ) -> WorkflowHandle[Any]: ...
 
     async def start(
-        self, workflow: Any, *args: Any, workflow_id: str, **kwargs: Any
+        self, workflow: Any, /, *args: Any, workflow_id: str, **kwargs: Any
     ) -> WorkflowHandle[Any]:
         """`Client.start`, with a required ``workflow_id`` and ``id_reuse_policy``
         defaulting to RETURN_EXISTING: a record delivered again returns the run it started.
@@ -293,7 +294,7 @@ class DocketFaust:
         return await self.client().start(workflow, *args, workflow_id=workflow_id, **kwargs)
 
     async def signal(
-        self, workflow_id: str, signal: Any, *args: Any, run_id: str | None = None, **kwargs: Any
+        self, workflow_id: str, signal: Any, /, *args: Any, run_id: str | None = None, **kwargs: Any
     ) -> None:
         """Send ``signal`` (a ``@docket.signal`` method, or its name) to a running workflow;
         returns once it is recorded. Raises WorkflowNotFoundError or ClientError as
@@ -303,6 +304,7 @@ class DocketFaust:
     async def signal_with_start(
         self,
         workflow: Any,
+        /,
         *args: Any,
         workflow_id: str,
         signal: Any,
