@@ -31,7 +31,7 @@ from docket.cli_input import (
 from docket.client import Client, IdReusePolicy
 from docket.client_input import START_OPTIONS
 from docket.config import Settings, flag
-from docket.errors import DocketError, UpdateFailedError, WorkflowFailedError
+from docket.errors import DocketError, UpdateFailedError, WorkflowFailedError, WorkflowNotFoundError
 
 T = TypeVar("T")
 
@@ -597,6 +597,11 @@ def replay(
             results = list(replay_log(app, log, Topics(log.namespace), workflow_id=workflow_id))
         finally:
             log.close()
+        if workflow_id is not None and not results:  # a typo must not pass as "0 of 0 clean"
+            raise WorkflowNotFoundError(
+                f"no history of workflow_id={workflow_id!r} in the log of namespace "
+                f"{settings.namespace!r}"
+            )
     failed = 0
     for r in results:
         failed += not r.ok

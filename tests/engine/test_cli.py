@@ -169,6 +169,8 @@ def test_worker_in_another_process(tmp_path: Path) -> None:
     (["workflow", "start", "greet", "--args", '["x"]', "--id", "t-1", "--timeout", "-1"], 2,
      "'--timeout': -1.0 is not a number of seconds above 0"),
     (["workflow", "result", "t-1", "--timeout", "nan"], 2, "nan is not a number of seconds above 0"),
+    (["workflow", "replay", "-A", "cli_app:app", "--workflow-id", "nope"], 1,
+     "no history of workflow_id='nope' in the log"),  # exited 0: "0 of 0 histories replayed cleanly"
 ])
 def test_bad_input_is_one_line_and_nonzero(tmp_path: Path, engine: subprocess.Popen[str], args: list[str],
                                            code: int, message: str) -> None:
