@@ -48,13 +48,22 @@ def to_failure(exc: BaseException, *, depth: int = 0) -> Failure:
     cause = exc.__cause__
     return {
         "type": type_name,
-        "message": str(exc) + unrecorded,
+        "message": _message(exc) + unrecorded,
         "stack": stack,
         "non_retryable": non_retryable,
         "details": details,
         "kind": kind,
         "cause": to_failure(cause, depth=depth + 1) if cause and depth < _MAX_DEPTH else None,
     }
+
+
+def _message(exc: BaseException) -> str:
+    """``str(exc)``, or what went wrong taking it: the failure must be recorded all the same
+    (a worker that cannot report a step's failure leaves the step pending for good)."""
+    try:
+        return str(exc)
+    except Exception as problem:
+        return f"<str() of {type(exc).__qualname__} raised {type(problem).__name__}: {problem}>"
 
 
 def _encoded_details(exc: errors.ExecutionFailure) -> tuple[Any, str]:

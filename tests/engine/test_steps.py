@@ -156,6 +156,16 @@ async def receipt_heartbeat() -> str:
     raise docket.ApplicationError("card declined", type="Declined")
 
 
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no words")
+
+
+@app.step(retry=docket.RetryPolicy(maximum_attempts=1))
+async def raises_unprintable() -> str:
+    raise Unprintable()
+
+
 @app.workflow
 async def pay(ctx: docket.WorkflowContext, step: str = "declined") -> str:
     try:
@@ -311,6 +321,14 @@ async def test_a_failure_whose_details_cannot_be_encoded_still_reaches_the_workf
         outcome = await handle.result(timeout=10)
         assert outcome.startswith("Declined: card declined [details not recorded: ")
         assert "Receipt is not JSON-encodable" in outcome
+
+
+async def test_an_exception_whose_str_raises_still_fails_the_step(tmp_path: Path) -> None:
+    """Its message is taken with str(): that raised inside the worker, which then never
+    reported the attempt (the workflow waited for ever)."""
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        outcome = await (await engine.client.start(pay, "raises_unprintable")).result(timeout=10)
+        assert outcome.endswith("Unprintable: <str() of Unprintable raised RuntimeError: no words>")
 
 
 async def test_heartbeat_details_that_cannot_be_encoded_do_not_hide_the_failure(
