@@ -69,18 +69,29 @@ def whole_ms(delta: timedelta) -> int:
 
 
 def next_retry_delay_ms(
-    policy: dict[str, Any], *, attempt: int, error_type: str, non_retryable: bool
+    policy: dict[str, Any],
+    *,
+    attempt: int,
+    error_type: str,
+    non_retryable: bool,
+    kind: str = "application",
 ) -> int | None:
     """Delay before attempt ``attempt + 1``, or None when the step must fail for good.
 
     ``policy`` is a RetryPolicy record (as stored in StepScheduled), ``attempt`` the attempt
-    that just failed (1-based).
+    that just failed (1-based), ``kind`` its failure's kind. An attempt timed out by Docket
+    is matched in ``non_retryable_error_types`` by its kind (``timeout.start_to_close``,
+    ``timeout.heartbeat``), not as ``TimeoutError``: listing the TimeoutError an HTTP
+    client raises must not stop retries of hung attempts (Temporal names its timeouts
+    ``TemporalTimeout:StartToClose`` for the same reason).
     """
     if non_retryable:
         return None
-    short_type = error_type.rsplit(".", 1)[-1]
     names = policy["non_retryable_error_types"]
-    if error_type in names or short_type in names:
+    if kind.startswith("timeout."):
+        if kind in names:
+            return None
+    elif error_type in names or error_type.rsplit(".", 1)[-1] in names:
         return None
     maximum_attempts = policy["maximum_attempts"]
     if maximum_attempts and attempt >= maximum_attempts:

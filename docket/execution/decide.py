@@ -574,6 +574,7 @@ def _attempt_failed(
         attempt=step["attempt"],
         error_type=failure["type"],
         non_retryable=failure["non_retryable"] or step["cancel_requested"],
+        kind=failure["kind"],
     )
     if delay_ms is None:
         return _step_failed(state, step, failure)

@@ -163,3 +163,21 @@ def test_intervals_are_recorded_in_whole_milliseconds_never_zero(given: timedelt
     policy = RetryPolicy(initial_interval=given, maximum_interval=max(given, timedelta(seconds=5)))
     assert policy.to_record()["initial_interval_ms"] == recorded
     assert next_retry_delay_ms(policy.to_record(), attempt=1, error_type="E", non_retryable=False) == recorded
+
+
+@pytest.mark.parametrize(("listed", "kind", "error_type", "retried"), [
+    # Docket's own timeouts go by their kind, as Temporal's go by TemporalTimeout:StartToClose
+    (["TimeoutError"], "timeout.start_to_close", "TimeoutError", True),  # was not retried
+    (["TimeoutError"], "timeout.heartbeat", "TimeoutError", True),
+    (["timeout.start_to_close"], "timeout.start_to_close", "TimeoutError", False),
+    (["timeout.heartbeat"], "timeout.start_to_close", "TimeoutError", True),
+    # the step's own TimeoutError (an HTTP client's, say) goes by its type, as any exception
+    (["TimeoutError"], "application", "TimeoutError", False),
+    (["timeout.start_to_close"], "application", "TimeoutError", True),
+])
+def test_docket_timeouts_are_matched_by_kind_not_as_timeout_error(
+    listed: list[str], kind: str, error_type: str, retried: bool
+) -> None:
+    policy = RetryPolicy(non_retryable_error_types=listed).to_record()
+    delay = next_retry_delay_ms(policy, attempt=1, error_type=error_type, non_retryable=False, kind=kind)
+    assert (delay is not None) == retried
