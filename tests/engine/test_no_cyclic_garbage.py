@@ -143,6 +143,7 @@ async def test_closed_runs_leave_nothing_behind_in_a_long_running_engine(tmp_pat
         assert await again.result(timeout=20) == await again.result(timeout=20) == "HELLO, RUN-7"
 
 
+@cached_path_only
 async def test_queries_of_closed_runs_leave_no_cyclic_garbage(tmp_path: Path) -> None:
     """A closed run answers a query from its history, replayed into an instance for that
     query alone: the instance goes with the answer, not to the cyclic collector."""
