@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 from docket.app import App
 from docket.codec.failure import to_failure
-from docket.codec.payload import decode_args, from_payload, to_payload
+from docket.codec.payload import Payload, decode_args, from_payload, to_payload
 from docket.codec.records import TASKS
 from docket.command_sink import CommandSink, command_records
 from docket.errors import (
@@ -82,8 +82,13 @@ class StepContext:
         interval ends, or before the attempt's failure is reported. Safe from threads.
         Local steps have no heartbeat timeout: there it only records the latest details.
         Raises `docket.errors.CancelledError` once the workflow has cancelled this step (async
-        steps are also cancelled at their current await).
+        steps are also cancelled at their current await), and `SerializationError` for
+        details that cannot be encoded.
         """
+        if self._send is not None:  # encoded now: a bad value is the caller's error, here,
+            # not the throttle timer's later (it would be lost, and the step never told)
+            where = f"heartbeat details of step {self.step_name!r}"
+            details = None if details is None else to_payload(details, where=where)
         self._latest = details
         self._unsent = True
         if self.cancel_requested:
@@ -118,23 +123,6 @@ class StepContext:
             self._unsent = False
             self._last_sent = time.monotonic()
             self._send(self, self._latest)
-
-
-def _send_last_heartbeat(ctx: StepContext) -> None:
-    """Send the failed attempt's latest heartbeat details, which the next attempt resumes
-    from. Details that cannot be encoded are dropped with a warning: the failure itself
-    must still be reported, or the step would stay pending for good."""
-    try:
-        ctx.flush_heartbeat()
-    except SerializationError as exc:
-        log.warning(
-            "workflow_id=%s: the last heartbeat of step %r (seq %d, attempt %d) was not sent: %s",
-            ctx.workflow_id,
-            ctx.step_name,
-            ctx.seq,
-            ctx.attempt,
-            exc,
-        )
 
 
 current_step: contextvars.ContextVar[StepContext] = contextvars.ContextVar("docket_step")
@@ -384,7 +372,7 @@ class Worker:
             body = {**base, "failure": to_failure(cancelled)}
             kind = "FailStep"
         except Exception as exc:  # any failure is reported; the retry policy decides
-            _send_last_heartbeat(ctx)
+            ctx.flush_heartbeat()  # the next attempt resumes from the latest details
             body = {**base, "failure": to_failure(exc)}
             kind = "FailStep"
         finally:
@@ -494,8 +482,7 @@ class Worker:
         }
         self._outbox.append(command)
 
-    def send_heartbeat(self, ctx: StepContext, details: Any) -> None:
-        payload = None if details is None else to_payload(details, where="heartbeat details")
+    def send_heartbeat(self, ctx: StepContext, payload: Payload | None) -> None:
         body = (
             "HeartbeatStep",
             {"run_id": ctx.run_id, "seq": ctx.seq, "attempt": ctx.attempt, "details": payload},

@@ -331,14 +331,17 @@ async def test_an_exception_whose_str_raises_still_fails_the_step(tmp_path: Path
         assert outcome.endswith("Unprintable: <str() of Unprintable raised RuntimeError: no words>")
 
 
-async def test_heartbeat_details_that_cannot_be_encoded_do_not_hide_the_failure(
+async def test_heartbeat_details_that_cannot_be_encoded_are_refused_by_heartbeat(
     tmp_path: Path,
 ) -> None:
-    """The latest heartbeat goes out before a failure; its encoding error used to kill the
-    report of the failure the same way."""
+    """A throttled heartbeat goes out later, or before the attempt's failure: its encoding
+    error used to kill the report of the failure (the step hung), or go to the event loop's
+    log unseen. heartbeat() now encodes at once and raises to the step."""
     async with docket.Engine(app, data_dir=tmp_path) as engine:
         handle = await engine.client.start(pay, "receipt_heartbeat")
-        assert await handle.result(timeout=10) == "Declined: card declined"
+        outcome = await handle.result(timeout=10)
+        assert outcome.startswith("docket.errors.SerializationError: cannot encode heartbeat details")
+        assert "Receipt is not JSON-encodable" in outcome
 
 
 async def test_sync_steps_up_to_max_concurrency_run_at_once(tmp_path: Path) -> None:
