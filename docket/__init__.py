@@ -9,7 +9,7 @@ from docket.app import App
 from docket.client import Client, IdReusePolicy
 from docket.config import Settings
 from docket.context import QueryContext, WorkflowContext
-from docket.definitions import Step, Workflow, query, run, signal, update
+from docket.definitions import Step, Workflow, query, run, signal, step_ref, update
 from docket.engine import Engine
 from docket.errors import ApplicationError, StepError, WorkflowFailedError
 from docket.handles import UpdateHandle, WorkflowHandle
@@ -46,5 +46,6 @@ __all__ = [
     "run",
     "signal",
     "step_context",
+    "step_ref",
     "update",
 ]

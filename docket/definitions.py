@@ -49,6 +49,7 @@ class Step(Generic[P, R]):
     dynamic: bool = False
     schedule_to_close_timeout: timedelta | None = None
     schedule_to_start_timeout: timedelta | None = None
+    elsewhere: bool = False  # a `step_ref`: named here, implemented by another app's worker
 
     def __post_init__(self) -> None:
         for option in TIMEOUT_OPTIONS:
@@ -101,6 +102,44 @@ class Step(Generic[P, R]):
     @cached_property
     def return_hint(self) -> Any:
         return _hints(self.fn).get("return")
+
+
+def step_ref(
+    name: str,
+    *,
+    retry: RetryPolicy | None = None,
+    start_to_close_timeout: timedelta | None = None,
+    heartbeat_timeout: timedelta | None = None,
+    schedule_to_close_timeout: timedelta | None = None,
+    schedule_to_start_timeout: timedelta | None = None,
+    task_queue: str | None = None,
+) -> Step[..., Any]:
+    """A step that runs elsewhere (a worker of another app, code this one does not import),
+    named with the options a registered step carries: ``charge = docket.step_ref("charge",
+    task_queue="payments", start_to_close_timeout=timedelta(seconds=10))``, then ``await
+    ctx.step(charge, order)``. A bare name (``ctx.step("charge", order)``) can only take the
+    defaults: retry for ever, no timeouts, the workflow's task queue. A reference is not
+    registered, so no worker of this app runs it, and it cannot be a local step."""
+    if not isinstance(name, str) or not name:
+        raise DefinitionError(f"step_ref needs the step's name, got {name!r}")
+
+    def runs_elsewhere(*args: Any, **kwargs: Any) -> Any:
+        raise WorkflowError(
+            f"step {name!r} runs elsewhere: a step_ref only names it; run it with "
+            f"'await ctx.step(...)' in a workflow"
+        )
+
+    return Step(
+        name=name,
+        fn=runs_elsewhere,
+        retry=retry or RetryPolicy(),
+        start_to_close_timeout=start_to_close_timeout,
+        heartbeat_timeout=heartbeat_timeout,
+        task_queue=task_queue,
+        schedule_to_close_timeout=schedule_to_close_timeout,
+        schedule_to_start_timeout=schedule_to_start_timeout,
+        elsewhere=True,
+    )
 
 
 @dataclasses.dataclass(frozen=True)

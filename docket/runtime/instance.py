@@ -355,7 +355,7 @@ class WorkflowInstance:
                 f"ctx.step needs a registered step or a step name, got {step!r} "
                 f"(in workflow {self.workflow_type!r}, {location})"
             )
-        if local and definition is None:
+        if local and (definition is None or definition.elsewhere):
             raise WorkflowError(
                 f"local step {name!r} is not registered in this app; local steps run inline"
             )

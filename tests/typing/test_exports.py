@@ -7,7 +7,7 @@ EXPECTED = [
     "RetryPolicy", "Saga",
     "Settings", "Step", "StepContext", "StepError", "Workflow", "WorkflowContext", "WorkflowDescription",
     "WorkflowFailedError", "WorkflowHandle", "__version__", "errors", "query", "run", "signal",
-    "step_context", "update", "UpdateHandle", "ParentClosePolicy",
+    "step_context", "step_ref", "update", "UpdateHandle", "ParentClosePolicy",
 ]
 
 
