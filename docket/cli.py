@@ -143,16 +143,18 @@ _QUEUE_OPTION = click.option(
     help="A task queue the worker serves (repeat for more; default: every queue of the app).",
 )
 
-
-@main.command()
-@click.option("-A", "--app", "app_spec", required=True, help="The app, as module:attribute.")
-@click.option(
+_CONCURRENCY_OPTION = click.option(
     "--concurrency",
     type=click.IntRange(min=1),
     default=200,
     show_default=True,
     help="Steps run at once.",
 )
+
+
+@main.command()
+@click.option("-A", "--app", "app_spec", required=True, help="The app, as module:attribute.")
+@_CONCURRENCY_OPTION
 @click.option(
     "--worker/--no-worker",
     "with_worker",
@@ -182,13 +184,7 @@ def run(
 
 @main.command()
 @click.option("-A", "--app", "app_spec", required=True, help="The app, as module:attribute.")
-@click.option(
-    "--concurrency",
-    type=click.IntRange(min=1),
-    default=200,
-    show_default=True,
-    help="Steps run at once.",
-)
+@_CONCURRENCY_OPTION
 @_QUEUE_OPTION
 @click.pass_context
 @_handle_errors

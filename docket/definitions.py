@@ -129,16 +129,13 @@ def step_ref(
             f"'await ctx.step(...)' in a workflow"
         )
 
-    return Step(
-        name=name,
-        fn=runs_elsewhere,
-        retry=retry or RetryPolicy(),
+    return Step(name=name, fn=runs_elsewhere, elsewhere=True).options(
+        retry=retry,
         start_to_close_timeout=start_to_close_timeout,
         heartbeat_timeout=heartbeat_timeout,
         task_queue=task_queue,
         schedule_to_close_timeout=schedule_to_close_timeout,
         schedule_to_start_timeout=schedule_to_start_timeout,
-        elsewhere=True,
     )
 
 
