@@ -206,7 +206,9 @@ class WorkflowContext:
     def continue_as_new(self, *args: Any, **kwargs: Any) -> NoReturn:
         """End this run and start a fresh one of the same workflow, under the same workflow
         ID, with these arguments and an empty history: the way to keep a long-lived
-        workflow's history (and replay time) bounded. It raises, so nothing after it runs.
+        workflow's history (and replay time) bounded. It raises, so nothing after it runs;
+        raised in a signal or update handler, it ends the run just the same (that update
+        is cut off: its callers get UpdateFailedError).
 
         Signals recorded but not yet consumed by ``wait_for_signal`` are handed to the new
         run; commands that arrive during the switch go to the new run. Handles and

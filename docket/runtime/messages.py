@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from docket.codec.failure import to_failure
 from docket.codec.payload import Payload, decode_args, from_payload, to_payload
+from docket.context import ContinueAsNew
 from docket.definitions import validator_of
 from docket.user_code import call_without_exit
 
@@ -38,6 +39,7 @@ class Mailbox:
         self._conditions: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         self.query_handlers: dict[str, Callable[..., Any]] = {}
         self.update_handlers: dict[str, tuple[Callable[..., Any], Callable[..., Any] | None]] = {}
+        # what a handler ended the run with: its failure, or a ContinueAsNew it raised
         self.handler_failure: BaseException | None = None
         self.running_handlers = 0  # signal and update handlers that have not returned yet
 
@@ -71,11 +73,16 @@ class Mailbox:
             result = bound(self._instance.ctx, *args, **kwargs)
             if inspect.isawaitable(result):
                 await result
-        except Exception as exc:  # a failing handler fails the run, as the main code would
-            if self.handler_failure is None:
-                self.handler_failure = exc
+        except (Exception, ContinueAsNew) as exc:  # it ends the run, as the main code would
+            self._end_run(exc)
         finally:
             self.running_handlers -= 1
+
+    def _end_run(self, exc: BaseException) -> None:
+        """A handler failed the run or continued it as new; the first one that did counts.
+        Left to escape its task, a ContinueAsNew would end only the handler, unnoticed."""
+        if self.handler_failure is None:
+            self.handler_failure = exc
 
     def wait_for_signal(self, name: str) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = self._instance.loop.create_future()
@@ -169,6 +176,9 @@ class Mailbox:
             body["result"] = to_payload(result, where=f"result of update {name!r}")
         except (Exception, asyncio.CancelledError) as exc:  # the update fails, not the run
             body["failure"] = to_failure(exc)
+        except ContinueAsNew as request:  # the run continues as new: the update is cut off
+            self._end_run(request)
+            return
         finally:
             self.running_handlers -= 1
         self._instance.update_completed(body)

@@ -67,6 +67,31 @@ class Ledger:
 
 
 @app.workflow
+class Rollover:
+    """Continues as new from a handler (the generation is the run's argument); ends on "stop"."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+    @docket.run
+    async def run(self, ctx: docket.WorkflowContext, generation: int) -> int:
+        await ctx.wait_until(lambda: self.stopped)
+        return generation
+
+    @docket.signal
+    def roll(self, ctx: docket.WorkflowContext, generation: int) -> None:
+        ctx.continue_as_new(generation)
+
+    @docket.update
+    def roll_now(self, ctx: docket.WorkflowContext, generation: int) -> None:
+        ctx.continue_as_new(generation)
+
+    @docket.signal
+    def stop(self, ctx: docket.WorkflowContext) -> None:
+        self.stopped = True
+
+
+@app.workflow
 async def query_continues(ctx: docket.WorkflowContext) -> None:
     def bad(qctx: docket.QueryContext) -> None:
         qctx.continue_as_new()  # type: ignore[attr-defined]
@@ -115,6 +140,22 @@ async def test_updates_around_the_switch_are_never_lost(tmp_path: Path) -> None:
         assert sorted(result) == list(range(10))  # applied once each, none lost
         assert (await handle.describe()).run_chain  # it did continue as new
         assert await engine.client.get_handle("ledger").query(Ledger.generation_of) >= 1
+
+
+@pytest.mark.parametrize("cache_size", [None, 0], ids=["cached", "always-replay"])
+async def test_a_handler_can_continue_the_run_as_new(tmp_path: Path, cache_size: int | None) -> None:
+    """A ContinueAsNew raised in a signal or update handler ends the run as it does in the
+    main code (the update is cut off with it). It used to end only the handler's task: the
+    run went on as if nothing had happened, and the update's caller waited for ever."""
+    async with docket.Engine(app, data_dir=tmp_path, workflow_cache_size=cache_size) as engine:
+        handle = await engine.client.start(Rollover, 0, workflow_id="rollover")
+        await handle.signal(Rollover.roll, 1)
+        update = await handle.start_update(Rollover.roll_now, 2)
+        with pytest.raises(docket.errors.UpdateFailedError, match="before update 'roll_now'"):
+            await update.result(timeout=5)
+        await handle.signal(Rollover.stop)
+        assert await handle.result(timeout=5) == 2
+        assert len((await handle.describe()).run_chain) == 2
 
 
 async def test_continue_as_new_in_a_query_is_refused(tmp_path: Path) -> None:
