@@ -52,6 +52,8 @@ T = TypeVar("T")
 # outcomes that arrived before anyone asked (a start whose result() comes later, or never):
 # a miss costs one WatchWorkflow round trip, while every entry lengthens full GC collections
 _MAX_OUTCOMES = 10_000
+# replies to a signal or an update sent with a start that mean the run took it
+_TAKEN = frozenset(("signaled", "update_accepted", "update_completed", "update_failed"))
 _RUN_ENDS = ("completed", "failed", "terminated", "cancelled", "timed_out", "continued_as_new")
 
 
@@ -151,9 +153,10 @@ class Client:
         included), as timedeltas or seconds: a timed-out run stops at once, with status
         ``timed_out`` and ``result()`` raising WorkflowFailedError caused by TimeoutError; and
         ``start_signal`` / ``start_signal_args`` for signal-with-start: the signal goes to the
-        running run of ``workflow_id`` if there is one, else to a run started for it (the
-        policy defaults to ``USE_RUNNING`` then); start and signal are appended together and
-        processed in that order.
+        running run of ``workflow_id`` if there is one, whatever the policy, else to a run
+        started for it (the policy, ``USE_RUNNING`` by default then, decides only whether a
+        new run may start); start and signal are appended together and processed in that
+        order.
         """
         start_signal = kwargs.pop("start_signal", None)
         start_signal_args = tuple(kwargs.pop("start_signal_args", ()))
@@ -196,7 +199,9 @@ class Client:
         **kwargs: Any,
     ) -> UpdateHandle:
         """Update-with-start: send ``update`` to the running run of ``workflow_id``, starting
-        one first if there is none (``id_reuse_policy`` defaults to ``USE_RUNNING``). Returns
+        one first if there is none (``id_reuse_policy``, ``USE_RUNNING`` by default, decides
+        only whether a new run may start: a running run takes the update whatever it says,
+        and a refused start refuses the update with it). Returns
         once the update is accepted: ``await result()`` for its value (often long before the
         workflow ends: "early return"), and ``.workflow`` is the run's handle. Other keyword
         arguments are those of `start`."""
@@ -349,7 +354,9 @@ class Client:
         self, start: _Start, then: tuple[str, dict[str, Any]]
     ) -> tuple[WorkflowHandle[Any], dict[str, Any]]:
         """Append a start and a second command together: one partition, processed in that
-        order. Returns the run's handle and the second command's reply."""
+        order. Returns the run's handle and the second command's reply. A running run takes
+        the second command whatever the ID-reuse policy says: the policy only decides
+        whether a new run may start."""
         self._ensure_listener()
         loop = asyncio.get_running_loop()
         then_id = new_request_id()
@@ -364,11 +371,19 @@ class Client:
                     self._command(start.workflow_id, then_id, then),
                 ]
             )
-            handle = self._started(start, await self._wait(started, self.reply_timeout, what))
-            return handle, await self._wait(answered, self.reply_timeout, what)
+            start_reply = await self._wait(started, self.reply_timeout, what)
+            then_reply = await self._wait(answered, self.reply_timeout, what)
         finally:
             self._waiters.pop(start.command_id, None)
             self._waiters.pop(then_id, None)
+        if start_reply["kind"] == "already_started" and then_reply["kind"] in _TAKEN:
+            # no new run, but the running one took the message: raising would tell the
+            # caller that nothing happened
+            running: WorkflowHandle[Any] = WorkflowHandle(
+                self, start.workflow_id, start_reply["run_id"], start.hint, known=True
+            )
+            return running, then_reply
+        return self._started(start, start_reply), then_reply
 
     def _update_body(
         self,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import docket
-from docket.errors import ClientError, WorkflowNotFoundError
+from docket.errors import ClientError, WorkflowAlreadyStartedError, WorkflowNotFoundError
 
 app = docket.App("messages")
 
@@ -149,6 +149,28 @@ async def test_signal_with_start(tmp_path: Path) -> None:
         with pytest.raises(ClientError, match="has no signal 'nope'; nothing was started"):
             await client.start(Cart, "zoe", workflow_id="cart-none", start_signal="nope")
         assert [d.workflow_id for d in await client.list()] == ["cart-sws"]
+
+
+@pytest.mark.parametrize("policy", ["allow_after_close", "reject_duplicate"])
+async def test_signal_with_start_under_a_policy_that_refuses_the_start(
+    tmp_path: Path, policy: str
+) -> None:
+    """The running run takes the signal, as the docstring says, and the caller gets its
+    handle. It used to raise WorkflowAlreadyStartedError although the signal was delivered."""
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        client = engine.client
+        first = await client.start(Cart, "zoe", workflow_id="cart-sws")
+        again = await client.start(Cart, "zoe", workflow_id="cart-sws", start_signal=Cart.add,
+                                   start_signal_args=["apple"], id_reuse_policy=policy)
+        assert again.run_id == first.run_id
+        assert await first.query(Cart.contents) == ["apple"]
+        await first.signal(Cart.checkout)
+        await first.result(timeout=10)
+        if policy == "reject_duplicate":  # closed: no new run, and no signal either
+            with pytest.raises(WorkflowAlreadyStartedError):
+                await client.start(Cart, "zoe", workflow_id="cart-sws", start_signal=Cart.add,
+                                   start_signal_args=["pear"], id_reuse_policy=policy)
+            assert await first.query(Cart.contents) == ["apple"]
 
 
 async def test_terminate(tmp_path: Path) -> None:

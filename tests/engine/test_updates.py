@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 import docket
-from docket.errors import ClientError, UpdateFailedError, WorkflowNotFoundError
+from docket.errors import (
+    ClientError,
+    UpdateFailedError,
+    WorkflowAlreadyStartedError,
+    WorkflowNotFoundError,
+)
 
 app = docket.App("updates")
 
@@ -173,6 +178,37 @@ async def test_update_with_start_returns_early(tmp_path: Path) -> None:
         with pytest.raises(ClientError, match="has no update 'nope'; nothing was started"):
             await engine.client.update_with_start(Cart, workflow_id="other", update="nope")
         assert [d.workflow_id for d in await engine.client.list()] == ["cart"]
+
+
+@pytest.mark.parametrize("policy", ["allow_after_close", "reject_duplicate"])
+async def test_update_with_start_under_a_policy_that_refuses_the_start(
+    tmp_path: Path, policy: str
+) -> None:
+    """The running run takes the update, and its caller hears so. It used to raise
+    WorkflowAlreadyStartedError, telling the caller nothing happened, while the update was
+    applied all the same."""
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(Cart, workflow_id="cart")
+        update = await engine.client.update_with_start(
+            Cart, workflow_id="cart", update=Cart.add, update_args=("apple",), id_reuse_policy=policy
+        )
+        assert update.workflow.run_id == handle.run_id
+        assert await update.result(timeout=10) == 1
+        assert await handle.query(Cart.count) == 1
+
+
+async def test_update_with_start_refused_with_its_start(tmp_path: Path) -> None:
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(Cart, workflow_id="cart")
+        await handle.execute_update(Cart.checkout)
+        await handle.result(timeout=10)
+        with pytest.raises(WorkflowAlreadyStartedError):
+            await engine.client.update_with_start(
+                Cart, workflow_id="cart", update=Cart.add, update_args=("pear",),
+                id_reuse_policy="reject_duplicate",
+            )
+        assert await handle.query(Cart.count) == 0
+        assert [e.type for e in await handle.history()].count("UpdateAccepted") == 1
 
 
 async def test_function_workflows_register_update_handlers(tmp_path: Path) -> None:
