@@ -209,13 +209,21 @@ class StateReader:
             raise WorkflowNotFoundError(
                 f"no workflow with workflow_id={workflow_id!r} in {self.state_dir}"
             )
-        if in_chain(state, run_id):
+        if in_chain(state, run_id, lambda older: self._has_run(workflow_id, older)):
             return describe_state(state)
         started, *events = self.history(workflow_id, run_id)
         older = apply(None, started)
         for event in events:
             older = apply(older, event)
         return describe_state(older)
+
+    def _has_run(self, workflow_id: str, run_id: str) -> bool:
+        return bool(
+            self._with_store(
+                partition_of(workflow_id, self.partitions),
+                lambda s: next(s.history(workflow_id, run_id), None) is not None,
+            )
+        )
 
     def history(self, workflow_id: str, run_id: str | None = None) -> list[dict[str, Any]]:
         if run_id is None:

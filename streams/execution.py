@@ -34,7 +34,7 @@ from docket.errors import (
     SerializationError,
 )
 from docket.execution.decide import RESOLUTIONS, decide, local_attempt_timeout_ms
-from docket.execution.fold import RUNNING, State, apply, clone
+from docket.execution.fold import RUN_CHAIN_KEPT, RUNNING, State, apply, clone
 from docket.execution.ids import idempotency_key
 from docket.faults import fault
 from docket.log.base import Commits, Log
@@ -64,7 +64,6 @@ from docket.worker import StepContext
 log = logging.getLogger("docket")
 
 ROLE = "processor"
-RUN_CHAIN_KEPT = 100  # run ids a run remembers of the chain before it
 MAX_BATCH = 2000
 IDLE_WAIT_S = 0.05
 
@@ -390,6 +389,9 @@ class ExecutionProcessor:
             if state is not None:
                 activation = max(activation, state["last_activation"] + 1)
 
+        def run_exists(run_id: str) -> bool:
+            return self._run_exists(workflow_id, run_id, batch)
+
         for command in commands:
             if state is not None and self.sourced.repeated(state, command, batch.runs):
                 batch.out.repeated_signal(state, command, now_us)  # a repeat from the log
@@ -398,7 +400,7 @@ class ExecutionProcessor:
                 await settle()  # a query sees everything accepted before it
                 guard = self.deadlock.running(workflow_id, query=True)
                 query = functools.partial(self._query_instance, batch=batch)
-                batch.out.reply(answer_query(state, command, query, guard))
+                batch.out.reply(answer_query(state, command, query, run_exists, guard))
                 continue
             if command["body"][0] == "UpdateWorkflow":
                 await settle()  # the validator sees everything accepted before
@@ -407,6 +409,7 @@ class ExecutionProcessor:
                     command,
                     instance_for=lambda s: self._live_instance(s, batch),
                     recorded_event=lambda s, event_id: self._event_at(s, event_id, batch),
+                    run_exists=run_exists,
                     guard=self.deadlock.running(workflow_id, query=True),
                 )
             else:
@@ -415,7 +418,7 @@ class ExecutionProcessor:
                     command,
                     now_us,
                     known_workflow=self._known,
-                    run_exists=lambda run_id: self._run_exists(workflow_id, run_id, batch),
+                    run_exists=run_exists,
                     scheduled_step=lambda s, step: self._scheduled(s, step, batch),
                     check_signal=lambda s, body: check_signal(self.app, s, body),
                     default_queue=self._default_queue,

@@ -70,10 +70,12 @@ def decide_update(
     *,
     instance_for: Callable[[State], WorkflowInstance],
     recorded_event: Callable[[State, int], dict[str, Any]],
+    run_exists: Callable[[str], bool],
     guard: AbstractContextManager[None] = _UNGUARDED,
 ) -> Decision:
     """``instance_for(state)`` is the live workflow code; ``recorded_event(state, event_id)``
-    reads an event of the current run; ``guard`` times the validator (deadlock.py)."""
+    reads an event of the current run; ``run_exists(run_id)`` whether the workflow had that
+    run (see `in_chain`); ``guard`` times the validator (deadlock.py)."""
     body = command["body"][1]
     workflow_id, request_id = command["workflow_id"], command["command_id"]
     update_id, name, reply_to = body["update_id"], body["update_name"], body["reply_to"]
@@ -83,7 +85,7 @@ def decide_update(
             replies=[reply(reply_to, request_id, workflow_id, run_id, kind, result, failure)]
         )
 
-    if state is None or not in_chain(state, body["run_id"]):
+    if state is None or not in_chain(state, body["run_id"], run_exists):
         problem = f"no workflow with workflow_id={workflow_id!r}" + (
             f" and run {body['run_id']}" if body["run_id"] else ""
         )
@@ -171,10 +173,12 @@ def answer_query(
     state: State | None,
     command: dict[str, Any],
     instance_for: Callable[[State], WorkflowInstance],
+    run_exists: Callable[[str], bool],
     guard: AbstractContextManager[None] = _UNGUARDED,
 ) -> dict[str, Any]:
     """Run a query handler on the live (or replayed) workflow; nothing is recorded.
-    ``guard`` times the handler (docket/runtime/deadlock.py)."""
+    ``run_exists`` as for `decide_update`; ``guard`` times the handler
+    (docket/runtime/deadlock.py)."""
     body = command["body"][1]
     workflow_id = command["workflow_id"]
 
@@ -183,7 +187,7 @@ def answer_query(
             body["reply_to"], command["command_id"], workflow_id, run_id, kind, result, failure
         )
 
-    if state is None or not in_chain(state, body["run_id"]):
+    if state is None or not in_chain(state, body["run_id"], run_exists):
         problem = f"no workflow with workflow_id={workflow_id!r}"
         return answer(
             "not_found", body["run_id"] or "", failure=to_failure(WorkflowNotFoundError(problem))

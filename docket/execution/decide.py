@@ -106,7 +106,8 @@ def decide(
 ) -> Decision:
     """``scheduled_step(state, pending_step)`` returns the StepScheduled body of a pending step;
     ``run_exists(run_id)`` tells whether this workflow ever had that run (a run's id derives
-    from its start command, so this is how a re-delivered start of an old run is spotted);
+    from its start command, so this is how a re-delivered start of an old run is spotted, and
+    how a signal, cancel or terminate for a run older than the chain the state names finds it);
     ``check_signal(state, body)`` says why the workflow cannot take a signal, or None;
     ``earlier_run(run_id)`` is an earlier run's folded state and last event, or None."""
     kind, body = command["body"]
@@ -134,9 +135,9 @@ def decide(
             return Decision(replies=[closed_reply(state, body["reply_to"], command["command_id"])])
         return Decision([("WatcherAdded", {"reply_to": body["reply_to"]})], state["run_id"])
     if kind == "SignalWorkflow":
-        return _signal(state, command, body, check_signal)
+        return _signal(state, command, body, check_signal, run_exists)
     if kind in ("TerminateWorkflow", "CancelWorkflow"):
-        return _terminate(state, command, body)
+        return _terminate(state, command, body, run_exists)
     if kind == "ReportChild":
         return Decision(decide_report_child(state, body), state["run_id"] if state else None)
     if kind == "ReportSignal":
@@ -308,7 +309,12 @@ def _start(
     return Decision([("WorkflowStarted", started)], new_run_id)
 
 
-def _terminate(state: State | None, command: dict[str, Any], body: dict[str, Any]) -> Decision:
+def _terminate(
+    state: State | None,
+    command: dict[str, Any],
+    body: dict[str, Any],
+    run_exists: Callable[[str], bool],
+) -> Decision:
     workflow_id, reply_to = command["workflow_id"], body["reply_to"]
 
     def answer(kind: str, run_id: str, message: str | None = None) -> list[dict[str, Any]]:
@@ -317,7 +323,7 @@ def _terminate(state: State | None, command: dict[str, Any], body: dict[str, Any
         failure = _rejection(message) if message else None
         return [reply(reply_to, command["command_id"], workflow_id, run_id, kind, failure=failure)]
 
-    if state is None or not in_chain(state, body["run_id"]):
+    if state is None or not in_chain(state, body["run_id"], run_exists):
         return Decision(
             replies=answer(
                 "not_found", body["run_id"] or "", f"no workflow with workflow_id={workflow_id!r}"
@@ -351,6 +357,7 @@ def _signal(
     command: dict[str, Any],
     body: dict[str, Any],
     check_signal: Callable[[State, dict[str, Any]], str | None],
+    run_exists: Callable[[str], bool],
 ) -> Decision:
     workflow_id = command["workflow_id"]
     reply_to = body["reply_to"]
@@ -375,7 +382,7 @@ def _signal(
             ]
         )
 
-    if state is None or not in_chain(state, body["run_id"]):
+    if state is None or not in_chain(state, body["run_id"], run_exists):
         return refuse(
             "not_found",
             body["run_id"] or "",

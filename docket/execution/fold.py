@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from docket.execution.failures import failure_record
+from docket.execution.ids import continued_run_id
 
 State = dict[str, Any]
 Event = dict[str, Any]
@@ -18,6 +19,7 @@ Event = dict[str, Any]
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 TERMINATED, CANCELLED = "terminated", "cancelled"
 CONTINUED_AS_NEW, TIMED_OUT = "continued_as_new", "timed_out"
+RUN_CHAIN_KEPT = 100  # run ids a run remembers of the chain before it
 
 
 def _started(state: State | None, event: Event, body: dict[str, Any]) -> State:
@@ -277,10 +279,33 @@ HANDLERS: dict[str, Callable[..., State]] = {
 }
 
 
-def in_chain(state: State, run_id: str | None) -> bool:
+def in_chain(state: State, run_id: str | None, on_record: Callable[[str], bool]) -> bool:
     """Whether a request for ``run_id`` reaches this run: no run given, this run, or a run it
-    continues (a handle keeps the run it started; its messages follow the chain)."""
-    return not run_id or run_id == state["run_id"] or run_id in state["run_chain"]
+    continues (a handle keeps the run it started; its messages follow the chain). The state
+    names only the latest RUN_CHAIN_KEPT runs of a longer chain: ``on_record(run_id)``, whether
+    the workflow has that run's history, lets an earlier run be found too."""
+    if not run_id or run_id == state["run_id"] or run_id in state["run_chain"]:
+        return True
+    if len(state["run_chain"]) < RUN_CHAIN_KEPT:
+        return False  # the chain is named whole: run_id is not part of it
+    return _continues_into(run_id, state["run_chain"][0], on_record)
+
+
+def _continues_into(run_id: str, oldest_kept: str, on_record: Callable[[str], bool]) -> bool:
+    """Whether continue-as-new leads from ``run_id`` to ``oldest_kept``: each next run's id
+    derives from the one before. Whether a next run is on record, which ends the walk from a
+    run that did not continue, is checked at steps 1, 2, 4, ...: at most twice the steps,
+    and a logarithm of them in store reads."""
+    successor, steps, check_at = run_id, 0, 1
+    while True:
+        successor = continued_run_id(successor)
+        steps += 1
+        if successor == oldest_kept:
+            return True
+        if steps == check_at:
+            if not on_record(successor):
+                return False
+            check_at *= 2
 
 
 def clone(state: State) -> State:

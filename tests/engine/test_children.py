@@ -82,6 +82,20 @@ async def leaves_children(ctx: docket.WorkflowContext, policy: str) -> str:
 
 
 @app.workflow
+async def long_chain(ctx: docket.WorkflowContext, n: int) -> None:
+    """Continues as new 105 times, then waits for ever."""
+    if n < 105:
+        ctx.continue_as_new(n + 1)
+    await ctx.wait_for_signal("never")
+
+
+@app.workflow
+async def parent_of_a_long_chain(ctx: docket.WorkflowContext) -> None:
+    await ctx.start_child(long_chain, 0, workflow_id="long-chain")
+    await ctx.wait_for_signal("never")
+
+
+@app.workflow
 async def parent_cancellable(ctx: docket.WorkflowContext) -> str:
     # REQUEST_CANCEL: when this run closes the child is not terminated, so its own
     # cancellation (asked for when the awaiting task was cancelled) plays out
@@ -149,6 +163,29 @@ async def test_parent_close_policies(tmp_path: Path, policy: str, status: str) -
                 break
             await asyncio.sleep(0.02)
         assert (await child.describe()).status == status
+
+
+async def test_a_child_that_continued_as_new_past_the_kept_chain_gets_its_policy(
+    tmp_path: Path,
+) -> None:
+    """The parent knows its child's first run; the child's state names only its latest 100.
+    Terminating the parent used to leave such a child running (its terminate: not found)."""
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        parent = await engine.client.start(parent_of_a_long_chain)
+        child = engine.client.get_handle("long-chain")
+        for _ in range(200):
+            try:
+                if len((await child.describe()).run_chain) == 100:
+                    break
+            except docket.errors.WorkflowNotFoundError:
+                pass
+            await asyncio.sleep(0.02)
+        await parent.terminate("done")
+        for _ in range(200):
+            if (await child.describe()).status == "terminated":
+                break
+            await asyncio.sleep(0.02)
+        assert (await child.describe()).status == "terminated"
 
 
 async def test_cancelling_the_parent_cancels_the_child(tmp_path: Path) -> None:

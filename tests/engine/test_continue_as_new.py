@@ -67,6 +67,15 @@ class Ledger:
 
 
 @app.workflow
+async def long_lived(ctx: docket.WorkflowContext, n: int, runs: int) -> object:
+    """Continues as new until its ``runs``-th run, which waits for a signal "go"."""
+    if n < runs:
+        ctx.continue_as_new(n + 1, runs)
+    ctx.set_query_handler("run", lambda qctx: n)
+    return await ctx.wait_for_signal("go")
+
+
+@app.workflow
 class Rollover:
     """Continues as new from a handler (the generation is the run's argument); ends on "stop"."""
 
@@ -156,6 +165,22 @@ async def test_a_handler_can_continue_the_run_as_new(tmp_path: Path, cache_size:
         await handle.signal(Rollover.stop)
         assert await handle.result(timeout=5) == 2
         assert len((await handle.describe()).run_chain) == 2
+
+
+async def test_a_handle_reaches_the_latest_run_of_a_chain_longer_than_the_state_names(
+    tmp_path: Path,
+) -> None:
+    """The state names only the latest 100 runs of its chain, and a handle from start()
+    keeps the first run: its requests were refused as not found once the chain was longer."""
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(long_lived, 0, 105, workflow_id="long")
+        assert await handle.query("run") == 105
+        assert len((await handle.describe()).run_chain) == 100
+        await handle.signal("go", "went")
+        assert await handle.result(timeout=10) == "went"
+        assert (await handle.describe()).status == "completed"
+        with pytest.raises(docket.errors.WorkflowNotFoundError):  # not a run of this chain
+            await engine.client.get_handle("long", "6f1c1f9e-0000-4000-8000-000000000000").signal("go")
 
 
 async def test_continue_as_new_in_a_query_is_refused(tmp_path: Path) -> None:
