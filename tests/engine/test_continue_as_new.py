@@ -183,6 +183,24 @@ async def test_a_handle_reaches_the_latest_run_of_a_chain_longer_than_the_state_
             await engine.client.get_handle("long", "6f1c1f9e-0000-4000-8000-000000000000").signal("go")
 
 
+async def test_an_update_id_is_remembered_per_run(tmp_path: Path) -> None:
+    """A documented limit (guarantees.md), as in Temporal: the next run of the chain does
+    not know the update_ids its predecessor finished, so a late retry is applied again."""
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(Ledger, [], 0, workflow_id="ledger")
+        assert await handle.execute_update(Ledger.append, 7, update_id="seven") == 0
+        assert await handle.execute_update(Ledger.append, 7, update_id="seven") == 0  # same run
+        for value in (8, 9):
+            await handle.execute_update(Ledger.append, value)
+        for _ in range(200):  # three entries: generation 0 continues as new
+            if await handle.query(Ledger.generation_of) == 1:
+                break
+            await asyncio.sleep(0.02)
+        assert await handle.execute_update(Ledger.append, 7, update_id="seven") == 1
+        await handle.execute_update(Ledger.append, -1)
+        assert await handle.result(timeout=10) == [7, 8, 9, 7]
+
+
 async def test_continue_as_new_in_a_query_is_refused(tmp_path: Path) -> None:
     async with docket.Engine(app, data_dir=tmp_path) as engine:
         handle = await engine.client.start(query_continues, workflow_id="q")
