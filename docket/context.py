@@ -119,7 +119,9 @@ class WorkflowContext:
 
     async def wait_for_signal(self, name: str) -> Any:
         """The next signal called ``name`` (those that came earlier wait in order): None for
-        a signal without arguments, its argument, or a tuple of its arguments."""
+        a signal without arguments, its argument, or a tuple of its arguments (a signal sent
+        with keyword arguments is refused). For function workflows: a class workflow's
+        signals go to its ``@docket.signal`` handlers, and it is sent no others."""
         return await self._instance.mailbox.wait_for_signal(name)
 
     def emit(

@@ -217,9 +217,17 @@ def answer_query(
 def check_signal(app: App, state: State, body: dict[str, Any]) -> str | None:
     """Why this workflow cannot take the signal (no such handler, bad arguments), or None."""
     definition = app.find_workflow(state["workflow_type"])
-    if definition is None or definition.cls is None:
-        return None  # function workflows take any signal; ctx.wait_for_signal picks it up
     name = body["signal_name"]
+    if definition is None:
+        return None
+    if definition.cls is None:  # any signal, for ctx.wait_for_signal, which returns args only
+        if body["kwargs"]:
+            return (
+                f"workflow {state['workflow_type']!r} takes signal {name!r} through "
+                f"ctx.wait_for_signal, which returns positional arguments only: send "
+                f"{', '.join(sorted(body['kwargs']))} positionally"
+            )
+        return None
     handler = definition.signals.get(name)
     if handler is None:
         known = ", ".join(map(repr, sorted(definition.signals))) or "none"

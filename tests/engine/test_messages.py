@@ -102,6 +102,18 @@ async def test_buffered_signals_for_function_workflows(tmp_path: Path, cache_siz
         assert await handle.result(timeout=10) == ["alice", "bob"]
 
 
+async def test_keyword_arguments_to_wait_for_signal_are_refused(tmp_path: Path) -> None:
+    """wait_for_signal returns positional arguments only: keyword arguments were accepted
+    and dropped, and the workflow got None for a signal sent as signal("approve", who=...)."""
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(approvals, 1)
+        with pytest.raises(ClientError, match="positional arguments only: send who positionally"):
+            await handle.signal("approve", who="alice")
+        assert "SignalReceived" not in [e.type for e in await handle.history()]
+        await handle.signal("approve", "alice")
+        assert await handle.result(timeout=10) == ["alice"]
+
+
 async def test_wait_until_timeout_is_a_durable_timer(tmp_path: Path) -> None:
     async with docket.Engine(app, data_dir=tmp_path) as engine:
         handle = await engine.client.start(deadline)
