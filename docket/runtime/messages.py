@@ -197,7 +197,13 @@ class Mailbox:
         for predicate, future in self._conditions:
             if future.done():
                 continue  # cancelled, e.g. by a timeout
-            if predicate():
+            try:
+                holds = predicate()
+            except Exception as exc:  # raised where ctx.wait_until waits, as on its first check
+                future.set_exception(exc)
+                resolved = True
+                continue
+            if holds:
                 future.set_result(None)
                 resolved = True
             else:

@@ -114,6 +114,38 @@ async def test_keyword_arguments_to_wait_for_signal_are_refused(tmp_path: Path) 
         assert await handle.result(timeout=10) == ["alice"]
 
 
+@app.workflow
+class Gauge:
+    """Its wait_until predicate raises once a signal set a bad reading."""
+
+    def __init__(self) -> None:
+        self.readings: list[int] = []
+
+    @docket.run
+    async def run(self, ctx: docket.WorkflowContext) -> str:
+        try:
+            await ctx.wait_until(lambda: 100 // self.readings[-1] < 10 if self.readings else False)
+        except ZeroDivisionError:
+            return "the predicate raised where it was awaited"
+        return "high enough"
+
+    @docket.signal
+    def read(self, ctx: docket.WorkflowContext, value: int) -> None:
+        self.readings.append(value)
+
+
+async def test_a_wait_until_predicate_that_raises_later_raises_in_the_workflow(
+    tmp_path: Path,
+) -> None:
+    """On its first check (inside ctx.wait_until) a raising predicate raised in the code; on
+    a later check, after a signal, its error escaped the activation and stopped the
+    execution (commands deferred until fixed code) instead."""
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(Gauge)
+        await handle.signal(Gauge.read, 0)
+        assert await handle.result(timeout=10) == "the predicate raised where it was awaited"
+
+
 async def test_wait_until_timeout_is_a_durable_timer(tmp_path: Path) -> None:
     async with docket.Engine(app, data_dir=tmp_path) as engine:
         handle = await engine.client.start(deadline)
