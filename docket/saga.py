@@ -1,8 +1,11 @@
-"""Saga: undo what succeeded when a later step fails.
+"""Saga: undo what succeeded when a later step fails, or the workflow is cancelled.
 
 Register a compensation right after each step that needs one; if the block fails, the
 compensations run as durable steps in reverse order, and the failure that triggered them
-is raised again (compensations that themselves fail are attached as notes, never hide it)::
+is raised again (compensations that themselves fail are attached as notes, never hide it).
+A cancellation of the workflow (``handle.cancel()``) undoes the block the same way: the
+compensations run shielded (a cancel must not cut its own clean-up short), then the
+cancellation goes on::
 
     async with docket.Saga(ctx) as saga:
         await ctx.step(withdraw, account, amount)
@@ -40,11 +43,15 @@ class Saga:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is None or not isinstance(exc, Exception):
-            return  # success, or a cancellation: nothing to undo here
-        await self.run_compensations(exc)
+        if exc is None:
+            return
+        if isinstance(exc, asyncio.CancelledError):
+            async with self._ctx.shielded():
+                await self.run_compensations(exc)
+        elif isinstance(exc, Exception):  # not a continue-as-new (nothing failed)
+            await self.run_compensations(exc)
 
-    async def run_compensations(self, cause: Exception) -> None:
+    async def run_compensations(self, cause: BaseException) -> None:
         """Run every registered compensation, newest first (all at once with ``parallel``)."""
         pending, self._compensations = list(reversed(self._compensations)), []
         if self._parallel:

@@ -48,3 +48,42 @@ async def test_compensations_run_in_reverse_and_keep_the_cause(tmp_path: Path, p
         assert undone == ["undo-c", "undo-a"]
     scheduled = [e.attributes["args"] for e in await handle.history() if e.type == "StepScheduled"]
     assert [a[0]["data"] for a in scheduled[-3:]] == [b'"undo-c"', b'"undo-b"', b'"undo-a"']
+
+
+@app.step
+async def long_wait(name: str) -> None:
+    import asyncio
+
+    await asyncio.sleep(30)
+
+
+@app.workflow
+async def cancelled_midway(ctx: docket.WorkflowContext) -> None:
+    async with docket.Saga(ctx) as saga:
+        await ctx.step(act, "reserve")
+        saga.compensate(act, "undo-reserve")
+        await ctx.step(act, "charge")
+        saga.compensate(act, "undo-charge")
+        await ctx.step(long_wait, "ship")  # cancelled while it runs
+
+
+async def test_a_cancelled_workflow_runs_its_compensations(tmp_path: Path) -> None:
+    """A cancellation left what the block had done in place (compensations ran on failures
+    only); a Temporal saga undoes a cancelled transaction too."""
+    done.clear()
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(cancelled_midway)
+
+        async def shipping() -> bool:
+            return any(e.type == "StepScheduled" and e.attributes["step_name"] == "long_wait"
+                       for e in await handle.history())
+
+        while not await shipping():
+            import asyncio
+
+            await asyncio.sleep(0.02)
+        await handle.cancel("customer changed their mind")
+        with pytest.raises(docket.WorkflowFailedError, match="cancel"):
+            await handle.result(timeout=20)
+        assert (await handle.describe()).status == "cancelled"
+    assert done == ["reserve", "charge", "undo-charge", "undo-reserve"]
