@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 
@@ -52,8 +53,6 @@ async def test_compensations_run_in_reverse_and_keep_the_cause(tmp_path: Path, p
 
 @app.step
 async def long_wait(name: str) -> None:
-    import asyncio
-
     await asyncio.sleep(30)
 
 
@@ -79,8 +78,6 @@ async def test_a_cancelled_workflow_runs_its_compensations(tmp_path: Path) -> No
                        for e in await handle.history())
 
         while not await shipping():
-            import asyncio
-
             await asyncio.sleep(0.02)
         await handle.cancel("customer changed their mind")
         with pytest.raises(docket.WorkflowFailedError, match="cancel"):
