@@ -146,9 +146,15 @@ class _Partition:
         self.next_read = offset
         self.in_flight: set[int] = set()  # read, not yet finished: waiting or running
         self.waiting: deque[tuple[int, dict[str, Any]]] = deque()  # (offset, task), read ahead
+        self.committed = offset  # as far as this worker's own appends know
 
     def committable(self) -> int:
         return min(self.in_flight) if self.in_flight else self.next_read
+
+    def unsettled(self) -> bool:
+        """Steps of it still run here, or finished ones are not committed by this worker."""
+        running = len(self.in_flight) - len(self.waiting)
+        return running > 0 or self.committable() != self.committed
 
 
 class Worker:
@@ -174,7 +180,12 @@ class Worker:
         self._partitions: dict[tuple[str, int], _Partition] = {}
         self._groups = {
             q: PartitionGroup(
-                log_, topics.group(f"worker.{q}"), member, self._assigner(q), self._revoker(q)
+                log_,
+                topics.group(f"worker.{q}"),
+                member,
+                self._assigner(q),
+                self._revoker(q),
+                self._settler(q),
             )
             for q in self.queues
         }
@@ -201,6 +212,13 @@ class Worker:
             self._partitions.pop((queue, partition), None)
 
         return revoke
+
+    def _settler(self, queue: str) -> Any:
+        def settling(partition: int) -> bool:
+            part = self._partitions.get((queue, partition))
+            return part is not None and part.unsettled()
+
+        return settling
 
     async def sync_groups(self) -> None:
         """Join (or re-check) the group of every task queue and take assigned partitions."""
@@ -257,6 +275,8 @@ class Worker:
         dispatched = False
         for (queue, partition), part in list(self._partitions.items()):
             self._read_ahead(queue, partition, part)
+            if partition in self._groups[queue].leaving:  # its tasks wait for the next owner
+                continue
             while part.waiting and self._running < self.max_concurrency:
                 offset, task = part.waiting.popleft()
                 self._running += 1
@@ -293,15 +313,17 @@ class Worker:
             part.waiting.append((record.offset, task))
 
     def _flush(self) -> bool:
-        if not self._outbox:
+        leaving = self._leaving_unsettled()
+        if not self._outbox and not leaving:
             return False
         reports, self._outbox = self._outbox, []
+        settled = {where: part.committable() for where, part in self._partitions.items()}
         commits = {
-            (self.topics.group(f"worker.{q}"), self.topics.tasks(q), p): part.committable()
-            for (q, p), part in self._partitions.items()
+            (self.topics.group(f"worker.{q}"), self.topics.tasks(q), p): offset
+            for (q, p), offset in settled.items()
         }
         sink = self.reports_to
-        if sink is not None:
+        if sink is not None and not leaving:  # a leaving partition's offsets: our own append
             handed = [r for r in reports if sink.owns(r["workflow_id"])]
             if handed:
                 others = [r for r in reports if not sink.owns(r["workflow_id"])]
@@ -321,7 +343,18 @@ class Worker:
             log.warning("%s", exc)
             self.log.append(records)
             self._fenced()
+            return True
+        for where, offset in settled.items():
+            self._partitions[where].committed = offset
         return True
+
+    def _leaving_unsettled(self) -> bool:
+        """A partition to hand over has steps finished here whose offsets this worker has
+        not committed (they went to the processor beside it, or nowhere yet)."""
+        return any(
+            partition in self._groups[queue].leaving and part.committable() != part.committed
+            for (queue, partition), part in self._partitions.items()
+        )
 
     def _fenced(self) -> None:
         for group in self._groups.values():

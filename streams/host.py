@@ -9,6 +9,12 @@ paused past the session timeout (SIGSTOP, a debugger, a machine that slept) lose
 but keeps RocksDB's file lock until it runs again, notices, and lets go. The new owner keeps
 the lease (that is what tells the old one it lost) and tries again at each sync, instead of
 stopping its whole engine over a partition it will get a second later.
+
+A partition can also stay a while after it is no longer assigned: a worker that runs steps
+of it keeps it, and so its lease, until those steps are reported and their task offsets
+committed (``settling``). Released at once, it would let the new owner read the tasks of
+those steps from the committed offset and run them a second time, at the same time or
+after they finished.
 """
 
 from __future__ import annotations
@@ -35,25 +41,30 @@ class PartitionGroup:
         member: str,
         on_assign: Callable[[int], Awaitable[None]],
         on_revoke: Callable[[int], None],
+        settling: Callable[[int], bool] = lambda partition: False,
     ) -> None:
         self.log = log_
         self.group = group
         self.member = member
         self.owned: set[int] = set()
+        # owned, no longer assigned, kept while `settling` says work taken from it is unsettled
+        self.leaving: set[int] = set()
         # leased, but the old holder still has the store open: partition -> (since, warned)
         self.waiting: dict[int, tuple[float, float]] = {}
         self._on_assign = on_assign
         self._on_revoke = on_revoke
+        self._settling = settling
         self.next_sync = 0.0
 
     async def sync(self) -> None:
         assigned = set(self.log.heartbeat(self.group, self.member))
-        for partition in sorted(self.owned - assigned):
+        self.leaving = {p for p in self.owned - assigned if self._settling(p)}
+        for partition in sorted(self.owned - assigned - self.leaving):
             self._revoke(partition)
         if gone := sorted(set(self.waiting) - assigned):  # the paused owner is back, say
             self.log.release(self.group, gone, self.member)
             log.info("%s: %s no longer waits for partitions %s", self.group, self.member, gone)
-        held = set(self.log.acquire(self.group, sorted(assigned), self.member))
+        held = set(self.log.acquire(self.group, sorted(assigned | self.leaving), self.member))
         for partition in sorted(self.owned - held):  # lost a lease we thought we had
             self._revoke(partition)
         self.waiting = {p: w for p, w in self.waiting.items() if p in held}
@@ -103,6 +114,7 @@ class PartitionGroup:
     def _revoke(self, partition: int) -> None:
         self._on_revoke(partition)
         self.owned.discard(partition)
+        self.leaving.discard(partition)
         self.log.release(self.group, [partition], self.member)
         log.info("%s: %s gave up partition %d", self.group, self.member, partition)
 
@@ -111,10 +123,12 @@ class PartitionGroup:
         for partition in sorted(self.owned):
             self._on_revoke(partition)
         self.owned.clear()
+        self.leaving.clear()
 
     def leave(self) -> None:
         for partition in sorted(self.owned):
             self._on_revoke(partition)
         self.owned.clear()
+        self.leaving.clear()
         self.waiting.clear()
         self.log.leave(self.group, self.member)

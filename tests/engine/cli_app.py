@@ -1,6 +1,8 @@
 """An app for the CLI tests, loaded with -A cli_app:app (tests put this folder on the path)."""
 
 import asyncio
+import os
+import time
 from pathlib import Path
 
 import docket
@@ -74,3 +76,18 @@ def needs_approval(token_file: str) -> str:
 @app.workflow
 async def approve(ctx: docket.WorkflowContext, token_file: str) -> str:
     return await ctx.step(needs_approval, token_file)
+
+
+@app.step
+def journaled(journal: str, seconds: float) -> None:
+    """Writes when each attempt begins and ends (with its pid) to the file it is given."""
+    with Path(journal).open("a") as out:
+        out.write(f"begin {os.getpid()}\n")
+    time.sleep(seconds)
+    with Path(journal).open("a") as out:
+        out.write(f"end {os.getpid()}\n")
+
+
+@app.workflow
+async def journal_step(ctx: docket.WorkflowContext, journal: str, seconds: float) -> None:
+    await ctx.step(journaled, journal, seconds)

@@ -258,6 +258,53 @@ def test_two_engines_share_the_partitions_and_one_takes_over_from_a_killed_one(t
         _stop(second)
 
 
+def test_a_worker_joining_runs_no_step_that_runs_or_ran_elsewhere(tmp_path: Path) -> None:
+    """A `docket worker` joins an engine whose worker is running steps of every task
+    partition. The engine hands half of them over, but only once the steps it runs from
+    them are reported and their task offsets committed: the newcomer, reading from the
+    committed offset, would run them again (at the same time, or after they finished)."""
+    import asyncio
+
+    import docket
+
+    engine = _spawn(tmp_path, "run", "-A", "cli_app:app")
+    _until(lambda: bool(_processor_owners(tmp_path)), "the engine holds its partitions")
+    joined = None
+    try:
+        async def run() -> None:
+            nonlocal joined
+            client = docket.Client.connect(data_dir=tmp_path)
+            try:
+                running = [await client.start("journal_step", str(tmp_path / f"running-{i}"), 2.5,
+                                              workflow_id=f"running-{i}") for i in range(8)]
+                # the steps of the last ones end about when the engine gives their partitions up
+                ending = [await client.start("journal_step", str(tmp_path / f"ending-{i}"), 1.0 + i / 10,
+                                             workflow_id=f"ending-{i}") for i in range(8)]
+                await asyncio.sleep(0.5)  # every step has begun, in the engine
+                joined = _spawn(tmp_path, "worker", "-A", "cli_app:app")
+                for handle in running + ending:
+                    await handle.result(timeout=40)
+                await asyncio.sleep(2)  # the newcomer has taken its partitions, read their tasks
+                after = [await client.start("journal_step", str(tmp_path / f"after-{i}"), 0.0,
+                                            workflow_id=f"after-{i}") for i in range(8)]
+                for handle in after:
+                    await handle.result(timeout=40)
+            finally:
+                await client.close()
+
+        asyncio.run(run())
+    finally:
+        engine_log = _stop(engine)
+        joined_log = _stop(joined) if joined is not None else ""
+    for journal in sorted(tmp_path.glob("running-*")) + sorted(tmp_path.glob("ending-*")):
+        lines = journal.read_text().split()
+        assert lines == ["begin", str(engine.pid), "end", str(engine.pid)], (journal.name, lines)
+    assert "took partition" in joined_log, joined_log
+    assert "gave up partition" in engine_log, engine_log
+    ran_after = {(tmp_path / f"after-{i}").read_text().split()[1] for i in range(8)}
+    assert ran_after == {str(engine.pid), str(joined.pid)}  # the work is shared from now on
+
+
 def test_an_engine_paused_past_its_leases_hands_its_partitions_over_and_none_stops(tmp_path: Path) -> None:
     """SIGSTOP one of two engines for longer than the session timeout: the other takes its
     leases but cannot open the state stores it still holds. It must wait, not stop; once the
