@@ -351,10 +351,12 @@ class Worker:
     def _leaving_unsettled(self) -> bool:
         """A partition to hand over has steps finished here whose offsets this worker has
         not committed (they went to the processor beside it, or nowhere yet)."""
-        return any(
-            partition in self._groups[queue].leaving and part.committable() != part.committed
-            for (queue, partition), part in self._partitions.items()
+        leaving = (
+            self._partitions[(queue, partition)]
+            for queue, group in self._groups.items()
+            for partition in group.leaving
         )
+        return any(part.committable() != part.committed for part in leaving)
 
     def _fenced(self) -> None:
         for group in self._groups.values():
