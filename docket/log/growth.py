@@ -112,8 +112,8 @@ def _refuse_if_busy(log_: Log, layout: Layout) -> None:
         raise ConfigurationError(
             f"namespace {layout.namespace!r} is in use: {', '.join(busy)} still "
             f"{'has' if len(busy) == 1 else 'have'} live members. Stop every engine and worker "
-            "of the namespace first (a process killed with kill -9 counts as live until its "
-            "session expires, about 6 s)"
+            "of the namespace first (on Kafka a process killed with kill -9 counts as live "
+            "until its session expires, about 6 s)"
         )
 
 
