@@ -139,7 +139,6 @@ class Relations:
         self._children[seq] = _Child(handle, started, result, hint)
         result.add_done_callback(lambda f: self._abandoned(seq, f))
         started.add_done_callback(_retrieve)
-        started.add_done_callback(lambda f: self._start_abandoned(seq, f))
         return started
 
     def signal(
@@ -206,13 +205,6 @@ class Relations:
         if not child.result.done():
             child.result.set_exception(error)
             child.result.add_done_callback(_retrieve)
-
-    def _start_abandoned(self, seq: int, started: asyncio.Future[Any]) -> None:
-        """The code stopped waiting for its child to start (its task was cancelled, say):
-        it will not wait for its result either, so the child is asked to cancel too."""
-        child = self._children.get(seq)
-        if started.cancelled() and child is not None:
-            child.result.cancel()  # -> _abandoned
 
     def _abandoned(self, seq: int, future: asyncio.Future[Any]) -> None:
         """The code stopped waiting for its child: ask the child to cancel."""

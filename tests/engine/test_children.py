@@ -68,20 +68,6 @@ class Waiter:
 
 
 @app.workflow
-async def gives_up_while_its_child_starts(ctx: docket.WorkflowContext) -> str:
-    starting = asyncio.get_running_loop().create_task(
-        ctx.start_child(Waiter, workflow_id="unwanted", parent_close_policy="abandon")
-    )
-    await asyncio.sleep(0)  # the start is recorded; the child has not started yet
-    starting.cancel()
-    try:
-        await starting
-    except asyncio.CancelledError:
-        pass
-    return "gave up"
-
-
-@app.workflow
 async def parent_signalling(ctx: docket.WorkflowContext) -> list[str]:
     child = await ctx.start_child(Waiter, workflow_id="waiter-child")
     await child.signal(Waiter.proceed)
@@ -245,16 +231,3 @@ async def test_children_replay_with_the_cache_off(tmp_path: Path) -> None:
         assert await handle.result(timeout=20) == ["waiter-child", "went"]
         handle = await engine.client.start(parent_sum, [1, 2])
         assert await handle.result(timeout=20) == 6
-
-
-async def test_a_child_whose_start_the_parent_stopped_waiting_for_is_cancelled(tmp_path: Path) -> None:
-    """Cancelling the code that awaits start_child (a parent being cancelled, say) recorded
-    nothing: the child started and ran on, unaware, as a cancelled child's result() does
-    not. It is now asked to cancel, as when the code stops awaiting its result."""
-    async with docket.Engine(app, data_dir=tmp_path) as engine:
-        parent = await engine.client.start(gives_up_while_its_child_starts)
-        assert await parent.result(timeout=10) == "gave up"
-        assert "ChildCancelRequested" in [e.type for e in await parent.history()]
-        child = engine.client.get_handle("unwanted")
-        with pytest.raises(docket.WorkflowFailedError, match="cancel"):
-            await child.result(timeout=10)
