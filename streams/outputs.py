@@ -14,7 +14,7 @@ from docket.codec.records import COMMANDS, REPLIES, TASKS, TIMERS
 from docket.emission import record_headers
 from docket.execution.decide import Decision, closed_reply, reply
 from docket.execution.fold import State
-from docket.execution.ids import idempotency_key, timer_id
+from docket.execution.ids import idempotency_key, run_id_for, timer_id
 from docket.execution.relations import CHILD_OUTCOMES, Notice, report_child, report_signal
 from docket.log.base import OutRecord
 from docket.log.partitioner import partition as partition_of
@@ -218,7 +218,7 @@ class Outputs:
                 "execution_timeout_ms": body["execution_timeout_ms"],
                 "parent": me,
             }
-            command_id = f"start-child:{wid}/{run_id}/{body['seq']}"
+            command_id = child_start_id(wid, run_id, body["seq"])
             self.command((body["workflow_id"], command_id, ("StartWorkflow", start)), now_us)
         elif kind == "ChildCancelRequested":
             child = state["children"].get(str(body["seq"]))
@@ -411,11 +411,21 @@ _RELATIONS = frozenset(
 )
 
 
+def child_start_id(parent_id: str, parent_run: str, seq: int) -> str:
+    """The command id of a parent's start of its child at ``seq`` (the child's run id
+    derives from it)."""
+    return f"start-child:{parent_id}/{parent_run}/{seq}"
+
+
 def _stop_child(
     parent_id: str, parent_run: str, seq: int, child: dict[str, Any], kind: str
 ) -> Notice:
-    """Terminate or cancel a child (its run if known), on its parent's behalf."""
+    """Terminate or cancel a child on its parent's behalf. It names the child's run even
+    before the child's start is reported: that run's id derives from the start the parent
+    sent. Without one, the notice would reach whatever run holds the ID, say an unrelated
+    one that made the child's start fail; with one, it finds no such run and does nothing."""
     why = "its parent closed" if kind == "TerminateWorkflow" else "its parent cancelled it"
-    body = {"run_id": child["run_id"], "reason": f"{why} ({parent_id})", "reply_to": None}
+    run_id = child["run_id"] or run_id_for(child_start_id(parent_id, parent_run, seq))
+    body = {"run_id": run_id, "reason": f"{why} ({parent_id})", "reply_to": None}
     command_id = f"{kind}:{parent_id}/{parent_run}/{seq}"
     return child["workflow_id"], command_id, (kind, body)

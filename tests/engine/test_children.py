@@ -68,6 +68,13 @@ class Waiter:
 
 
 @app.workflow
+async def closes_before_its_child_starts(ctx: docket.WorkflowContext) -> str:
+    asyncio.get_running_loop().create_task(ctx.start_child(Waiter, workflow_id="shared"))
+    await asyncio.sleep(0)  # the start is recorded; the run closes before it is reported
+    return "closed"
+
+
+@app.workflow
 async def parent_signalling(ctx: docket.WorkflowContext) -> list[str]:
     child = await ctx.start_child(Waiter, workflow_id="waiter-child")
     await child.signal(Waiter.proceed)
@@ -231,3 +238,18 @@ async def test_children_replay_with_the_cache_off(tmp_path: Path) -> None:
         assert await handle.result(timeout=20) == ["waiter-child", "went"]
         handle = await engine.client.start(parent_sum, [1, 2])
         assert await handle.result(timeout=20) == 6
+
+
+async def test_a_parent_closing_before_its_childs_start_leaves_an_unrelated_run_alone(
+    tmp_path: Path,
+) -> None:
+    """The parent-close policy's terminate named no run while the child's start was not
+    reported yet, so it reached whatever run held the ID: here an unrelated one, which had
+    made the child's start fail (found by helper-32's review)."""
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        unrelated = await engine.client.start(Waiter, workflow_id="shared")
+        parent = await engine.client.start(closes_before_its_child_starts)
+        assert await parent.result(timeout=10) == "closed"
+        await unrelated.signal(Waiter.proceed)  # after the parent's notice, on its partition
+        assert await unrelated.result(timeout=10) == "went"
+        assert "WorkflowTerminated" not in [e.type for e in await unrelated.history()]
