@@ -90,6 +90,38 @@ class Quitter:
         sys.exit(7)
 
 
+@app.workflow
+class Gate:
+    def __init__(self) -> None:
+        self.value = 0
+
+    def _open(self) -> bool:
+        if self.value == 99:
+            sys.exit(9)
+        return self.value > 0
+
+    @docket.run
+    async def run(self, ctx: docket.WorkflowContext) -> int:
+        await ctx.wait_until(self._open)
+        return self.value
+
+    @docket.signal
+    def set(self, ctx: docket.WorkflowContext, value: int) -> None:
+        self.value = value
+
+
+async def test_a_wait_until_predicate_calling_sys_exit_on_a_later_check_stops_that_execution(
+    tmp_path: Path,
+) -> None:
+    """Later checks run outside the workflow's loop, where SystemExit was not converted:
+    it ended the engine's process (found by helper-32's review)."""
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(Gate)
+        with pytest.raises(ClientError, match=r"is stopped .*predicate raised SystemExit\(9\)"):
+            await handle.signal("set", 99)
+        assert await (await engine.client.start(hello)).result(timeout=10) == "hello"
+
+
 EXIT_IN_INIT = []  # set once registered: registration constructs the class once, to check it
 
 
