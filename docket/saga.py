@@ -5,7 +5,8 @@ compensations run as durable steps in reverse order, and the failure that trigge
 is raised again (compensations that themselves fail are attached as notes, never hide it).
 A cancellation of the workflow (``handle.cancel()``) undoes the block the same way: the
 compensations run shielded (a cancel must not cut its own clean-up short), then the
-cancellation goes on::
+cancellation goes on. A cancellation that arrives while they run, for a failure or an
+earlier cancel, waits until they are done::
 
     async with docket.Saga(ctx) as saga:
         await ctx.step(withdraw, account, amount)
@@ -43,12 +44,9 @@ class Saga:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is None:
-            return
-        if isinstance(exc, asyncio.CancelledError):
-            async with self._ctx.shielded():
-                await self.run_compensations(exc)
-        elif isinstance(exc, Exception):  # not a continue-as-new (nothing failed)
+        if exc is None or not isinstance(exc, Exception | asyncio.CancelledError):
+            return  # success, or a continue-as-new (nothing failed)
+        async with self._ctx.shielded():  # a cancel arriving meanwhile waits for the undo
             await self.run_compensations(exc)
 
     async def run_compensations(self, cause: BaseException) -> None:

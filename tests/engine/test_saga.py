@@ -84,3 +84,40 @@ async def test_a_cancelled_workflow_runs_its_compensations(tmp_path: Path) -> No
             await handle.result(timeout=20)
         assert (await handle.describe()).status == "cancelled"
     assert done == ["reserve", "charge", "undo-charge", "undo-reserve"]
+
+
+@app.step
+async def slow_undo(name: str) -> None:
+    await asyncio.sleep(1.0)
+    done.append(name)
+
+
+@app.workflow
+async def fails_then_undoes_slowly(ctx: docket.WorkflowContext) -> None:
+    async with docket.Saga(ctx) as saga:
+        await ctx.step(act, "a")
+        saga.compensate(act, "undo-a")
+        await ctx.step(act, "b")
+        saga.compensate(slow_undo, "undo-b")
+        await ctx.step(broken, "c")
+
+
+async def test_a_cancel_during_the_compensations_of_a_failure_waits_for_them(
+    tmp_path: Path,
+) -> None:
+    """The compensations of a failure ran unshielded: a cancel arriving meanwhile cut the
+    running one and skipped the rest (found by helper-32's review)."""
+    done.clear()
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(fails_then_undoes_slowly)
+
+        async def undoing() -> bool:
+            return any(e.type == "StepScheduled" and e.attributes["step_name"] == "slow_undo"
+                       for e in await handle.history())
+
+        while not await undoing():
+            await asyncio.sleep(0.02)
+        await handle.cancel("operator")
+        with pytest.raises(docket.WorkflowFailedError):
+            await handle.result(timeout=20)
+    assert done == ["a", "b", "undo-b", "undo-a"]
