@@ -265,6 +265,8 @@ class _Shield:
         self._instance.shields += 1
 
     async def __aexit__(self, *exc: object) -> None:
+        if exc[0] is GeneratorExit:  # the coroutine is being closed (a dropped instance), not run
+            return
         instance = self._instance
         instance.shields -= 1
         if not instance.shields and instance.cancel_pending:
