@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import typing
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -69,9 +70,13 @@ def duration_ms(value: Any, option: str) -> int | None:
     if value is None:
         return None
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not 0 < seconds < math.inf  # nan and inf too: leave it unset for no limit
+    ):
         raise ClientError(
-            f"{option} must be a positive timedelta or number of seconds, got {value!r}"
+            f"{option} must be a positive, finite timedelta or number of seconds, got {value!r}"
         )
     return max(1, round(seconds * 1000))
 

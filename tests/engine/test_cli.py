@@ -169,6 +169,10 @@ def test_worker_in_another_process(tmp_path: Path) -> None:
     (["workflow", "start", "greet", "--args", '["x"]', "--id", "t-1", "--timeout", "-1"], 2,
      "'--timeout': -1.0 is not a number of seconds above 0"),
     (["workflow", "result", "t-1", "--timeout", "nan"], 2, "nan is not a number of seconds above 0"),
+    (["workflow", "start", "greet", "--args", '["x"]', "--run-timeout", "inf"], 1,
+     "run_timeout must be a positive, finite timedelta or number of seconds, got inf"),  # traceback
+    (["workflow", "start", "greet", "--args", '["x"]', "--execution-timeout", "nan"], 1,
+     "execution_timeout must be a positive, finite"),
     (["workflow", "replay", "-A", "cli_app:app", "--workflow-id", "nope"], 1,
      "no history of workflow_id='nope' in the log"),  # exited 0: "0 of 0 histories replayed cleanly"
 ])
