@@ -11,6 +11,7 @@ Cancelling the task that waits for a child asks the child to cancel
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -128,8 +129,8 @@ class Relations:
             "kwargs": kwarg_payloads,
             "task_queue": task_queue or queue,
             "parent_close_policy": policy.value,
-            "run_timeout_ms": _ms(run_timeout),
-            "execution_timeout_ms": _ms(execution_timeout),
+            "run_timeout_ms": _ms(run_timeout, "run_timeout"),
+            "execution_timeout_ms": _ms(execution_timeout, "execution_timeout"),
         }
         instance.record("ChildWorkflowScheduled", body, location)
         loop = instance.loop
@@ -219,10 +220,15 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-def _ms(delta: timedelta | float | None) -> int | None:
+def _ms(delta: timedelta | float | None, option: str) -> int | None:
     if delta is None:
         return None
     seconds = delta.total_seconds() if isinstance(delta, timedelta) else float(delta)
+    if not 0 < seconds < math.inf:  # -5 became 1 ms, inf an OverflowError deep inside
+        raise WorkflowError(
+            f"start_child: {option} must be a positive, finite timedelta or number of "
+            f"seconds, got {delta!r}; leave it unset for no limit"
+        )
     return max(1, round(seconds * 1000))
 
 

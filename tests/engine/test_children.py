@@ -75,6 +75,15 @@ async def closes_before_its_child_starts(ctx: docket.WorkflowContext) -> str:
 
 
 @app.workflow
+async def child_with_a_bad_timeout(ctx: docket.WorkflowContext, seconds: float) -> str:
+    try:
+        await ctx.start_child(doubler, 1, run_timeout=seconds)
+    except docket.errors.WorkflowError as exc:
+        return str(exc)
+    return "started"
+
+
+@app.workflow
 async def parent_signalling(ctx: docket.WorkflowContext) -> list[str]:
     child = await ctx.start_child(Waiter, workflow_id="waiter-child")
     await child.signal(Waiter.proceed)
@@ -253,3 +262,11 @@ async def test_a_parent_closing_before_its_childs_start_leaves_an_unrelated_run_
         await unrelated.signal(Waiter.proceed)  # after the parent's notice, on its partition
         assert await unrelated.result(timeout=10) == "went"
         assert "WorkflowTerminated" not in [e.type for e in await unrelated.history()]
+
+
+@pytest.mark.parametrize("seconds", [-5.0, 0.0, float("inf"), float("nan")])
+async def test_a_child_timeout_must_be_positive_and_finite(tmp_path: Path, seconds: float) -> None:
+    """-5 s became a 1 ms run timeout, and inf an OverflowError from inside start_child."""
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        outcome = await (await engine.client.start(child_with_a_bad_timeout, seconds)).result(timeout=10)
+        assert outcome.startswith("start_child: run_timeout must be a positive, finite")
