@@ -26,7 +26,7 @@ from docket.cli_input import (
     json_value,
     kwargs_besides,
     load_app,
-    positive_seconds,
+    timeout_option,
 )
 from docket.client import Client, IdReusePolicy
 from docket.client_input import START_OPTIONS
@@ -241,14 +241,7 @@ async def _with_client(settings: Settings, fn: Callable[[Client], Awaitable[T]])
     help="Seconds the whole chain of runs may take.",
 )
 @click.option("--wait", is_flag=True, help="Wait for the result and print it.")
-@click.option(
-    "--timeout",
-    type=float,
-    callback=positive_seconds,
-    default=30.0,
-    show_default=True,
-    help="Seconds to wait for answers.",
-)
+@timeout_option(30.0, "Seconds to wait for answers.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @_handle_errors
@@ -350,13 +343,7 @@ def history(ctx: click.Context, workflow_id: str, run_id: str | None, as_json: b
 
 @workflow.command()
 @click.argument("workflow_id")
-@click.option(
-    "--timeout",
-    type=float,
-    callback=positive_seconds,
-    default=None,
-    help="Seconds to wait (default: forever).",
-)
+@timeout_option(None, "Seconds to wait (default: forever).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @_handle_errors
@@ -379,14 +366,7 @@ def result(ctx: click.Context, workflow_id: str, timeout: float | None, as_json:
 @click.argument("signal_name")
 @click.option("--args", "args_json", help="Positional arguments as a JSON array.")
 @click.option("--kwargs", "kwargs_json", help="Keyword arguments as a JSON object.")
-@click.option(
-    "--timeout",
-    type=float,
-    callback=positive_seconds,
-    default=30.0,
-    show_default=True,
-    help="Seconds to wait for the ack.",
-)
+@timeout_option(30.0, "Seconds to wait for the ack.")
 @click.pass_context
 @_handle_errors
 def signal_(
@@ -444,14 +424,7 @@ def terminate(ctx: click.Context, workflow_id: str, reason: str) -> None:
 @click.argument("query_name")
 @click.option("--args", "args_json", help="Positional arguments as a JSON array.")
 @click.option("--kwargs", "kwargs_json", help="Keyword arguments as a JSON object.")
-@click.option(
-    "--timeout",
-    type=float,
-    callback=positive_seconds,
-    default=30.0,
-    show_default=True,
-    help="Seconds to wait.",
-)
+@timeout_option(30.0, "Seconds to wait.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @_handle_errors
@@ -484,13 +457,7 @@ def query_(
 @click.option("--args", "args_json", help="Positional arguments as a JSON array.")
 @click.option("--kwargs", "kwargs_json", help="Keyword arguments as a JSON object.")
 @click.option("--update-id", help="Makes a retry safe: the same ID is applied once.")
-@click.option(
-    "--timeout",
-    type=float,
-    callback=positive_seconds,
-    default=None,
-    help="Seconds to wait for the outcome (default: no limit).",
-)
+@timeout_option(None, "Seconds to wait for the outcome (default: no limit).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @_handle_errors

@@ -8,12 +8,15 @@ import importlib
 import json
 import os
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
 from docket.app import App
 from docket.errors import ConfigurationError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def load_app(spec: str) -> App:
@@ -81,6 +84,18 @@ def kwargs_besides(text: str | None, options: frozenset[str]) -> dict[str, Any]:
             param_hint="--kwargs",
         )
     return kwargs
+
+
+def timeout_option(default: float | None, description: str) -> Callable[[F], F]:
+    """A command's --timeout: seconds above 0, checked by `positive_seconds`."""
+    return click.option(
+        "--timeout",
+        type=float,
+        callback=positive_seconds,
+        default=default,
+        show_default=default is not None,
+        help=description,
+    )
 
 
 def positive_seconds(

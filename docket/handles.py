@@ -22,6 +22,7 @@ from docket.errors import (
     WorkflowFailedError,
     WorkflowNotFoundError,
 )
+from docket.execution.fold import CLOSING_EVENTS
 from docket.execution.ids import new_request_id
 from docket.reader import HistoryEvent, WorkflowDescription, to_history_event
 
@@ -32,16 +33,6 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 _STORE_CATCH_UP_S = 2.0  # how long a handle's reads wait for the stores to show what it was told
-_CLOSING_EVENTS = frozenset(
-    {
-        "WorkflowCompleted",
-        "WorkflowFailed",
-        "WorkflowCancelled",
-        "WorkflowTerminated",
-        "WorkflowTimedOut",
-        "WorkflowContinuedAsNew",
-    }
-)
 
 
 class WorkflowHandle(Generic[R]):
@@ -182,7 +173,7 @@ class WorkflowHandle(Generic[R]):
         return await self._as_told(
             lambda: self._client._reader.history(self.workflow_id, self.run_id),
             lambda events: (
-                self._closed_run != self.run_id or events[-1]["body"][0] in _CLOSING_EVENTS
+                self._closed_run != self.run_id or events[-1]["body"][0] in CLOSING_EVENTS
             ),
         )
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from docket.errors import ApplicationError
+from docket.errors import ApplicationError, WorkflowError
 
 T = TypeVar("T")
 
@@ -24,6 +24,15 @@ def exit_failure(exc: SystemExit, what: str) -> ApplicationError:
         f"{what} raised SystemExit({exc.code!r}) (sys.exit?): code run by the engine cannot "
         "end its process; return or raise an exception instead",
         type="SystemExit",
+    )
+
+
+def workflow_exit(exc: SystemExit, what: str) -> WorkflowError:
+    """What SystemExit from workflow code becomes: an error inside the run, which stops
+    that execution (nothing recorded, its commands wait for fixed code)."""
+    return WorkflowError(
+        f"{what} raised SystemExit({exc.code!r}) (sys.exit?): a workflow cannot end the "
+        "process; return or raise an exception"
     )
 
 

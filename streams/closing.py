@@ -15,21 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from docket.execution.fold import State
+from docket.execution.fold import CLOSING_EVENTS, State
 from docket.execution.ids import timer_id
 from docket.streams.outputs import Outputs
 from docket.streams.requests import tell_watchers
-
-CLOSING = frozenset(
-    {
-        "WorkflowCompleted",
-        "WorkflowFailed",
-        "WorkflowCancelled",
-        "WorkflowTerminated",
-        "WorkflowContinuedAsNew",
-        "WorkflowTimedOut",
-    }
-)
 
 
 def before_fold(
@@ -42,7 +31,7 @@ def before_fold(
 ) -> None:
     if state is None:
         return
-    if kind in CLOSING:
+    if kind in CLOSING_EVENTS:
         out.cancel_run_timers(state, now_us)
         for step in state["steps"].values():
             if not step["local"] and step["retry_at_us"] is None:
@@ -58,7 +47,7 @@ def before_fold(
             running = not step["local"] and step["retry_at_us"] is None
             if running and timeout.get("kind") in STEP_TIMEOUTS:  # its worker may still run it
                 out.cancel_task(state, scheduled(state, step), step["attempt"])
-    if state["updates"] and (kind in CLOSING or kind == "UpdateCompleted"):
+    if state["updates"] and (kind in CLOSING_EVENTS or kind == "UpdateCompleted"):
         tell_watchers(out, state, kind, body)
 
 
@@ -76,4 +65,4 @@ def _forget_deadline(out: Outputs, state: State, step: dict[str, Any], now_us: i
         out.cancel_timer(wid, timer, deadline_us)
 
 
-__all__ = ["CLOSING", "before_fold"]
+__all__ = ["before_fold"]

@@ -200,14 +200,15 @@ class TimerService:
             )
         self.log.append(records)
         fault("timer_after_fire_append")
-        batches: dict[int, tuple[_TimerStore, WriteBatch, list[bytes]]] = {}
+        batches: dict[int, tuple[_TimerStore, WriteBatch]] = {}
+        last: dict[int, bytes] = {}  # per store: due in key order, everything before goes too
         for store, key, _ in due:
             if id(store) not in batches:
-                batches[id(store)] = (store, WriteBatch(raw_mode=True), [])
+                batches[id(store)] = (store, WriteBatch(raw_mode=True))
             batches[id(store)][1].delete(key, store.h_due)
-            batches[id(store)][2].append(key)
-        for store, batch, keys in batches.values():
+            last[id(store)] = key
+        for number, (store, batch) in batches.items():
             store.db.write(batch)
-            store.fired(keys[-1])  # due in key order: everything before went too
+            store.fired(last[number])
         self.fired += len(due)
         return True

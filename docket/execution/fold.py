@@ -20,6 +20,17 @@ RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 TERMINATED, CANCELLED = "terminated", "cancelled"
 CONTINUED_AS_NEW, TIMED_OUT = "continued_as_new", "timed_out"
 RUN_CHAIN_KEPT = 100  # run ids a run remembers of the chain before it
+# the events that close a run (continue-as-new closes it too: the next run is another)
+CLOSING_EVENTS = frozenset(
+    {
+        "WorkflowCompleted",
+        "WorkflowFailed",
+        "WorkflowCancelled",
+        "WorkflowTerminated",
+        "WorkflowContinuedAsNew",
+        "WorkflowTimedOut",
+    }
+)
 
 
 def _started(state: State | None, event: Event, body: dict[str, Any]) -> State:

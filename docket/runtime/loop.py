@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from docket.errors import WorkflowError
+from docket.user_code import workflow_exit
 
 
 class TimerFactory(Protocol):
@@ -59,10 +60,7 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
                     try:
                         handle._run()
                     except SystemExit as exc:
-                        raise WorkflowError(
-                            f"workflow code raised SystemExit({exc.code!r}) (sys.exit?): a "
-                            "workflow cannot end the process; return or raise an exception"
-                        ) from exc
+                        raise workflow_exit(exc, "workflow code") from exc
         finally:
             self._running = False
             events._set_running_loop(previous)

@@ -22,8 +22,7 @@ from docket.codec.failure import to_failure
 from docket.codec.payload import Payload, decode_args, from_payload, to_payload
 from docket.context import ContinueAsNew
 from docket.definitions import validator_of
-from docket.errors import WorkflowError
-from docket.user_code import call_without_exit
+from docket.user_code import call_without_exit, workflow_exit
 
 if TYPE_CHECKING:
     from docket.runtime.instance import WorkflowInstance
@@ -204,11 +203,8 @@ class Mailbox:
                 future.set_exception(exc)
                 resolved = True
                 continue
-            except SystemExit as exc:  # as from any workflow code (DeterministicLoop): this
-                raise WorkflowError(  # execution stops; the engine's process goes on
-                    f"a wait_until predicate raised SystemExit({exc.code!r}) (sys.exit?): a "
-                    "workflow cannot end the process; return or raise an exception"
-                ) from exc
+            except SystemExit as exc:  # as from any workflow code (DeterministicLoop)
+                raise workflow_exit(exc, "a wait_until predicate") from exc
             if holds:
                 future.set_result(None)
                 resolved = True

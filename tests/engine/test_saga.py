@@ -51,6 +51,12 @@ async def test_compensations_run_in_reverse_and_keep_the_cause(tmp_path: Path, p
     assert [a[0]["data"] for a in scheduled[-3:]] == [b'"undo-c"', b'"undo-b"', b'"undo-a"']
 
 
+async def _until_scheduled(handle: docket.WorkflowHandle[None], step_name: str) -> None:
+    while not any(e.type == "StepScheduled" and e.attributes["step_name"] == step_name
+                  for e in await handle.history()):
+        await asyncio.sleep(0.02)
+
+
 @app.step
 async def long_wait(name: str) -> None:
     await asyncio.sleep(30)
@@ -73,12 +79,7 @@ async def test_a_cancelled_workflow_runs_its_compensations(tmp_path: Path) -> No
     async with docket.Engine(app, data_dir=tmp_path) as engine:
         handle = await engine.client.start(cancelled_midway)
 
-        async def shipping() -> bool:
-            return any(e.type == "StepScheduled" and e.attributes["step_name"] == "long_wait"
-                       for e in await handle.history())
-
-        while not await shipping():
-            await asyncio.sleep(0.02)
+        await _until_scheduled(handle, "long_wait")
         await handle.cancel("customer changed their mind")
         with pytest.raises(docket.WorkflowFailedError, match="cancel"):
             await handle.result(timeout=20)
@@ -111,12 +112,7 @@ async def test_a_cancel_during_the_compensations_of_a_failure_waits_for_them(
     async with docket.Engine(app, data_dir=tmp_path) as engine:
         handle = await engine.client.start(fails_then_undoes_slowly)
 
-        async def undoing() -> bool:
-            return any(e.type == "StepScheduled" and e.attributes["step_name"] == "slow_undo"
-                       for e in await handle.history())
-
-        while not await undoing():
-            await asyncio.sleep(0.02)
+        await _until_scheduled(handle, "slow_undo")
         await handle.cancel("operator")
         with pytest.raises(docket.WorkflowFailedError):
             await handle.result(timeout=20)

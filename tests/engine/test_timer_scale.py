@@ -19,17 +19,8 @@ FAR_FUTURE_US = 4_102_444_800_000_000  # 2100-01-01
 
 
 def _requests(topics: Topics, partitions: int, start: int, count: int) -> list[OutRecord]:
-    records = []
-    for i in range(start, start + count):
-        workflow_id = f"wf-{i}"
-        fire = {"command_id": f"timer:{i}", "workflow_id": workflow_id, "ts_us": 0,
-                "body": ("FireTimer", {"run_id": "r", "kind": "sleep", "seq": 1, "attempt": 0,
-                                       "fire_at_us": FAR_FUTURE_US + i})}
-        request = {"timer_id": f"{workflow_id}/r/sleep/1/0", "workflow_id": workflow_id,
-                   "fire_at_us": FAR_FUTURE_US + i, "command": COMMANDS.encode(fire)}
-        records.append(OutRecord(topics.timers, partition(workflow_id, partitions), workflow_id,
-                                 TIMERS.encode(request)))
-    return records
+    return [_request(topics, f"wf-{i}", FAR_FUTURE_US + i, partitions=partitions)
+            for i in range(start, start + count)]
 
 
 async def test_a_hundred_thousand_pending_timers_hold_no_python_memory(tmp_path: Path) -> None:
@@ -61,13 +52,14 @@ async def test_a_hundred_thousand_pending_timers_hold_no_python_memory(tmp_path:
     log.close()
 
 
-def _request(topics: Topics, name: str, fire_at_us: int, *, cancel: bool = False) -> OutRecord:
+def _request(topics: Topics, name: str, fire_at_us: int, *, cancel: bool = False,
+             partitions: int = 1) -> OutRecord:
     fire = {"command_id": f"timer:{name}", "workflow_id": name, "ts_us": 0,
             "body": ("FireTimer", {"run_id": "r", "kind": "sleep", "seq": 1, "attempt": 0,
                                    "fire_at_us": fire_at_us})}
     request = {"timer_id": f"{name}/r/sleep/1/0", "workflow_id": name, "fire_at_us": fire_at_us,
                "command": b"" if cancel else COMMANDS.encode(fire), "cancel": cancel}
-    return OutRecord(topics.timers, 0, name, TIMERS.encode(request))
+    return OutRecord(topics.timers, partition(name, partitions), name, TIMERS.encode(request))
 
 
 def _fired(log: EmbeddedLog, topics: Topics) -> list[str]:
