@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from docket.client_input import (
     duration_ms,
     handler_name,
     return_hint,
+    utf8,
     within,
 )
 from docket.codec.failure import to_failure
@@ -37,7 +37,7 @@ from docket.errors import (
     WorkflowAlreadyStartedError,
     WorkflowNotFoundError,
 )
-from docket.execution.ids import new_request_id, parse_task_token
+from docket.execution.ids import new_request_id, new_workflow_id, parse_task_token
 from docket.handles import UpdateHandle, WorkflowHandle
 from docket.log.base import GroupCommit, Log, OutRecord
 from docket.log.partitioner import partition as partition_of
@@ -296,7 +296,7 @@ class Client:
     ) -> _Start:
         workflow_id = kwargs.pop("workflow_id", None)
         if workflow_id is None:  # not given; "" is refused below, never replaced by a new ID
-            workflow_id = str(uuid.uuid4())
+            workflow_id = new_workflow_id()
         raw_policy = kwargs.pop("id_reuse_policy", IdReusePolicy.ALLOW_AFTER_CLOSE)
         try:
             policy = IdReusePolicy(raw_policy)
@@ -312,10 +312,19 @@ class Client:
                 f"start() needs a registered workflow or a workflow name, got {workflow!r}"
             )
         queue = kwargs.pop("task_queue", None) or queue
+        if not isinstance(queue, str) or not utf8(queue) or not utf8(name):
+            # checked here: a start handed to the processor beside the client is not encoded
+            raise ClientError(
+                f"workflow name {name!r} and task_queue {queue!r} must be strings without lone "
+                "surrogates; nothing was started"
+            )
         check_workflow_id(workflow_id)
         timing = {
-            f"{option}_ms": duration_ms(kwargs.pop(option, None), option)
-            for option in ("start_delay", "run_timeout", "execution_timeout")
+            "start_delay_ms": duration_ms(kwargs.pop("start_delay", None), "start_delay"),
+            "run_timeout_ms": duration_ms(kwargs.pop("run_timeout", None), "run_timeout"),
+            "execution_timeout_ms": duration_ms(
+                kwargs.pop("execution_timeout", None), "execution_timeout"
+            ),
         }
         arg_payloads, kwarg_payloads = encode_args(tuple(args), kwargs, where=f"workflow {name!r}")
         body = {
@@ -501,9 +510,11 @@ class Client:
         sink = self.commands_to
         if sink is not None and sink.owns(commands[0]["workflow_id"]):
             # encoded all the same, though the bytes go unused: that checks the caller's
-            # input (a reason that is no string) and refuses it here, as an append would
+            # input (a reason that is no string) and refuses it here, as an append would.
+            # Not a start: _start_command checks each of its fields (the hot path)
             for command in commands:
-                COMMANDS.encode(command)
+                if command["body"][0] != "StartWorkflow":
+                    COMMANDS.encode(command)
             sink.take(commands, {}, {}, unfenced)
             return
         # not flushed to disk on its own: its reply comes after the processor's append, whose

@@ -82,5 +82,26 @@ def duration_ms(value: Any, option: str) -> int | None:
 
 
 def check_workflow_id(workflow_id: str) -> None:
-    if not workflow_id or "\0" in workflow_id or len(workflow_id) > 1000:
-        raise ClientError(f"workflow_id {workflow_id!r} is invalid: use 1-1000 characters, no NUL")
+    if (
+        not isinstance(workflow_id, str)
+        or not workflow_id
+        or "\0" in workflow_id
+        or len(workflow_id) > 1000
+        or not utf8(workflow_id)
+    ):
+        raise ClientError(
+            f"workflow_id {workflow_id!r} is invalid: use 1-1000 characters, no NUL and no "
+            "lone surrogate"
+        )
+
+
+def utf8(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8, as every string of a record is (a lone
+    surrogate cannot): checked where a start is handed over without being encoded."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -426,6 +426,7 @@ class Worker:
 
     async def _call(self, task: dict[str, Any], ctx: StepContext) -> Any:
         name = task["step_name"]
+        what = f"step {name!r}"
         step = self.app.find_step(name)
         if step is None:
             raise ApplicationError(
@@ -437,18 +438,17 @@ class Worker:
             kwargs = {k: from_payload(p) for k, p in task["kwargs"].items()}
         else:
             decoded, kwargs = decode_args(
-                step.fn, task["args"], task["kwargs"], where=f"step {name!r}"
+                step.fn, task["args"], task["kwargs"], where=what
             )
             args = list(decoded)
         timeout = task["start_to_close_ms"] / 1000 if task["start_to_close_ms"] else None
+        if step.is_async and timeout is None:  # run it in this task, the step context set on it
+            current_step.set(ctx)
+            return await without_exit(step.fn(*args, **kwargs), what)
         context = contextvars.copy_context()
         context.run(current_step.set, ctx)
         loop = asyncio.get_running_loop()
-        what = f"step {name!r}"
         if step.is_async:
-            if timeout is None:  # run it in this task: the step context is set on it already
-                current_step.set(ctx)
-                return await without_exit(step.fn(*args, **kwargs), what)
             running: asyncio.Future[Any] = loop.create_task(
                 without_exit(step.fn(*args, **kwargs), what), context=context
             )

@@ -83,21 +83,51 @@ def to_payload(value: Any, *, where: str = "value") -> Payload:
 
 def from_payload(payload: Payload, hint: Any = None, *, where: str = "value") -> Any:
     """Decode one payload, rebuilding dataclasses named by ``hint`` (a type annotation)."""
+    try:
+        return _value(payload, hint)
+    except SerializationError as exc:
+        raise SerializationError(f"cannot decode {where}: {exc}") from exc
+
+
+def _value(payload: Payload, hint: Any) -> Any:
+    """`from_payload` without naming the value in the error: its callers name it only
+    when decoding fails, not on every call."""
     encoding = payload["encoding"]
     if encoding == NULL:
         return None
     if encoding != JSON:
-        raise SerializationError(f"cannot decode {where}: unknown payload encoding {encoding!r}")
+        raise SerializationError(f"unknown payload encoding {encoding!r}")
     try:
         value = _decode(payload["data"].decode())  # UTF-8, as written: skips sniffing
     except ValueError as exc:
-        raise SerializationError(f"cannot decode {where}: {exc}") from exc
-    if hint is None:
+        raise SerializationError(str(exc)) from exc
+    if hint is None or _as_decoded(hint):
         return value
+    return _shape(value, hint)
+
+
+# what decoded JSON already is: a hint naming only these (also in lists, dicts and unions)
+# leaves the value as decoded, so it skips _shape's walk (most steps take and return these)
+_JSON_TYPES = frozenset({str, int, float, bool, list, dict, object, type(None)})
+_JSON_CONTAINERS = frozenset({list, dict, typing.Sequence, collections.abc.Sequence, Union})
+
+
+@functools.lru_cache(maxsize=4096)
+def _hashable_as_decoded(hint: Any) -> bool:
+    if hint is Any or hint in _JSON_TYPES:
+        return True
+    origin = get_origin(hint)
+    if origin in _JSON_CONTAINERS or origin is types.UnionType or origin is collections.abc.Mapping:
+        return all(_hashable_as_decoded(arg) for arg in get_args(hint))
+    return False
+
+
+def _as_decoded(hint: Any) -> bool:
+    """Whether `_shape` would give any decoded JSON back unchanged for ``hint``."""
     try:
-        return _shape(value, hint)
-    except SerializationError as exc:
-        raise SerializationError(f"cannot decode {where}: {exc}") from exc
+        return _hashable_as_decoded(hint)
+    except TypeError:  # an unhashable hint (Annotated metadata): shaped, as before
+        return False
 
 
 def _shape(value: Any, hint: Any) -> Any:
@@ -231,9 +261,14 @@ def decode_args(
     out_args = []
     for i, payload in enumerate(args):
         hint = positional[i] if i < len(positional) else None
-        out_args.append(from_payload(payload, hint, where=f"argument {i} of {where}"))
-    out_kwargs = {
-        k: from_payload(v, hints.get(k), where=f"argument {k!r} of {where}")
-        for k, v in kwargs.items()
-    }
+        try:
+            out_args.append(_value(payload, hint))
+        except SerializationError as exc:
+            raise SerializationError(f"cannot decode argument {i} of {where}: {exc}") from exc
+    out_kwargs = {}
+    for name, payload in kwargs.items():
+        try:
+            out_kwargs[name] = _value(payload, hints.get(name))
+        except SerializationError as exc:
+            raise SerializationError(f"cannot decode argument {name!r} of {where}: {exc}") from exc
     return out_args, out_kwargs

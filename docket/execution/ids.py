@@ -33,6 +33,16 @@ def _uuid5(name: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+def new_workflow_id() -> str:
+    """A random UUID (version 4) as a string, for a workflow started without an ID:
+    ``str(uuid.uuid4())`` without building the UUID object (a third of the cost)."""
+    digest = bytearray(os.urandom(16))
+    digest[6] = (digest[6] & 0x0F) | 0x40  # version 4
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def new_request_id() -> str:
     """A random id for a client's request (not derived from anything: each call is new);
     128 bits, like ``uuid4().hex``, for a third of the cost."""

@@ -291,6 +291,30 @@ async def test_invalid_workflow_ids_are_rejected_at_the_client(tmp_path: Path, w
         assert end_offsets(log, TOPICS.commands) == [0] * PARTITIONS
 
 
+@pytest.mark.parametrize(
+    ("start_kwargs", "message"),
+    [
+        ({"workflow_id": "lone \ud800"}, "no lone surrogate"),
+        ({"task_queue": "queue \udfff"}, "without lone surrogates"),
+        ({"task_queue": 5}, "must be strings"),
+    ],
+)
+async def test_a_start_handed_to_the_processor_beside_it_is_checked_like_an_appended_one(
+    tmp_path: Path, start_kwargs: dict[str, Any], message: str
+) -> None:
+    """The engine's own client hands its starts to the processor without encoding them:
+    what an encode would refuse is refused all the same, before anything is recorded."""
+    async with docket.Engine(app, data_dir=tmp_path, partitions=PARTITIONS) as engine:
+        log = engine_log(engine)
+        with pytest.raises(ClientError, match=message):
+            await engine.client.start(hello, "x", **start_kwargs)
+        with pytest.raises(ClientError, match="without lone surrogates"):
+            await engine.client.start("name \ud800", "x")
+        assert end_offsets(log, TOPICS.history) == [0] * PARTITIONS
+        handle = await engine.client.start(hello, "x")  # the engine runs on
+        assert await handle.result(timeout=10) == "Hello, x!"
+
+
 async def test_no_engine_to_answer_times_out_with_advice(tmp_path: Path) -> None:
     """With no processor running, a start and a result wait their timeouts, then say what
     to check; the client stays usable."""
