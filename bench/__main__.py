@@ -69,6 +69,12 @@ def parser() -> argparse.ArgumentParser:
         "workflows and of the in-flight limit (an app deployed as N processes)",
     )
     p.add_argument(
+        "--prefer-local",
+        action="store_true",
+        help="engines run with prefer_local: a workflow started without an ID runs in the "
+        "process that started it (with --spread, each process's share stays in it)",
+    )
+    p.add_argument(
         "--worker-concurrency", type=int, default=200, help="steps a worker runs at once"
     )
     p.add_argument(

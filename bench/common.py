@@ -147,6 +147,7 @@ def engine_kwargs(args: Any) -> dict[str, Any]:
         "partitions": args.partitions,
         "max_concurrency": args.worker_concurrency,
         "workflow_cache_size": args.cache_size,
+        "prefer_local": getattr(args, "prefer_local", False),
     }
 
 
@@ -256,6 +257,7 @@ def engine_params(args: Any) -> dict[str, Any]:
         "processors": args.processors,
         "client_only": getattr(args, "client_only", False),
         "spread": args.spread,
+        "prefer_local": getattr(args, "prefer_local", False),
         "worker_concurrency": args.worker_concurrency,
         "cache_size": 10_000 if args.cache_size is None else args.cache_size,
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ParamSpec, TypeVar, overload
@@ -66,6 +66,9 @@ class IdReusePolicy(StrEnum):
     USE_RUNNING = "use_running"  # hand back a running run; else start a new one
 
 
+LOCAL_TRIES = 64  # IDs drawn for a local partition (owning 1 partition in 16: 1.6% miss)
+
+
 @dataclass(frozen=True)
 class _Start:
     """A StartWorkflow command ready to send, and what its reply needs to become a handle."""
@@ -97,6 +100,8 @@ class Client:
         self._listener: asyncio.Task[None] | None = None
         self._owns_log = False
         self.commands_to: CommandSink | None = None  # set by an engine: see _submit
+        # set by an engine with prefer_local: whether a workflow ID is on its partitions
+        self.local_workflow_id: Callable[[str], bool] | None = None
 
     @classmethod
     def connect(cls, settings: Settings | None = None, **overrides: Any) -> Client:
@@ -296,7 +301,7 @@ class Client:
     ) -> _Start:
         workflow_id = kwargs.pop("workflow_id", None)
         if workflow_id is None:  # not given; "" is refused below, never replaced by a new ID
-            workflow_id = new_workflow_id()
+            workflow_id = self._new_workflow_id()
         raw_policy = kwargs.pop("id_reuse_policy", IdReusePolicy.ALLOW_AFTER_CLOSE)
         try:
             policy = IdReusePolicy(raw_policy)
@@ -338,6 +343,19 @@ class Client:
             **timing,
         }
         return _Start(workflow_id, new_request_id(), ("StartWorkflow", body), name, hint, policy)
+
+    def _new_workflow_id(self) -> str:
+        """A random ID; with the engine's ``prefer_local``, one on a partition its processor
+        owns (drawn again until it is: about as many tries as there are engine processes;
+        after `LOCAL_TRIES`, or if it owns none, wherever the last one falls)."""
+        workflow_id = new_workflow_id()
+        local = self.local_workflow_id
+        if local is not None:
+            for _ in range(LOCAL_TRIES):
+                if local(workflow_id):
+                    break
+                workflow_id = new_workflow_id()
+        return workflow_id
 
     def _started(self, start: _Start, reply: dict[str, Any]) -> WorkflowHandle[Any]:
         """The handle for a start's reply, or the error it means."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,13 @@ class Engine:
             every queue a step names); e.g. a per-process queue for steps routed to it.
         workflow_cache_size: live workflow instances kept in memory; 0 replays every
             activation from history (``DOCKET_ALWAYS_REPLAY=1`` does the same).
+        prefer_local: a workflow this engine's client starts without a ``workflow_id``
+            gets one on a partition this engine's processor owns, so its start, steps and
+            result stay in this process (no hop through the log to another process and
+            back). For an app deployed as several processes that each start their share
+            of the workflows (behind a load balancer, say); not for one process that
+            starts them all, which would then run them all. Workflows with an ID, and
+            every other process's, are placed by their ID as always.
     """
 
     def __init__(
@@ -59,6 +67,7 @@ class Engine:
         max_concurrency: int = 200,
         task_queues: Sequence[str] | None = None,
         workflow_cache_size: int | None = None,
+        prefer_local: bool = False,
         settings: Settings | None = None,
     ) -> None:
         self.app = app
@@ -72,6 +81,7 @@ class Engine:
         self._run_worker = worker
         self._max_concurrency = max_concurrency
         self._task_queues = list(task_queues or ())
+        self._prefer_local = prefer_local
         cache = workflow_cache_size if workflow_cache_size is not None else 10_000
         self._cache_size = 0 if self.settings.always_replay else cache
         self._stop = asyncio.Event()
@@ -108,6 +118,7 @@ class Engine:
         self.log = open_log(settings)
         topics = Topics(self.log.namespace)
         self._stop.clear()
+        tag = os.urandom(3).hex()  # one for every role: see member_id
         if self._run_processor:
             self.processor = ExecutionProcessor(
                 self.app,
@@ -115,12 +126,12 @@ class Engine:
                 topics,
                 self.state_dir,
                 self.clock,
-                member_id("processor"),
+                member_id("processor", tag),
                 cache_size=self._cache_size,
                 deadlock_timeout_s=settings.deadlock_timeout_s,
             )
             self.timers = TimerService(
-                self.log, topics, self.state_dir, self.clock, member_id("timers")
+                self.log, topics, self.state_dir, self.clock, member_id("timers", tag)
             )
             await self.processor.group.sync()
             await self.timers.group.sync()
@@ -133,7 +144,7 @@ class Engine:
                     Topics(settings.namespace),
                     topics,
                     self.clock,
-                    member_id("sources"),
+                    member_id("sources", tag),
                 )
                 await self.sources.sync()
                 self._spawn(self.sources.run(self._stop), "sources")
@@ -142,7 +153,7 @@ class Engine:
                 self.app,
                 self.log,
                 topics,
-                member_id("worker"),
+                member_id("worker", tag),
                 max_concurrency=self._max_concurrency,
                 queues=set(self._task_queues) if self._task_queues else None,
             )
@@ -166,6 +177,8 @@ class Engine:
             processor.local_replies.register(self._client.client_id, self._client.take_reply)
             if self.log.reads_whole_appends:  # and so do its requests (as the worker's reports)
                 self._client.commands_to = processor.inbox
+            if self._prefer_local:
+                self._client.local_workflow_id = processor.inbox.owns
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=f"docket-{name}")

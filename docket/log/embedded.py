@@ -68,9 +68,13 @@ CREATE TABLE IF NOT EXISTS user_topics (
 )
 
 
-def member_id(role: str) -> str:
-    """A member id that lets peers on this host notice at once when our process died."""
-    return f"{role}@{_HOST}:{os.getpid()}:{os.urandom(3).hex()}"
+def member_id(role: str, tag: str | None = None) -> str:
+    """A member id that lets peers on this host notice at once when our process died.
+
+    Members sort by host, pid, then ``tag`` (random if not given): an engine gives all its
+    roles one tag, so the engines of one process, like those of several, split every
+    group's partitions alike, and each worker runs the steps of the processor beside it."""
+    return f"{role}@{_HOST}:{os.getpid()}:{tag or os.urandom(3).hex()}"
 
 
 def _is_dead(member: str) -> bool:
