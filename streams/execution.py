@@ -263,7 +263,7 @@ class ExecutionProcessor:
             log.info("workflow_id=%s: resuming %d deferred commands", workflow_id, len(deferred))
         try:
             try:
-                await self._process(workflow_id, commands, now_us, own)
+                await self._process(workflow_id, state, commands, now_us, own)
             except (PartitionFencedError, StopExecution):
                 raise
             except Exception as exc:  # a fault inside Docket stops this execution only
@@ -360,12 +360,15 @@ class ExecutionProcessor:
         return state
 
     async def _process(
-        self, workflow_id: str, commands: list[dict[str, Any]], now_us: int, batch: Batch
+        self,
+        workflow_id: str,
+        state: State | None,
+        commands: list[dict[str, Any]],
+        now_us: int,
+        batch: Batch,
     ) -> None:
-        state = batch.states.get(workflow_id)
-        if state is None:
-            loaded = self._state(workflow_id, batch)
-            state = clone(loaded) if loaded is not None else None
+        """Process one workflow's commands on ``state``, a copy of its state (None before its
+        first run) that this may change."""
         activation = (state["last_activation"] if state else 0) + 1
         resolutions: list[dict[str, Any]] = []
         local_retries: list[dict[str, Any]] = []
