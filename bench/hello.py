@@ -16,7 +16,7 @@ from typing import Any
 import docket
 from bench.apps import hello
 from bench.common import bounded, engine, engine_kwargs, engine_params, pct, r3, until_served
-from bench.spread import Helpers, Share, run_share, shares
+from bench.spread import Helpers, concurrencies, run_share
 
 WARMUP = 5
 
@@ -27,9 +27,7 @@ async def one_right(timeout: float, client: docket.Client, name: str) -> bool:
     return await handle.result(timeout=timeout) == f"Hello, {name}"
 
 
-async def _spread(
-    args: Any, eng: docket.Engine, helpers: Helpers, parts: list[Share]
-) -> tuple[float, int]:
+async def _spread(args: Any, eng: docket.Engine, helpers: Helpers) -> tuple[float, int]:
     """Throughput with the load spread over --processors engine+client processes
     (spread.py); the helpers stay up until the caller stops them."""
     job = functools.partial(one_right, args.timeout)
@@ -37,10 +35,11 @@ async def _spread(
     await until_served(eng.settings.data_dir, args.processors, eng.settings.partitions)
     t0 = time.time()
     helpers.start()
-    errors = await run_share(eng.client, parts[0], job)
+    taken, errors = await run_share(eng.client, helpers.shares[0], job)
     own_end = time.time()
-    helpers_end, helper_errors = await helpers.finished(args.timeout)
-    return max(own_end, helpers_end) - t0, errors + helper_errors
+    helpers_end, helpers_took, helper_errors = await helpers.finished(args.timeout)
+    missing = helpers.shares[0].n - taken - helpers_took  # none, unless the counter is broken
+    return max(own_end, helpers_end) - t0, errors + helper_errors + abs(missing)
 
 
 async def run(args: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -57,12 +56,17 @@ async def run(args: Any) -> tuple[dict[str, Any], dict[str, Any]]:
             await one(f"warm{i}")
 
         if args.spread:  # their engines serve half the partitions until the end
-            parts = shares(n, conc, args.processors)
             job = functools.partial(one_right, args.timeout)
             helpers = stack.enter_context(
-                Helpers(eng.settings.data_dir, engine_kwargs(args), parts[1:], job)
+                Helpers(
+                    eng.settings.data_dir,
+                    engine_kwargs(args),
+                    n,
+                    concurrencies(conc, args.processors),
+                    job,
+                )
             )
-            wall, errors = await _spread(args, eng, helpers, parts)
+            wall, errors = await _spread(args, eng, helpers)
         else:
             names = [f"w{i}" for i in range(n)]
             t0 = time.perf_counter()
