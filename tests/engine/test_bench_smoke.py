@@ -16,7 +16,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("mode", [[], ["--processors", "2", "--spread"]], ids=["one", "spread"])
+@pytest.mark.parametrize(
+    "mode",
+    [[], ["--processors", "2", "--spread"], ["--processors", "2", "--spread", "--prefer-local"]],
+    ids=["one", "spread", "spread-local"],
+)
 def test_hello_runs_and_every_result_is_right(tmp_path: Path, mode: list[str]) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKET_")}
     done = subprocess.run(
@@ -29,6 +33,7 @@ def test_hello_runs_and_every_result_is_right(tmp_path: Path, mode: list[str]) -
     figures = json.loads(line)
     assert (figures["workflows"], figures["errors"]) == (40, 0)
     assert figures["workflows_per_s"] > 0 and figures["params"]["spread"] == bool(mode)
+    assert figures["params"]["prefer_local"] == ("--prefer-local" in mode)
     assert list(tmp_path.iterdir()) == []  # the temporary data directory is gone
 
 
