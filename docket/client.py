@@ -155,13 +155,13 @@ class Client:
         new UUID), ``id_reuse_policy`` (an `IdReusePolicy`), ``task_queue``;
         ``start_delay`` (the run is recorded now, its code begins later), ``run_timeout``
         (each run of the chain) and ``execution_timeout`` (the whole chain, continue-as-new
-        included), as timedeltas or seconds: a timed-out run stops at once, with status
-        ``timed_out`` and ``result()`` raising WorkflowFailedError caused by TimeoutError; and
-        ``start_signal`` / ``start_signal_args`` for signal-with-start: the signal goes to the
-        running run of ``workflow_id`` if there is one, whatever the policy, else to a run
-        started for it (the policy, ``USE_RUNNING`` by default then, decides only whether a
-        new run may start); start and signal are appended together and processed in that
-        order.
+        included), as timedeltas or seconds (up to 100,000 years): a timed-out run stops at
+        once, with status ``timed_out`` and ``result()`` raising WorkflowFailedError caused by
+        TimeoutError; and ``start_signal`` / ``start_signal_args`` for signal-with-start: the
+        signal goes to the running run of ``workflow_id`` if there is one, whatever the
+        policy, else to a run started for it (the policy, ``USE_RUNNING`` by default then,
+        decides only whether a new run may start); start and signal are appended together
+        and processed in that order.
         """
         start_signal = kwargs.pop("start_signal", None)
         start_signal_args = tuple(kwargs.pop("start_signal_args", ()))
@@ -331,6 +331,11 @@ class Client:
                 kwargs.pop("execution_timeout", None), "execution_timeout"
             ),
         }
+        if not all(map(utf8, kwargs)):  # the names of a record's map of arguments
+            raise ClientError(
+                f"keyword argument names {sorted(kwargs)!r} of workflow {name!r} must be "
+                "strings without lone surrogates; nothing was started"
+            )
         arg_payloads, kwarg_payloads = encode_args(tuple(args), kwargs, where=f"workflow {name!r}")
         body = {
             "workflow_type": name,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import typing
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -65,6 +64,11 @@ def return_hint(handler: Any) -> Any:
         return None
 
 
+# the longest start option: the processor adds it, in microseconds, to the time of the
+# start (a deadline, a start time), and a record's long holds about 292,000 years of them
+MAX_DURATION_S = 100_000 * 365 * 86_400
+
+
 def duration_ms(value: Any, option: str) -> int | None:
     """A start option given as a timedelta or seconds, in milliseconds (None: not set)."""
     if value is None:
@@ -73,10 +77,11 @@ def duration_ms(value: Any, option: str) -> int | None:
     if (
         isinstance(seconds, bool)
         or not isinstance(seconds, int | float)
-        or not 0 < seconds < math.inf  # nan and inf too: leave it unset for no limit
+        or not 0 < seconds <= MAX_DURATION_S  # nan and inf too: leave it unset for no limit
     ):
         raise ClientError(
-            f"{option} must be a positive, finite timedelta or number of seconds, got {value!r}"
+            f"{option} must be a positive, finite timedelta or number of seconds, got "
+            f"{value!r} (at most 100,000 years)"
         )
     return max(1, round(seconds * 1000))
 

@@ -315,6 +315,28 @@ async def test_a_start_handed_to_the_processor_beside_it_is_checked_like_an_appe
         assert await handle.result(timeout=10) == "Hello, x!"
 
 
+@pytest.mark.parametrize(
+    ("start_kwargs", "message"),
+    [
+        ({"\ud800": 1}, "keyword argument names"),  # a lone surrogate
+        ({"run_timeout": 1e17}, "run_timeout must be"),  # more ms than a record can hold
+        ({"execution_timeout": 1e13}, "execution_timeout must be"),  # a deadline, in us
+        ({"start_delay": 1e13}, "start_delay must be"),
+    ],
+)
+async def test_a_start_no_record_can_hold_leaves_its_workflow_id_usable(
+    tmp_path: Path, start_kwargs: dict[str, Any], message: str
+) -> None:
+    """A start whose keyword argument names or options no record can hold is refused at
+    the client, before the processor beside it takes it: there it stopped the workflow ID,
+    refusing every later start of it until the engine restarted."""
+    async with docket.Engine(app, data_dir=tmp_path, partitions=PARTITIONS) as engine:
+        with pytest.raises(ClientError, match=message):
+            await engine.client.start(hello, "x", workflow_id="order-1", **start_kwargs)
+        handle = await engine.client.start(hello, "x", workflow_id="order-1")
+        assert await handle.result(timeout=10) == "Hello, x!"
+
+
 async def test_no_engine_to_answer_times_out_with_advice(tmp_path: Path) -> None:
     """With no processor running, a start and a result wait their timeouts, then say what
     to check; the client stays usable."""
