@@ -179,6 +179,8 @@ def _shape(value: Any, hint: Any) -> Any:
 
 def _fits(value: Any, hint: Any) -> bool:
     """Whether decoded JSON ``value`` could be an instance of ``hint`` (to pick a union arm)."""
+    if hint is Any:  # any value is; and isinstance(value, Any) raises TypeError
+        return True
     target = get_origin(hint) or hint
     if isinstance(target, type) and dataclasses.is_dataclass(target):
         return isinstance(value, dict)

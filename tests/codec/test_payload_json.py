@@ -42,6 +42,12 @@ class _Point:
     y: int
 
 
+@dataclass
+class _Tagged:
+    point: _Point
+    extra: Any | None = None  # a union arm of Any: any value fits it
+
+
 class _Colour(enum.StrEnum):
     RED = "red"
 
@@ -69,6 +75,9 @@ class _Colour(enum.StrEnum):
         (dict[str, _Point], {"k": {"x": 1, "y": 2}}, {"k": _Point(1, 2)}),
         (_Colour, "red", _Colour.RED),
         (uuid.UUID, str(uuid.UUID(int=7)), uuid.UUID(int=7)),
+        (Any | None, [1], [1]),
+        (_Tagged, {"point": {"x": 1, "y": 2}, "extra": [3]}, _Tagged(_Point(1, 2), [3])),
+        (list[_Point | Any], [{"x": 1, "y": 2}, 3], [_Point(1, 2), 3]),
     ],
 )
 def test_a_hint_gives_its_type_whether_or_not_it_needs_rebuilding(
