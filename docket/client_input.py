@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from docket.errors import ClientError
+from docket.retry import MAX_DURATION_S
 
 T = TypeVar("T")
 
@@ -62,11 +63,6 @@ def return_hint(handler: Any) -> Any:
         return typing.get_type_hints(handler).get("return")
     except Exception:
         return None
-
-
-# the longest start option: the processor adds it, in microseconds, to the time of the
-# start (a deadline, a start time), and a record's long holds about 292,000 years of them
-MAX_DURATION_S = 100_000 * 365 * 86_400
 
 
 def duration_ms(value: Any, option: str) -> int | None:

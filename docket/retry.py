@@ -61,6 +61,12 @@ class RetryPolicy:
         }
 
 
+# the longest duration a start option may give: the processor adds it, in microseconds,
+# to the time of the start (a deadline, a start time), and a record's long holds about
+# 292,000 years of them
+MAX_DURATION_S = 100_000 * 365 * 86_400
+
+
 def whole_ms(delta: timedelta) -> int:
     """A positive duration in whole milliseconds, rounded to the nearest (4.35 s is 4350, not
     4349) and never to 0: a 0.4 ms interval must not turn into retries without a wait, nor a

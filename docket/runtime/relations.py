@@ -11,7 +11,6 @@ Cancelling the task that waits for a child asks the child to cancel
 from __future__ import annotations
 
 import asyncio
-import math
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -21,6 +20,7 @@ from docket.codec.failure import from_failure
 from docket.codec.payload import encode_args, from_payload
 from docket.definitions import Workflow
 from docket.errors import SerializationError, WorkflowError
+from docket.retry import MAX_DURATION_S
 from docket.runtime.location import user_location
 
 if TYPE_CHECKING:
@@ -224,10 +224,12 @@ def _ms(delta: timedelta | float | None, option: str) -> int | None:
     if delta is None:
         return None
     seconds = delta.total_seconds() if isinstance(delta, timedelta) else float(delta)
-    if not 0 < seconds < math.inf:  # -5 became 1 ms, inf an OverflowError deep inside
+    # -5 became 1 ms; inf an OverflowError deep inside, and 1e13 s a deadline no record
+    # holds, which stopped the child's workflow ID in the processor
+    if not 0 < seconds <= MAX_DURATION_S:
         raise WorkflowError(
             f"start_child: {option} must be a positive, finite timedelta or number of "
-            f"seconds, got {delta!r}; leave it unset for no limit"
+            f"seconds (at most 100,000 years), got {delta!r}; leave it unset for no limit"
         )
     return max(1, round(seconds * 1000))
 

@@ -264,9 +264,10 @@ async def test_a_parent_closing_before_its_childs_start_leaves_an_unrelated_run_
         assert "WorkflowTerminated" not in [e.type for e in await unrelated.history()]
 
 
-@pytest.mark.parametrize("seconds", [-5.0, 0.0, float("inf"), float("nan")])
+@pytest.mark.parametrize("seconds", [-5.0, 0.0, float("inf"), float("nan"), 1e13])
 async def test_a_child_timeout_must_be_positive_and_finite(tmp_path: Path, seconds: float) -> None:
-    """-5 s became a 1 ms run timeout, and inf an OverflowError from inside start_child."""
+    """-5 s became a 1 ms run timeout, inf an OverflowError from inside start_child, and
+    1e13 s a deadline no record holds, which stopped the child's workflow ID."""
     async with docket.Engine(app, data_dir=tmp_path) as engine:
         outcome = await (await engine.client.start(child_with_a_bad_timeout, seconds)).result(timeout=10)
         assert outcome.startswith("start_child: run_timeout must be a positive, finite")
