@@ -11,7 +11,7 @@ from functools import cached_property
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from docket.errors import DefinitionError, WorkflowError
-from docket.retry import RetryPolicy
+from docket.retry import MAX_DURATION_S, RetryPolicy
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -56,10 +56,14 @@ class Step(Generic[P, R]):
             value = getattr(self, option)
             if value is None:
                 continue
-            if not isinstance(value, timedelta) or value < timedelta(milliseconds=1):
+            if (
+                not isinstance(value, timedelta)
+                or value < timedelta(milliseconds=1)
+                or value.total_seconds() > MAX_DURATION_S  # no record holds its deadline
+            ):
                 raise DefinitionError(
-                    f"step {self.name!r}: {option} must be a timedelta of at least 1 ms, got "
-                    f"{value!r}; leave it unset for no such timeout"
+                    f"step {self.name!r}: {option} must be a timedelta of at least 1 ms and "
+                    f"at most 100,000 years, got {value!r}; leave it unset for no such timeout"
                 )
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:

@@ -7,6 +7,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+# the longest duration a timeout, retry interval, sleep or start option may give: the
+# processor adds it, in microseconds, to the time it starts (a deadline, a fire time),
+# and a record's long holds about 292,000 years of them
+MAX_DURATION_S = 100_000 * 365 * 86_400
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -42,6 +47,14 @@ class RetryPolicy:
                 "RetryPolicy.non_retryable_error_types must be a list of type names, got the "
                 f"string {self.non_retryable_error_types!r}; write [{self.non_retryable_error_types!r}]"
             )
+        for name, interval in (
+            ("initial", self.initial_interval),
+            ("maximum", self.maximum_interval),
+        ):
+            if interval is not None and interval.total_seconds() > MAX_DURATION_S:
+                raise ValueError(
+                    f"RetryPolicy.{name}_interval must be at most 100,000 years, got {interval}"
+                )
         if self.maximum_interval is not None and self.maximum_interval < self.initial_interval:
             raise ValueError(
                 f"RetryPolicy.maximum_interval ({self.maximum_interval}) is shorter than "
@@ -59,12 +72,6 @@ class RetryPolicy:
             "maximum_attempts": self.maximum_attempts,
             "non_retryable_error_types": list(self.non_retryable_error_types),
         }
-
-
-# the longest duration a start option may give: the processor adds it, in microseconds,
-# to the time of the start (a deadline, a start time), and a record's long holds about
-# 292,000 years of them
-MAX_DURATION_S = 100_000 * 365 * 86_400
 
 
 def whole_ms(delta: timedelta) -> int:

@@ -24,7 +24,7 @@ from docket.definitions import Step, Workflow
 from docket.emission import encode_headers, encode_value, record_id, record_problem
 from docket.errors import CancelledError, SerializationError, WorkflowError
 from docket.execution.ids import continued_run_id
-from docket.retry import RetryPolicy, whole_ms
+from docket.retry import MAX_DURATION_S, RetryPolicy, whole_ms
 from docket.runtime.location import user_location
 from docket.runtime.loop import DeterministicLoop
 from docket.runtime.messages import Mailbox
@@ -432,6 +432,12 @@ class WorkflowInstance:
         await asyncio.sleep(seconds)
 
     def _start_timer(self, when: float, handle: asyncio.TimerHandle) -> None:
+        delay = when - self.loop.time()
+        if not delay <= MAX_DURATION_S:  # nan too: no record holds such a fire time
+            raise WorkflowError(
+                f"workflow {self.workflow_type!r} asked for a timer {delay!r} s away "
+                f"({user_location()}): a sleep or timeout may last at most 100,000 years"
+            )
         seq = self.next_seq()
         self._timers[seq] = handle
         self._timer_seqs[id(handle)] = seq

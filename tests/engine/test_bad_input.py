@@ -337,6 +337,29 @@ async def test_a_start_no_record_can_hold_leaves_its_workflow_id_usable(
         assert await handle.result(timeout=10) == "Hello, x!"
 
 
+@app.workflow
+async def sleeps_for(ctx: docket.WorkflowContext, seconds: float) -> str:
+    try:
+        await ctx.sleep(seconds)
+    except docket.errors.WorkflowError as exc:
+        return str(exc)
+    return "slept"
+
+
+@pytest.mark.parametrize("seconds", [1e13, float("nan")])
+async def test_a_sleep_no_record_can_hold_fails_in_the_workflow_code(
+    tmp_path: Path, seconds: float
+) -> None:
+    """A timer due after 100,000 years (or never: nan) has a fire time no record holds:
+    the workflow code that asked gets a WorkflowError, where before the processor's
+    encode failed and stopped the execution (its very start was refused)."""
+    async with docket.Engine(app, data_dir=tmp_path, partitions=PARTITIONS) as engine:
+        handle = await engine.client.start(sleeps_for, seconds)
+        outcome = await handle.result(timeout=10)
+        assert "a sleep or timeout may last at most 100,000 years" in outcome, outcome
+        assert "test_bad_input.py" in outcome  # where the code asked
+
+
 async def test_no_engine_to_answer_times_out_with_advice(tmp_path: Path) -> None:
     """With no processor running, a start and a result wait their timeouts, then say what
     to check; the client stays usable."""

@@ -223,7 +223,9 @@ async def test_schedule_to_close_bounds_a_local_step(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("option", ["schedule_to_close_timeout", "schedule_to_start_timeout",
                                     "start_to_close_timeout", "heartbeat_timeout"])
-@pytest.mark.parametrize("value", [timedelta(0), timedelta(seconds=-1), 5, "5s"])
+@pytest.mark.parametrize(
+    "value", [timedelta(0), timedelta(seconds=-1), 5, "5s", timedelta(days=10**8)]
+)  # 10**8 days: a deadline no record holds, which stopped the execution in the processor
 def test_bad_timeouts_fail_at_definition(option: str, value: Any) -> None:
     other = docket.App("bad-timeouts")
     with pytest.raises(DefinitionError, match=f"step 'f': {option} must be a timedelta"):

@@ -140,6 +140,8 @@ def test_non_retryable_types_are_frozen_into_a_tuple() -> None:
         ({"backoff_coefficient": 0.5}, r"backoff_coefficient must be >= 1, got 0.5"),
         ({"backoff_coefficient": 0}, "backoff_coefficient must be >= 1"),
         ({"maximum_attempts": -1}, r"maximum_attempts must be >= 0, got -1"),
+        ({"initial_interval": timedelta(days=10**8)}, "initial_interval must be at most 100,000"),
+        ({"maximum_interval": timedelta(days=10**8)}, "maximum_interval must be at most 100,000"),
     ],
 )
 def test_invalid_policies_are_rejected_at_construction(kwargs: dict[str, Any], message: str) -> None:
