@@ -38,7 +38,7 @@ from docket.execution.ids import task_token
 from docket.faults import fault
 from docket.log.base import Log
 from docket.log.topics import Topics
-from docket.streams.host import PartitionGroup
+from docket.streams.host import SYNC_INTERVAL_S, PartitionGroup
 from docket.user_code import call_without_exit, without_exit
 
 log = logging.getLogger("docket")
@@ -251,9 +251,14 @@ class Worker:
         await self.drain()
 
     async def drain(self) -> None:
-        """Finish the steps in hand and report them (graceful shutdown)."""
-        if self._tasks:
-            await asyncio.wait(set(self._tasks))
+        """Finish the steps in hand and report them (graceful shutdown).
+
+        The groups go on syncing meanwhile: a step can outlast the session timeout, and a
+        worker that stopped heartbeating would lose its partitions to another process,
+        which would run the steps again from the committed offsets while they run here."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=SYNC_INTERVAL_S)
+            await self.sync_groups()
         self._flush()
 
     def idle(self) -> bool:

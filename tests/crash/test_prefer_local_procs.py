@@ -1,0 +1,133 @@
+"""Two engine processes with ``prefer_local=True`` on one data directory, each starting its
+own workflows (so each runs them on its own partitions), and one of them killed or stopped
+while they are mid-step or mid-sleep: the other takes the partitions over and finishes
+every workflow, no step that finished running again, and any client gets the results."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import docket
+from docket.codec.records import EVENTS
+
+from crash_harness import TOPICS, Runner
+
+HERE = Path(__file__).resolve().parent
+APP = HERE / "prefer_local_app.py"
+
+
+class Process:
+    """One `prefer_local_app.py` process on the test's data directory."""
+
+    def __init__(self, tmp_path: Path, name: str, count: int, **env: str) -> None:
+        self.name = name
+        self.ids_file = tmp_path / f"{name}.ids"
+        self.out = tmp_path / f"{name}.out"
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("DOCKET_")}
+        environ.update(STEP_LOG=str(tmp_path / "steps.log"), PYTHONUNBUFFERED="1", **env)
+        with open(self.out, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(APP), str(tmp_path / "data"), name, str(count)],
+                env=environ,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def output(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    async def printed(self, word: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while word not in self.output():
+            assert self.proc.poll() is None, f"{self.name} exited:\n{self.output()}"
+            assert time.monotonic() < deadline, f"{self.name} never printed {word}:\n{self.output()}"
+            await asyncio.sleep(0.02)
+
+    def ids(self) -> list[str]:
+        return self.ids_file.read_text().split()
+
+    async def exited(self, timeout: float = 30.0) -> int:
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None:
+            assert time.monotonic() < deadline, f"{self.name} still runs:\n{self.output()}"
+            await asyncio.sleep(0.02)
+        return self.proc.returncode
+
+    def end(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+
+
+def step_runs(tmp_path: Path) -> list[tuple[str, int, int, int]]:
+    """(workflow_id, seq, attempt, pid) of every step attempt begun so far."""
+    log = tmp_path / "steps.log"
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [(w, int(s), int(a), int(p)) for w, s, a, p in (line.split() for line in lines)]
+
+
+async def until_steps_began(tmp_path: Path, ids: list[str], seq: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while {w for w, s, _, _ in step_runs(tmp_path) if s == seq} < set(ids):
+        assert time.monotonic() < deadline, f"step {seq} did not begin in all of {ids}"
+        await asyncio.sleep(0.02)
+
+
+def history(tmp_path: Path, workflow_id: str) -> list[dict[str, object]]:
+    return [EVENTS.decode(v) for v in Runner(tmp_path).read_topic(TOPICS.history, workflow_id)]
+
+
+def check_histories(tmp_path: Path, ids: list[str]) -> None:
+    """Each workflow's history: event IDs 1..n with no gap or repeat, one completion a step."""
+    for workflow_id in ids:
+        events = history(tmp_path, workflow_id)
+        assert [e["event_id"] for e in events] == list(range(1, len(events) + 1)), workflow_id
+        completed = Counter(e["body"][1]["seq"] for e in events if e["body"][0] == "StepCompleted")
+        assert completed == {1: 1, 3: 1, 4: 1}, (workflow_id, completed)  # 2: the sleep
+        assert events[-1]["body"][0] == "WorkflowCompleted", workflow_id
+
+
+async def results_elsewhere(tmp_path: Path, ids: list[str]) -> list[int]:
+    """The workflows' results, asked by a client in this (third) process."""
+    client = docket.Client.connect(data_dir=tmp_path / "data")
+    try:
+        return list(
+            await asyncio.gather(*(client.get_handle(w).result(timeout=25) for w in ids))
+        )
+    finally:
+        await client.close()
+
+
+async def test_a_graceful_stop_runs_its_steps_to_the_end_before_the_other_takes_over(
+    tmp_path: Path,
+) -> None:
+    """A step longer than the session timeout (6 s) still runs once: the stopping process
+    keeps its partitions while it waits for the step, not only for the first 6 s (after
+    which the other process ran the step a second time, alongside)."""
+    slow = {"STEP_S": "9", "SLEEP_S": "0.1"}
+    b = Process(tmp_path, "b", 0, **slow)
+    processes = [b]
+    try:
+        await b.printed("READY")
+        a = Process(tmp_path, "a", 3, **slow)
+        processes.append(a)
+        await a.printed("READY")
+        ids = a.ids()
+        await until_steps_began(tmp_path, ids, 1)
+        a.proc.send_signal(signal.SIGTERM)
+        assert await a.exited() == 0, a.output()
+        assert "STOPPED" in a.output()
+        first_steps = [(w, p) for w, s, _, p in step_runs(tmp_path) if s == 1 and w in ids]
+        assert sorted(first_steps) == sorted((w, a.proc.pid) for w in ids)
+        assert await results_elsewhere(tmp_path, ids) == [6] * len(ids)
+        check_histories(tmp_path, ids)
+    finally:
+        for process in processes:
+            process.end()
