@@ -14,7 +14,8 @@ cleanly (``STOPPED``, exit code 0).
 Every step attempt appends ``<workflow_id> <seq> <attempt> <pid>`` to the file named by
 ``STEP_LOG`` before its work, in one ``O_APPEND`` write: it survives ``kill -9``, so the
 test counts where and how often each step began. ``STEP_S`` and ``SLEEP_S`` set how long
-the slow step and the durable sleep last.
+the first step (of the second half of the workflows; the first half's is quick, and their
+tasks come first: see tests/crash/test_crash_task_prefix.py) and the durable sleep last.
 """
 
 from __future__ import annotations
@@ -81,8 +82,9 @@ async def main(data_dir: Path, name: str, count: int) -> None:
     async with docket.Engine(app, data_dir=data_dir, prefer_local=True) as engine:
         while not split(data_dir):
             await asyncio.sleep(0.02)
-        handles = [
-            await engine.client.start(step_sleep_steps, step_s, sleep_s) for _ in range(count)
+        handles = [  # the first half with a quick first step: soon in their sleep
+            await engine.client.start(step_sleep_steps, step_s * (i >= count // 2), sleep_s)
+            for i in range(count)
         ]
         ids = data_dir.parent / f"{name}.ids"
         ids.write_text("".join(f"{h.workflow_id}\n" for h in handles))

@@ -13,11 +13,12 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
+
+from crash_harness import TOPICS, Runner
 
 import docket
 from docket.codec.records import EVENTS
-
-from crash_harness import TOPICS, Runner
 
 HERE = Path(__file__).resolve().parent
 APP = HERE / "prefer_local_app.py"
@@ -47,7 +48,9 @@ class Process:
         deadline = time.monotonic() + timeout
         while word not in self.output():
             assert self.proc.poll() is None, f"{self.name} exited:\n{self.output()}"
-            assert time.monotonic() < deadline, f"{self.name} never printed {word}:\n{self.output()}"
+            assert time.monotonic() < deadline, (
+                f"{self.name} never printed {word}:\n{self.output()}"
+            )
             await asyncio.sleep(0.02)
 
     def ids(self) -> list[str]:
@@ -73,14 +76,16 @@ def step_runs(tmp_path: Path) -> list[tuple[str, int, int, int]]:
     return [(w, int(s), int(a), int(p)) for w, s, a, p in (line.split() for line in lines)]
 
 
-async def until_steps_began(tmp_path: Path, ids: list[str], seq: int, timeout: float = 20.0) -> None:
+async def until_steps_began(
+    tmp_path: Path, ids: list[str], seq: int, timeout: float = 20.0
+) -> None:
     deadline = time.monotonic() + timeout
     while {w for w, s, _, _ in step_runs(tmp_path) if s == seq} < set(ids):
         assert time.monotonic() < deadline, f"step {seq} did not begin in all of {ids}"
         await asyncio.sleep(0.02)
 
 
-def history(tmp_path: Path, workflow_id: str) -> list[dict[str, object]]:
+def history(tmp_path: Path, workflow_id: str) -> list[dict[str, Any]]:
     return [EVENTS.decode(v) for v in Runner(tmp_path).read_topic(TOPICS.history, workflow_id)]
 
 
@@ -98,9 +103,7 @@ async def results_elsewhere(tmp_path: Path, ids: list[str]) -> list[int]:
     """The workflows' results, asked by a client in this (third) process."""
     client = docket.Client.connect(data_dir=tmp_path / "data")
     try:
-        return list(
-            await asyncio.gather(*(client.get_handle(w).result(timeout=25) for w in ids))
-        )
+        return list(await asyncio.gather(*(client.get_handle(w).result(timeout=25) for w in ids)))
     finally:
         await client.close()
 
@@ -128,6 +131,50 @@ async def test_a_graceful_stop_runs_its_steps_to_the_end_before_the_other_takes_
         assert sorted(first_steps) == sorted((w, a.proc.pid) for w in ids)
         assert await results_elsewhere(tmp_path, ids) == [6] * len(ids)
         check_histories(tmp_path, ids)
+    finally:
+        for process in processes:
+            process.end()
+
+
+def kinds_by_workflow(tmp_path: Path, ids: list[str]) -> dict[str, list[str]]:
+    return {w: [e["body"][0] for e in history(tmp_path, w)] for w in ids}
+
+
+async def test_the_survivor_finishes_what_a_killed_process_started_mid_step_and_mid_sleep(
+    tmp_path: Path,
+) -> None:
+    times = {"STEP_S": "4", "SLEEP_S": "3"}
+    b = Process(tmp_path, "b", 0, **times)
+    processes = [b]
+    try:
+        await b.printed("READY")
+        a = Process(tmp_path, "a", 6, **times)
+        processes.append(a)
+        await a.printed("READY")
+        ids = a.ids()
+        sleeping, stepping = ids[:3], ids[3:]
+        await until_steps_began(tmp_path, stepping, 1)
+        deadline = time.monotonic() + 20
+        while not all("TimerStarted" in k for k in kinds_by_workflow(tmp_path, sleeping).values()):
+            assert time.monotonic() < deadline, kinds_by_workflow(tmp_path, sleeping)
+            await asyncio.sleep(0.02)
+        a.proc.send_signal(signal.SIGKILL)
+        await a.exited()
+        done_before = {
+            (w, e["body"][1]["seq"])
+            for w in ids
+            for e in history(tmp_path, w)
+            if e["body"][0] == "StepCompleted"
+        }
+        assert {w for w, _ in done_before} == set(sleeping)
+        assert all(p == a.proc.pid for w, _, _, p in step_runs(tmp_path) if w in ids)
+
+        assert await results_elsewhere(tmp_path, ids) == [6] * len(ids)
+        check_histories(tmp_path, ids)
+        runs = Counter((w, s) for w, s, _, _ in step_runs(tmp_path) if w in ids)
+        assert {step: runs[step] for step in done_before} == dict.fromkeys(done_before, 1)
+        # the steps that were running when it died ran again, in the survivor
+        assert {runs[(w, 1)] for w in stepping} == {2}
     finally:
         for process in processes:
             process.end()
