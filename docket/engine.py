@@ -148,19 +148,6 @@ class Engine:
                 )
                 await self.sources.sync()
                 self._spawn(self.sources.run(self._stop), "sources")
-        if self._run_worker:
-            self.worker = Worker(
-                self.app,
-                self.log,
-                topics,
-                member_id("worker", tag),
-                max_concurrency=self._max_concurrency,
-                queues=set(self._task_queues) if self._task_queues else None,
-            )
-            if self.processor is not None and self.log.reads_whole_appends:
-                self.worker.reports_to = self.processor.inbox  # no log round trip (handoff.py)
-            await self.worker.sync_groups()  # own task partitions before the first start
-            self._spawn(self.worker.run(self._stop), "worker")
         processor = self.processor
         # on Kafka another machine may hold a partition: what this one has may be stale
         kafka = self.settings.bootstrap_servers is not None
@@ -172,6 +159,20 @@ class Engine:
             ),
             replica=HistoryReplica(self.log, topics.history) if kafka else None,
         )
+        if self._run_worker:
+            self.worker = Worker(
+                self.app,
+                self.log,
+                topics,
+                member_id("worker", tag),
+                max_concurrency=self._max_concurrency,
+                queues=set(self._task_queues) if self._task_queues else None,
+            )
+            if self.processor is not None and self.log.reads_whole_appends:
+                self.worker.reports_to = self.processor.inbox  # no log round trip (handoff.py)
+            self.worker.history_of = reader.run_history  # see Worker._recorded_over
+            await self.worker.sync_groups()  # own task partitions before the first start
+            self._spawn(self.worker.run(self._stop), "worker")
         self._client = Client(self.log, topics, reader)
         if processor is not None:  # its replies skip the log (streams/local_replies.py)
             processor.local_replies.register(self._client.client_id, self._client.take_reply)

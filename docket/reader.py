@@ -243,6 +243,14 @@ class StateReader:
             )
         return [EVENTS.decode(v) for v in values]
 
+    def run_history(self, workflow_id: str, run_id: str) -> list[dict[str, Any]] | None:
+        """The recorded events of one run, or None if the store has none (yet)."""
+        values = self._with_store(
+            partition_of(workflow_id, self.partitions),
+            lambda s: list(s.history(workflow_id, run_id)),
+        )
+        return [EVENTS.decode(v) for v in values] if values else None
+
     def states(self) -> Iterator[dict[str, Any]]:
         for partition in range(self.partitions):
             for raw in self._with_store(partition, lambda s: list(s.executions())) or []:

@@ -34,6 +34,7 @@ from docket.errors import (
     WorkflowError,
 )
 from docket.execution.failures import step_timeout_message
+from docket.execution.fold import CLOSING_EVENTS
 from docket.execution.ids import task_token
 from docket.faults import fault
 from docket.log.base import Log
@@ -42,6 +43,9 @@ from docket.streams.host import SYNC_INTERVAL_S, PartitionGroup
 from docket.user_code import call_without_exit, without_exit
 
 log = logging.getLogger("docket")
+
+# events after which a step's task has nothing left to do (StepAttemptFailed: for its attempt)
+_STEP_OVER = frozenset({"StepCompleted", "StepFailed", "StepAttemptFailed"})
 
 MAX_READ = 500
 
@@ -142,8 +146,12 @@ def _attempt(task: dict[str, Any]) -> tuple[str, str, int, int]:
 
 
 class _Partition:
-    def __init__(self, offset: int) -> None:
+    def __init__(self, offset: int, end: int) -> None:
         self.next_read = offset
+        # tasks appended before this worker took the partition: each may be one a worker
+        # finished (its step recorded as completed) but could not commit, being behind a
+        # step that still ran when that worker died
+        self.redelivered_before = end
         self.in_flight: set[int] = set()  # read, not yet finished: waiting or running
         self.waiting: deque[tuple[int, dict[str, Any]]] = deque()  # (offset, task), read ahead
         self.committed = offset  # as far as this worker's own appends know
@@ -197,13 +205,16 @@ class Worker:
         self._running_steps: dict[tuple[str, str, int, int], StepContext] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.completed = 0
+        # a run's recorded history (None if the store has no such run), set by the engine:
+        # how a re-delivered task is known to be over (see _recorded_over)
+        self.history_of: Callable[[str, str], list[dict[str, Any]] | None] | None = None
 
     def _assigner(self, queue: str) -> Any:
         async def assign(partition: int) -> None:
-            offset = self.log.committed(
-                self.topics.group(f"worker.{queue}"), self.topics.tasks(queue), partition
-            )
-            self._partitions[(queue, partition)] = _Partition(offset)
+            topic = self.topics.tasks(queue)
+            offset = self.log.committed(self.topics.group(f"worker.{queue}"), topic, partition)
+            end = self.log.end_offset(topic, partition)
+            self._partitions[(queue, partition)] = _Partition(offset, end)
 
         return assign
 
@@ -314,8 +325,39 @@ class Worker:
             if task["cancel"]:
                 self._cancel(task, part)
                 continue
+            if record.offset < part.redelivered_before and self._recorded_over(task):
+                continue  # its offset counts as finished: nothing holds the commit back
             part.in_flight.add(record.offset)
             part.waiting.append((record.offset, task))
+
+    def _recorded_over(self, task: dict[str, Any]) -> bool:
+        """Whether the history already records this task's attempt as over (completed,
+        failed, failed for a retry) or its run as closed. A worker commits a partition's
+        offset only up to its first unfinished task, so one killed while a long step ran
+        left the later tasks it finished uncommitted: read again, they would run again.
+        Only what the history records counts; a store behind the log (a crash between the
+        append and the store write) lacks the event, and the task runs, as before."""
+        if self.history_of is None:
+            return False
+        events = self.history_of(task["workflow_id"], task["run_id"])
+        for event in events or ():
+            kind, body = event["body"]
+            if kind in CLOSING_EVENTS or (
+                kind in _STEP_OVER
+                and body["seq"] == task["seq"]
+                and (kind != "StepAttemptFailed" or body["attempt"] == task["attempt"])
+            ):
+                log.info(
+                    "skipping task of step %r seq %d attempt %d of workflow_id=%s: its history "
+                    "records it over (%s); it was finished but not committed",
+                    task["step_name"],
+                    task["seq"],
+                    task["attempt"],
+                    task["workflow_id"],
+                    kind,
+                )
+                return True
+        return False
 
     def _flush(self) -> bool:
         leaving = self._leaving_unsettled()

@@ -1,17 +1,14 @@
 """A worker commits a task partition's offset up to its first unfinished task only, so a
 step that finished behind a step still running is recorded as completed while its task
-is not settled. docs/guarantees.md promises that on the embedded log "a step whose
-completion is recorded never runs again"; after a ``kill -9`` such a step runs again.
-
-Known and not fixed yet (xfail, strict: it fails the run once fixed, so drop the mark
-then). A fix needs the worker to skip a re-delivered task whose attempt is settled, or
-to commit the finished offsets past the first unfinished one."""
+is not committed. docs/guarantees.md promises that on the embedded log "a step whose
+completion is recorded never runs again": after a ``kill -9``, the worker that takes the
+partition skips each task read again whose attempt the history records as over
+(`Worker._recorded_over`; found by helper-34, each such step ran again before)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from app_under_test import app, slow_then_fast, twenty_steps
 from crash_harness import PARTITIONS, Runner, runs_per_seq
 
@@ -22,7 +19,6 @@ SLOW_S = 4.0
 STEPS = 5
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: see the module docstring")
 async def test_a_step_completed_behind_a_running_one_does_not_run_again_after_kill9(
     tmp_path: Path,
 ) -> None:
