@@ -170,7 +170,7 @@ class Engine:
             )
             if self.processor is not None and self.log.reads_whole_appends:
                 self.worker.reports_to = self.processor.inbox  # no log round trip (handoff.py)
-            self.worker.history_of = reader.run_history  # see Worker._recorded_over
+            self.worker.histories_of = reader.run_histories  # see Worker._recorded_over
             await self.worker.sync_groups()  # own task partitions before the first start
             self._spawn(self.worker.run(self._stop), "worker")
         self._client = Client(self.log, topics, reader)

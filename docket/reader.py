@@ -6,7 +6,7 @@ stores are opened read-only, which RocksDB allows while an engine holds them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -243,13 +243,26 @@ class StateReader:
             )
         return [EVENTS.decode(v) for v in values]
 
-    def run_history(self, workflow_id: str, run_id: str) -> list[dict[str, Any]] | None:
-        """The recorded events of one run, or None if the store has none (yet)."""
-        values = self._with_store(
-            partition_of(workflow_id, self.partitions),
-            lambda s: list(s.history(workflow_id, run_id)),
-        )
-        return [EVENTS.decode(v) for v in values] if values else None
+    def run_histories(
+        self, runs: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], list[dict[str, Any]] | None]:
+        """The recorded events of each (workflow_id, run_id), None for a run the store has
+        none of (yet): one read of each partition's store (a snapshot, in a process that
+        does not hold it), however many runs."""
+        by_partition: dict[int, list[tuple[str, str]]] = {}
+        for run in runs:
+            by_partition.setdefault(partition_of(run[0], self.partitions), []).append(run)
+        found: dict[tuple[str, str], list[dict[str, Any]] | None] = {}
+        for partition, keys in by_partition.items():
+
+            def read(store: PartitionStore, keys: list[tuple[str, str]] = keys) -> Any:
+                return {key: list(store.history(*key)) for key in keys}
+
+            values = self._with_store(partition, read)
+            for key in keys:
+                raw = (values or {}).get(key)
+                found[key] = [EVENTS.decode(v) for v in raw] if raw else None
+        return found
 
     def states(self) -> Iterator[dict[str, Any]]:
         for partition in range(self.partitions):

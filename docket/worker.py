@@ -47,6 +47,28 @@ log = logging.getLogger("docket")
 # events after which a step's task has nothing left to do (StepAttemptFailed: for its attempt)
 _STEP_OVER = frozenset({"StepCompleted", "StepFailed", "StepAttemptFailed"})
 
+
+def _over(task: dict[str, Any], events: list[dict[str, Any]] | None) -> bool:
+    """Whether ``events`` (the task's run's history) record its attempt as over."""
+    for event in events or ():
+        kind, body = event["body"]
+        if kind in CLOSING_EVENTS or (
+            kind in _STEP_OVER
+            and body["seq"] == task["seq"]
+            and (kind != "StepAttemptFailed" or body["attempt"] == task["attempt"])
+        ):
+            log.info(
+                "skipping task of step %r seq %d attempt %d of workflow_id=%s: its history "
+                "records it over (%s); it was finished but not committed",
+                task["step_name"],
+                task["seq"],
+                task["attempt"],
+                task["workflow_id"],
+                kind,
+            )
+            return True
+    return False
+
 MAX_READ = 500
 
 
@@ -205,9 +227,12 @@ class Worker:
         self._running_steps: dict[tuple[str, str, int, int], StepContext] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.completed = 0
-        # a run's recorded history (None if the store has no such run), set by the engine:
-        # how a re-delivered task is known to be over (see _recorded_over)
-        self.history_of: Callable[[str, str], list[dict[str, Any]] | None] | None = None
+        # runs' recorded histories by (workflow_id, run_id) (None: the store has no such
+        # run), set by the engine: how a re-delivered task is known to be over
+        self.histories_of: (
+            Callable[[set[tuple[str, str]]], dict[tuple[str, str], list[dict[str, Any]] | None]]
+            | None
+        ) = None
 
     def _assigner(self, queue: str) -> Any:
         async def assign(partition: int) -> None:
@@ -309,55 +334,48 @@ class Worker:
         limit = MAX_READ - len(part.waiting)
         if limit <= 0:
             return
-        for record in self.log.poll(self.topics.tasks(queue), partition, part.next_read, limit):
+        topic = self.topics.tasks(queue)
+        read: list[tuple[int, dict[str, Any]]] = []
+        for record in self.log.poll(topic, partition, part.next_read, limit):
             part.next_read = record.offset + 1
             try:
-                task = TASKS.decode(record.value)
+                read.append((record.offset, TASKS.decode(record.value)))
             except SerializationError as exc:
                 log.error(
                     "skipping undecodable task at %s[%d] offset %d: %s",
-                    self.topics.tasks(queue),
+                    topic,
                     partition,
                     record.offset,
                     exc,
                 )
-                continue
+        over = self._recorded_over(
+            [t for offset, t in read if offset < part.redelivered_before and not t["cancel"]]
+        )
+        for offset, task in read:
             if task["cancel"]:
                 self._cancel(task, part)
                 continue
-            if record.offset < part.redelivered_before and self._recorded_over(task):
+            if id(task) in over:
                 continue  # its offset counts as finished: nothing holds the commit back
-            part.in_flight.add(record.offset)
-            part.waiting.append((record.offset, task))
+            part.in_flight.add(offset)
+            part.waiting.append((offset, task))
 
-    def _recorded_over(self, task: dict[str, Any]) -> bool:
-        """Whether the history already records this task's attempt as over (completed,
-        failed, failed for a retry) or its run as closed. A worker commits a partition's
-        offset only up to its first unfinished task, so one killed while a long step ran
-        left the later tasks it finished uncommitted: read again, they would run again.
-        Only what the history records counts; a store behind the log (a crash between the
-        append and the store write) lacks the event, and the task runs, as before."""
-        if self.history_of is None:
-            return False
-        events = self.history_of(task["workflow_id"], task["run_id"])
-        for event in events or ():
-            kind, body = event["body"]
-            if kind in CLOSING_EVENTS or (
-                kind in _STEP_OVER
-                and body["seq"] == task["seq"]
-                and (kind != "StepAttemptFailed" or body["attempt"] == task["attempt"])
-            ):
-                log.info(
-                    "skipping task of step %r seq %d attempt %d of workflow_id=%s: its history "
-                    "records it over (%s); it was finished but not committed",
-                    task["step_name"],
-                    task["seq"],
-                    task["attempt"],
-                    task["workflow_id"],
-                    kind,
-                )
-                return True
-        return False
+    def _recorded_over(self, tasks: list[dict[str, Any]]) -> set[int]:
+        """The tasks (by id()) whose attempt the history already records as over
+        (completed, failed, failed for a retry), or whose run as closed. A worker commits a
+        partition's offset only up to its first unfinished task, so one killed while a long
+        step ran left the later tasks it finished uncommitted: read again, they would run
+        again. Only what the history records counts; a store behind the log (a crash
+        between the append and the store write) lacks the event, and the task runs, as
+        before. The histories come in one read of the store for them all."""
+        if not tasks or self.histories_of is None:
+            return set()
+        histories = self.histories_of({(t["workflow_id"], t["run_id"]) for t in tasks})
+        return {
+            id(task)
+            for task in tasks
+            if _over(task, histories.get((task["workflow_id"], task["run_id"])))
+        }
 
     def _flush(self) -> bool:
         leaving = self._leaving_unsettled()

@@ -80,3 +80,4 @@ async def test_an_engine_without_a_processor_places_by_a_random_id(tmp_path: Pat
         for h in handles:
             await h.result(timeout=20)
         assert engine.processor is not None
+

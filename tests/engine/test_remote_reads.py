@@ -17,7 +17,9 @@ import time
 from pathlib import Path
 
 import docket
+from docket.reader import StateReader
 from tests.engine.test_cli import HERE, _processor_owners, _until
+from tests.engine.test_prefer_local import PARTITIONS, app, hello
 
 
 def _slow_store_engine(data_dir: Path) -> subprocess.Popen[str]:
@@ -65,3 +67,26 @@ async def test_a_handle_in_another_process_reads_what_it_was_told(tmp_path: Path
     finally:
         engine.send_signal(signal.SIGTERM)
         engine.communicate(timeout=30)
+
+
+async def test_run_histories_read_a_store_held_elsewhere_in_one_snapshot(tmp_path: Path) -> None:
+    """What a worker without a processor beside it reads to skip a task read again whose
+    attempt is over (Worker._recorded_over): every run asked for, from one read-only
+    snapshot per partition; None for a run the store does not have."""
+    async with docket.Engine(app, data_dir=tmp_path, partitions=PARTITIONS, worker=True) as engine:
+        handles = [await engine.client.start(hello, f"n{i}") for i in range(6)]
+        for h in handles:
+            await h.result(timeout=20)
+        runs = {(h.workflow_id, h.run_id) for h in handles} | {("nobody", "no-run")}
+        reader = StateReader(engine.state_dir, PARTITIONS, live=lambda p: None)
+        histories = reader.run_histories(runs)
+    assert histories.pop(("nobody", "no-run")) is None
+    assert set(histories) == {(h.workflow_id, h.run_id) for h in handles}
+    for events in histories.values():
+        assert events is not None
+        assert [e["body"][0] for e in events] == [
+            "WorkflowStarted",
+            "StepScheduled",
+            "StepCompleted",
+            "WorkflowCompleted",
+        ]
