@@ -318,18 +318,14 @@ class Client:
             )
         queue = kwargs.pop("task_queue", None) or queue
         if not isinstance(queue, str) or not utf8(queue) or not utf8(name):
-            # checked here: a start handed to the processor beside the client is not encoded
             raise ClientError(
                 f"workflow name {name!r} and task_queue {queue!r} must be strings without lone "
                 "surrogates; nothing was started"
             )
         check_workflow_id(workflow_id)
         timing = {
-            "start_delay_ms": duration_ms(kwargs.pop("start_delay", None), "start_delay"),
-            "run_timeout_ms": duration_ms(kwargs.pop("run_timeout", None), "run_timeout"),
-            "execution_timeout_ms": duration_ms(
-                kwargs.pop("execution_timeout", None), "execution_timeout"
-            ),
+            f"{option}_ms": duration_ms(kwargs.pop(option, None), option)
+            for option in ("start_delay", "run_timeout", "execution_timeout")
         }
         if not all(map(utf8, kwargs)):  # the names of a record's map of arguments
             raise ClientError(
@@ -533,11 +529,9 @@ class Client:
         sink = self.commands_to
         if sink is not None and sink.owns(commands[0]["workflow_id"]):
             # encoded all the same, though the bytes go unused: that checks the caller's
-            # input (a reason that is no string) and refuses it here, as an append would.
-            # Not a start: _start_command checks each of its fields (the hot path)
+            # input (a reason that is no string) and refuses it here, as an append would
             for command in commands:
-                if command["body"][0] != "StartWorkflow":
-                    COMMANDS.encode(command)
+                COMMANDS.encode(command)
             sink.take(commands, {}, {}, unfenced)
             return
         # not flushed to disk on its own: its reply comes after the processor's append, whose

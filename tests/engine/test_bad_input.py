@@ -302,8 +302,9 @@ async def test_invalid_workflow_ids_are_rejected_at_the_client(tmp_path: Path, w
 async def test_a_start_handed_to_the_processor_beside_it_is_checked_like_an_appended_one(
     tmp_path: Path, start_kwargs: dict[str, Any], message: str
 ) -> None:
-    """The engine's own client hands its starts to the processor without encoding them:
-    what an encode would refuse is refused all the same, before anything is recorded."""
+    """The engine's own client hands its starts to the processor beside it: names a
+    record cannot hold are refused at the client with a ClientError saying which, before
+    anything is recorded, and the engine runs on."""
     async with docket.Engine(app, data_dir=tmp_path, partitions=PARTITIONS) as engine:
         log = engine_log(engine)
         with pytest.raises(ClientError, match=message):
