@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from docket.errors import ClientError
-from docket.retry import MAX_DURATION_S
+from docket.retry import bounded_ms
 
 T = TypeVar("T")
 
@@ -70,16 +70,15 @@ def duration_ms(value: Any, option: str) -> int | None:
     if value is None:
         return None
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, int | float)
-        or not 0 < seconds <= MAX_DURATION_S  # nan and inf too: leave it unset for no limit
-    ):
+    ms = None
+    if not isinstance(seconds, bool) and isinstance(seconds, int | float):
+        ms = bounded_ms(seconds)
+    if ms is None:  # nan and inf too: leave it unset for no limit
         raise ClientError(
             f"{option} must be a positive, finite timedelta or number of seconds, got "
             f"{value!r} (at most 100,000 years)"
         )
-    return max(1, round(seconds * 1000))
+    return ms
 
 
 def check_workflow_id(workflow_id: str) -> None:
@@ -98,7 +97,7 @@ def check_workflow_id(workflow_id: str) -> None:
 
 def utf8(text: str) -> bool:
     """Whether ``text`` can be written as UTF-8, as every string of a record is (a lone
-    surrogate cannot): checked where a start is handed over without being encoded."""
+    surrogate cannot): a start's names are refused with a ClientError saying which."""
     if text.isascii():
         return True
     try:

@@ -81,6 +81,14 @@ def whole_ms(delta: timedelta) -> int:
     return max(1, round(delta.total_seconds() * 1000))
 
 
+def bounded_ms(seconds: float) -> int | None:
+    """``seconds`` in whole milliseconds, rounded as `whole_ms`; None if it is no duration a
+    record holds: not above 0, nan, infinite, or over `MAX_DURATION_S`."""
+    if not 0 < seconds <= MAX_DURATION_S:
+        return None
+    return max(1, round(seconds * 1000))
+
+
 def next_retry_delay_ms(
     policy: dict[str, Any],
     *,

@@ -20,7 +20,7 @@ from docket.codec.failure import from_failure
 from docket.codec.payload import encode_args, from_payload
 from docket.definitions import Workflow
 from docket.errors import SerializationError, WorkflowError
-from docket.retry import MAX_DURATION_S
+from docket.retry import bounded_ms
 from docket.runtime.location import user_location
 
 if TYPE_CHECKING:
@@ -226,12 +226,13 @@ def _ms(delta: timedelta | float | None, option: str) -> int | None:
     seconds = delta.total_seconds() if isinstance(delta, timedelta) else float(delta)
     # -5 became 1 ms; inf an OverflowError deep inside, and 1e13 s a deadline no record
     # holds, which stopped the child's workflow ID in the processor
-    if not 0 < seconds <= MAX_DURATION_S:
+    ms = bounded_ms(seconds)
+    if ms is None:
         raise WorkflowError(
             f"start_child: {option} must be a positive, finite timedelta or number of "
             f"seconds (at most 100,000 years), got {delta!r}; leave it unset for no limit"
         )
-    return max(1, round(seconds * 1000))
+    return ms
 
 
 __all__ = ["ChildWorkflowHandle", "ExternalWorkflowHandle", "ParentClosePolicy", "Relations"]
