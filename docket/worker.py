@@ -44,6 +44,8 @@ from docket.user_code import call_without_exit, without_exit
 
 log = logging.getLogger("docket")
 
+MAX_READ = 500
+
 # events after which a step's task has nothing left to do (StepAttemptFailed: for its attempt)
 _STEP_OVER = frozenset({"StepCompleted", "StepFailed", "StepAttemptFailed"})
 
@@ -68,8 +70,6 @@ def _over(task: dict[str, Any], events: list[dict[str, Any]] | None) -> bool:
             )
             return True
     return False
-
-MAX_READ = 500
 
 
 class CompleteAsync(BaseException):  # noqa: N818 - control flow, not an error
@@ -502,9 +502,7 @@ class Worker:
             args = [name, *(from_payload(p) for p in task["args"])]
             kwargs = {k: from_payload(p) for k, p in task["kwargs"].items()}
         else:
-            decoded, kwargs = decode_args(
-                step.fn, task["args"], task["kwargs"], where=what
-            )
+            decoded, kwargs = decode_args(step.fn, task["args"], task["kwargs"], where=what)
             args = list(decoded)
         timeout = task["start_to_close_ms"] / 1000 if task["start_to_close_ms"] else None
         if step.is_async and timeout is None:  # run it in this task, the step context set on it

@@ -6,12 +6,14 @@ every workflow, no step that finished running again, and any client gets the res
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +101,21 @@ def check_histories(tmp_path: Path, ids: list[str]) -> None:
         assert events[-1]["body"][0] == "WorkflowCompleted", workflow_id
 
 
+@contextlib.asynccontextmanager
+async def two_processes(tmp_path: Path, count: int, **env: str) -> AsyncIterator[Process]:
+    """Two processes, both ready: ``b`` starts no workflow, ``a`` (given) starts ``count``,
+    on its own partitions; ``b`` is the one left to take them over. Both end at the exit."""
+    processes: list[Process] = []
+    try:
+        for name, started in (("b", 0), ("a", count)):
+            processes.append(Process(tmp_path, name, started, **env))
+            await processes[-1].printed("READY")
+        yield processes[1]
+    finally:
+        for process in processes:
+            process.end()
+
+
 async def results_elsewhere(tmp_path: Path, ids: list[str]) -> list[int]:
     """The workflows' results, asked by a client in this (third) process."""
     client = docket.Client.connect(data_dir=tmp_path / "data")
@@ -114,14 +131,7 @@ async def test_a_graceful_stop_runs_its_steps_to_the_end_before_the_other_takes_
     """A step longer than the session timeout (6 s) still runs once: the stopping process
     keeps its partitions while it waits for the step, not only for the first 6 s (after
     which the other process ran the step a second time, alongside)."""
-    slow = {"STEP_S": "9", "SLEEP_S": "0.1"}
-    b = Process(tmp_path, "b", 0, **slow)
-    processes = [b]
-    try:
-        await b.printed("READY")
-        a = Process(tmp_path, "a", 3, **slow)
-        processes.append(a)
-        await a.printed("READY")
+    async with two_processes(tmp_path, 3, STEP_S="9", SLEEP_S="0.1") as a:
         ids = a.ids()
         await until_steps_began(tmp_path, ids, 1)
         a.proc.send_signal(signal.SIGTERM)
@@ -131,9 +141,6 @@ async def test_a_graceful_stop_runs_its_steps_to_the_end_before_the_other_takes_
         assert sorted(first_steps) == sorted((w, a.proc.pid) for w in ids)
         assert await results_elsewhere(tmp_path, ids) == [6] * len(ids)
         check_histories(tmp_path, ids)
-    finally:
-        for process in processes:
-            process.end()
 
 
 def kinds_by_workflow(tmp_path: Path, ids: list[str]) -> dict[str, list[str]]:
@@ -143,14 +150,7 @@ def kinds_by_workflow(tmp_path: Path, ids: list[str]) -> dict[str, list[str]]:
 async def test_the_survivor_finishes_what_a_killed_process_started_mid_step_and_mid_sleep(
     tmp_path: Path,
 ) -> None:
-    times = {"STEP_S": "4", "SLEEP_S": "3"}
-    b = Process(tmp_path, "b", 0, **times)
-    processes = [b]
-    try:
-        await b.printed("READY")
-        a = Process(tmp_path, "a", 6, **times)
-        processes.append(a)
-        await a.printed("READY")
+    async with two_processes(tmp_path, 6, STEP_S="4", SLEEP_S="3") as a:
         ids = a.ids()
         sleeping, stepping = ids[:3], ids[3:]
         await until_steps_began(tmp_path, stepping, 1)
@@ -175,6 +175,3 @@ async def test_the_survivor_finishes_what_a_killed_process_started_mid_step_and_
         assert {step: runs[step] for step in done_before} == dict.fromkeys(done_before, 1)
         # the steps that were running when it died ran again, in the survivor
         assert {runs[(w, 1)] for w in stepping} == {2}
-    finally:
-        for process in processes:
-            process.end()
