@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from docket.execution.failures import failure_record, step_timeout_message
+from docket.execution.failures import failure_record, step_failed, step_timeout_message
 from docket.execution.fold import RUNNING, State, in_chain
 from docket.execution.ids import run_id_for, timer_id
 from docket.execution.relations import (
@@ -602,13 +602,7 @@ def _attempt_failed(
 def _step_failed(state: State, step: dict[str, Any], failure: dict[str, Any]) -> Decision:
     """The step fails for good: a StepError caused by ``failure``, its last one."""
     seq, attempt = step["seq"], step["attempt"]
-    final = failure_record(
-        f"step {step['step_name']!r} (seq {seq}) failed after {attempt} "
-        f"attempt{'s' if attempt != 1 else ''}: {failure['message']}",
-        type_name="StepError",
-        kind="step",
-        cause=failure,
-    )
+    final = step_failed(step["step_name"], seq, attempt, failure)
     return Decision(
         [("StepFailed", {"seq": seq, "attempt": attempt, "failure": final})], state["run_id"]
     )

@@ -31,6 +31,18 @@ def failure_record(
     }
 
 
+def step_failed(step_name: str, seq: int, attempts: int, last: Failure) -> Failure:
+    """What a step that failed for good raises in workflow code: a StepError caused by its
+    last failure. Side effects fail the same way, after their one attempt."""
+    return failure_record(
+        f"step {step_name!r} (seq {seq}) failed after {attempts} "
+        f"attempt{'s' if attempts != 1 else ''}: {last['message']}",
+        type_name="StepError",
+        kind="step",
+        cause=last,
+    )
+
+
 def step_timeout_message(step_name: str, attempt: int, kind: str, limit_ms: int) -> str:
     """The message of a step attempt's timeout, whether the processor's timer or the
     worker's own deadline saw it first: the same failure either way."""

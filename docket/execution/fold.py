@@ -285,6 +285,7 @@ HANDLERS: dict[str, Callable[..., State]] = {
     "ExternalSignalFailed": _signal_settled,
     "WorkflowTimedOut": _timed_out,
     "RecordEmitted": lambda state, event, body: state,  # the record went out with the event
+    "SideEffectRecorded": lambda state, event, body: state,  # the code had its outcome at once
     "WorkflowCompleted": _close(COMPLETED),
     "WorkflowFailed": _close(FAILED),
 }

@@ -19,7 +19,8 @@ turns it off. Marking a run costs about a microsecond; the watchdog sleeps other
 
 What it cannot stop: code that catches every exception inside its own loop, and a call
 into C that holds the GIL (the watchdog cannot run then). Replaying an uncached run's
-history is not timed (it replays code that ran before), only the new activation is.
+history is not timed (it replays code that ran before), only the new activation is; nor
+is a side effect's function, which may do I/O (`suspended`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from types import FrameType
 
 from docket.errors import DeadlockError
@@ -83,6 +85,19 @@ class _Run:
 
 
 _UNGUARDED = contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def suspended() -> Iterator[None]:
+    """Around a call that is not workflow code, though it runs within an activation (a side
+    effect): it may take its time, and the run's clock starts again after it."""
+    global _running
+    running, _running = _running, None
+    try:
+        yield
+    finally:
+        if running is not None:
+            _running = (next(_runs), running[1], running[2], time.monotonic())
 
 
 _runs = itertools.count()
@@ -155,4 +170,4 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     raise _raised
 
 
-__all__ = ["DEFAULT_TIMEOUT_S", "SIGNAL", "DeadlockGuard"]
+__all__ = ["DEFAULT_TIMEOUT_S", "SIGNAL", "DeadlockGuard", "suspended"]

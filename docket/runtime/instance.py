@@ -23,8 +23,10 @@ from docket.context import ContinueAsNew, WorkflowContext
 from docket.definitions import Step, Workflow
 from docket.emission import encode_headers, encode_value, record_id, record_problem
 from docket.errors import CancelledError, SerializationError, WorkflowError
+from docket.execution.failures import step_failed
 from docket.execution.ids import continued_run_id
 from docket.retry import MAX_DURATION_S, RetryPolicy, whole_ms
+from docket.runtime import deadlock
 from docket.runtime.location import user_location
 from docket.runtime.loop import DeterministicLoop
 from docket.runtime.messages import Mailbox
@@ -38,7 +40,7 @@ _NO_RETRY = RetryPolicy(maximum_attempts=1).to_record()
 class Command:
     """What workflow code asked for: an event body to record, plus local work to run."""
 
-    kind: str  # StepScheduled | TimerStarted | WorkflowCompleted | WorkflowFailed
+    kind: str  # StepScheduled | TimerStarted | SideEffectRecorded | WorkflowCompleted | ...
     body: dict[str, Any]
     location: str = ""
     local_call: Callable[[], Any] | None = None  # for local steps and side effects
@@ -83,6 +85,8 @@ class WorkflowInstance:
         self._timer_seqs: dict[int, int] = {}  # id(handle) -> seq, while pending
         self._commands: list[Command] = []
         self.local_calls: dict[int, Callable[[], Any]] = {}  # pending local steps, for retries
+        # seq -> SideEffectRecorded body, for the activation being replayed (see matching.py)
+        self.recorded_side_effects: dict[int, dict[str, Any]] = {}
         self._main: asyncio.Task[Any] | None = None
         self._location_hint = ""
         self.obj: Any = None  # the class workflow's instance, shared by its handlers
@@ -405,7 +409,57 @@ class WorkflowInstance:
         return await self.schedule_side_effect(fn, location)
 
     def schedule_side_effect(self, fn: Callable[[], Any], location: str) -> asyncio.Future[Any]:
+        """A synchronous ``fn`` runs now, within the activation, and its outcome is recorded
+        as one SideEffectRecorded event: the code goes on at once, with no second
+        activation. An async one (or one that returns an awaitable) cannot run inside
+        workflow code's loop: it becomes a local step, run after the activation. Replays
+        return what was recorded, either way."""
         seq = self.next_seq()
+        if self.replaying:
+            recorded = self.recorded_side_effects.pop(seq, None)
+            if recorded is not None:
+                self._commands.append(Command("SideEffectRecorded", recorded, location))
+                return self._side_effect_outcome(recorded)
+            # else recorded as a local step (below), or history holds something else here
+        elif not inspect.iscoroutinefunction(fn):
+            outcome = self._run_side_effect_now(fn, seq)
+            if isinstance(outcome, dict):
+                self._commands.append(Command("SideEffectRecorded", outcome, location))
+                return self._side_effect_outcome(outcome)
+            fn = functools.partial(_awaiting, outcome)  # it returned an awaitable
+        return self._side_effect_as_local_step(seq, fn, location)
+
+    def _run_side_effect_now(self, fn: Callable[[], Any], seq: int) -> dict[str, Any] | Any:
+        """The SideEffectRecorded body of running ``fn``; or the awaitable it returned."""
+        try:
+            with deadlock.suspended():  # it may do I/O: not workflow code stuck in a loop
+                value = call_without_exit(fn, f"side effect in workflow {self.workflow_type!r}")
+            if inspect.isawaitable(value):
+                return value
+            result = to_payload(value, where=f"result of side effect (seq {seq})")
+        except Exception as exc:  # the code sees a StepError, as from a failed step
+            failure = step_failed("side_effect", seq, 1, to_failure(exc))
+            return {"seq": seq, "result": None, "failure": failure}
+        return {"seq": seq, "result": result, "failure": None}
+
+    def _side_effect_outcome(self, body: dict[str, Any]) -> asyncio.Future[Any]:
+        """A future that holds the recorded outcome: live and in replays, the code gets the
+        value decoded from the record, so both see the same (a tuple comes back a list)."""
+        future = self.loop.create_future()
+        if body["failure"] is not None:
+            future.set_exception(from_failure(body["failure"]))
+            return future
+        try:
+            future.set_result(
+                from_payload(body["result"], where=f"result of side effect (seq {body['seq']})")
+            )
+        except SerializationError as exc:  # surfaces at the workflow's await
+            future.set_exception(exc)
+        return future
+
+    def _side_effect_as_local_step(
+        self, seq: int, fn: Callable[[], Any], location: str
+    ) -> asyncio.Future[Any]:
         body = {
             "seq": seq,
             "step_name": "side_effect",
@@ -464,6 +518,10 @@ def _delivery_order(event: dict[str, Any]) -> int:
 
 async def _raise(exc: BaseException) -> Any:
     raise exc
+
+
+async def _awaiting(awaitable: Any) -> Any:
+    return await awaitable
 
 
 def bind_check(

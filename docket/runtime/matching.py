@@ -4,7 +4,9 @@ History groups events by activation: the resolution events an activation saw (st
 step completed, timer fired, ...) and the events recording what the code then asked for
 (step scheduled, timer started, completed). Replay feeds each activation's resolutions and
 compares the commands, in order, to the recorded ones: kind, seq, and for steps, children and
-signals sent, their names and arguments must match.
+signals sent, their names and arguments must match. A side effect that ran within its
+activation is a command event that carries its outcome: the replayed code gets that
+outcome when it asks for the side effect, and the fn does not run again.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from docket.runtime.instance import Command, WorkflowInstance
 COMMAND_EVENTS = frozenset(
     {
         "StepScheduled",
+        "SideEffectRecorded",
         "TimerStarted",
         "TimerCancelled",
         "StepCancelRequested",
@@ -38,6 +41,8 @@ COMMAND_EVENTS = frozenset(
 def _describe(kind: str, body: dict[str, Any]) -> str:
     if kind == "StepScheduled":
         return f"step {body['step_name']!r} at seq {body['seq']}"
+    if kind == "SideEffectRecorded":
+        return f"a side effect at seq {body['seq']}"
     if kind == "TimerStarted":
         return f"a timer at seq {body['seq']}"
     if kind == "TimerCancelled":
@@ -89,7 +94,13 @@ def _same(command: Command, kind: str, body: dict[str, Any]) -> bool:
             and command.body["args"] == body["args"]
             and command.body["kwargs"] == body["kwargs"]
         )
-    if kind in ("TimerStarted", "TimerCancelled", "StepCancelRequested", "ChildCancelRequested"):
+    if kind in (
+        "SideEffectRecorded",  # what it returned is not compared: a replay returns the record
+        "TimerStarted",
+        "TimerCancelled",
+        "StepCancelRequested",
+        "ChildCancelRequested",
+    ):
         return bool(command.body["seq"] == body["seq"])
     if kind == "ChildWorkflowScheduled":
         return bool(
@@ -113,6 +124,8 @@ def _same(command: Command, kind: str, body: dict[str, Any]) -> bool:
         return all(command.body[k] == body[k] for k in ("seq", "topic", "key", "value", "headers"))
     return True
 
+
+SIDE_EFFECT = "SideEffectRecorded"
 
 # Events that close a run from outside, in the batch that decided them: the code never ran
 # the resolutions recorded just before them in that batch.
@@ -152,12 +165,16 @@ def replay(instance: WorkflowInstance, events: Iterable[dict[str, Any]]) -> list
         return []
     finally:
         instance.replaying = False
+        instance.recorded_side_effects = {}
 
 
 def _check(
     instance: WorkflowInstance, resolutions: list[dict[str, Any]], recorded: list[dict[str, Any]]
 ) -> None:
     now_us = (resolutions or recorded)[0]["ts_us"]
+    instance.recorded_side_effects = {  # what the code's side effects return, as they ran
+        body["seq"]: body for kind, body in (e["body"] for e in recorded) if kind == SIDE_EFFECT
+    }
     commands = instance.activate(resolutions, now_us)
     where = (
         f"workflow {instance.workflow_type!r} (workflow_id={instance.workflow_id}, "

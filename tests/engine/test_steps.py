@@ -120,10 +120,14 @@ async def deterministic_helpers(ctx: docket.WorkflowContext) -> list[str]:
     return [*first, drawn]
 
 
+async def never_awaited() -> str:
+    return "never awaited"
+
+
 @app.workflow
 async def leaves_a_local_step(ctx: docket.WorkflowContext) -> str:
     asyncio.get_running_loop().create_task(ctx.local_step(double, 1))  # never awaited
-    asyncio.ensure_future(ctx.side_effect(lambda: "never awaited"))
+    asyncio.ensure_future(ctx.side_effect(never_awaited))  # async: a local step too
     await asyncio.sleep(0)
     return "returned"
 

@@ -159,6 +159,7 @@ EVENT_BODIES: dict[str, dict[str, Any]] = {
     "UpdateCompleted": {"update_id": "u-1", "result": None, "failure": failure()},
     "RecordEmitted": {"seq": 5, "topic": "orders", "key": "o-1", "value": b'{"total":10}',
                       "headers": {"trace": b"\x00\xff"}},
+    "SideEffectRecorded": {"seq": 6, "result": payload([7, "seven"]), "failure": None},
     "CancelRequested": {"reason": "stop"},
     "WorkflowCancelled": {"failure": failure()},
     "WorkflowCompleted": {"result": payload({"total": 10})},

@@ -208,6 +208,10 @@ def test_every_event_type_folds_and_bumps_last_event_id() -> None:
           activation=2)
     assert {k: v for k, v in h.state.items() if k != "last_event_id"} == {
         k: v for k, v in before.items() if k != "last_event_id"}  # the record is only an output
+    before = dict(h.state)
+    h.add("SideEffectRecorded", {"seq": 12, "result": to_payload(7), "failure": None}, activation=2)
+    assert {k: v for k, v in h.state.items() if k != "last_event_id"} == {
+        k: v for k, v in before.items() if k != "last_event_id"}  # the code had the outcome
     h.add("StepFailed", {"seq": 3, "attempt": 1, "failure": failure()}, activation=3)
     h.add("WorkflowFailed", {"failure": failure()}, activation=3, ts_us=T0 + 20)
     kinds = {e["body"][0] for e in h.events} | {"WorkflowCompleted", "WorkflowTerminated",

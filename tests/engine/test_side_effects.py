@@ -1,0 +1,90 @@
+"""ctx.side_effect through the engine: a synchronous one runs once, within its activation,
+whatever the cache does; a slow one is not taken for stuck code; an asynchronous one is a
+local step."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+import docket
+from docket.config import Settings
+
+app = docket.App("side-effects")
+ran: list[str] = []
+
+
+def ticket() -> str:
+    ran.append("ticket")
+    return f"ticket-{len(ran)}"
+
+
+def slow_ticket() -> str:
+    time.sleep(0.8)  # I/O, say: longer than the deadlock timeout of the test below
+    return "slow ticket"
+
+
+async def fetched() -> str:
+    await asyncio.sleep(0.01)
+    return "fetched"
+
+
+@app.workflow
+async def draws_then_sleeps(ctx: docket.WorkflowContext) -> list[str]:
+    first = await ctx.side_effect(ticket)
+    await ctx.sleep(0.05)
+    second = await ctx.side_effect(ticket)
+    await ctx.sleep(0.05)
+    return [first, second]
+
+
+@app.workflow
+async def waits_for_a_slow_one(ctx: docket.WorkflowContext) -> str:
+    return await ctx.side_effect(slow_ticket)
+
+
+@app.workflow
+async def awaits_one(ctx: docket.WorkflowContext) -> list[str]:
+    by_function = await ctx.side_effect(fetched)
+    by_lambda = await ctx.side_effect(lambda: fetched())  # sync, but returns a coroutine
+    return [by_function, by_lambda]
+
+
+@pytest.mark.parametrize("cache_size", [None, 0], ids=["cached", "always-replay"])
+async def test_a_side_effect_runs_once_and_each_activation_sees_its_record(
+    tmp_path: Path, cache_size: int | None
+) -> None:
+    ran.clear()
+    async with docket.Engine(app, data_dir=tmp_path, workflow_cache_size=cache_size) as engine:
+        handle = await engine.client.start(draws_then_sleeps)
+        assert await handle.result(timeout=10) == ["ticket-1", "ticket-2"]
+        assert ran == ["ticket", "ticket"]  # always-replay re-ran the code, not the fn
+        history = await handle.history()
+    kinds = [e.type for e in history]
+    assert kinds == [
+        "WorkflowStarted", "SideEffectRecorded", "TimerStarted",
+        "TimerFired", "SideEffectRecorded", "TimerStarted",
+        "TimerFired", "WorkflowCompleted",
+    ]
+    assert history[1].attributes["result"]["data"] == b'"ticket-1"'
+
+
+async def test_a_slow_side_effect_is_not_stopped_as_stuck_code(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, deadlock_timeout_s=0.3)
+    async with docket.Engine(app, settings=settings) as engine:
+        handle = await engine.client.start(waits_for_a_slow_one)
+        assert await handle.result(timeout=10) == "slow ticket"
+        assert "CommandsDeferred" not in [e.type for e in await handle.history()]
+
+
+async def test_an_awaitable_side_effect_is_a_local_step(tmp_path: Path) -> None:
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(awaits_one)
+        assert await handle.result(timeout=10) == ["fetched", "fetched"]
+        history = await handle.history()
+    scheduled = [e.attributes["step_name"] for e in history if e.type == "StepScheduled"]
+    assert scheduled == ["side_effect", "side_effect"]
+    assert "SideEffectRecorded" not in [e.type for e in history]
