@@ -718,7 +718,8 @@ class ExecutionProcessor:
         stored = [EVENTS.decode(v) for v in self._history_values(state)] if activation > 1 else []
         events = stored + batch.runs.get((workflow_id, run_id), [])  # this batch's: already dicts
         earlier = [e for e in events if e["activation"] != activation]
-        replay(instance, earlier)
+        if earlier:  # else a new run: nothing to bring it up to
+            replay(instance, earlier)
         return instance
 
     def _history_values(self, state: State) -> list[bytes]:
