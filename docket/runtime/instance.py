@@ -437,7 +437,11 @@ class WorkflowInstance:
             if inspect.isawaitable(value):
                 return value
             result = to_payload(value, where=f"result of side effect (seq {seq})")
-        except Exception as exc:  # the code sees a StepError, as from a failed step
+        except KeyboardInterrupt:  # the operator stops the process: the activation runs again
+            raise
+        except BaseException as exc:  # the code sees a StepError, as from a failed step
+            # whatever fn raised (a CancelledError of its own, a library's BaseException): its
+            # seq is taken, so leaving it unrecorded would make every replay ask for another
             failure = step_failed("side_effect", seq, 1, to_failure(exc))
             return {"seq": seq, "result": None, "failure": failure}
         return {"seq": seq, "result": result, "failure": None}

@@ -12,6 +12,7 @@ import pytest
 
 import docket
 from docket.config import Settings
+from docket.replay import load_history, replay_history
 
 app = docket.App("side-effects")
 ran: list[str] = []
@@ -88,3 +89,46 @@ async def test_an_awaitable_side_effect_is_a_local_step(tmp_path: Path) -> None:
     scheduled = [e.attributes["step_name"] for e in history if e.type == "StepScheduled"]
     assert scheduled == ["side_effect", "side_effect"]
     assert "SideEffectRecorded" not in [e.type for e in history]
+
+
+class OutsideTheHierarchy(BaseException):
+    """What some libraries raise (test frameworks, green-thread timeouts): not an Exception."""
+
+
+def cancels() -> str:
+    raise asyncio.CancelledError("the side effect's own cancellation, not the workflow's")
+
+
+def escapes() -> str:
+    raise OutsideTheHierarchy("not an Exception")
+
+
+@app.workflow
+async def survives_a_failed_one(ctx: docket.WorkflowContext, which: str) -> str:
+    try:
+        await ctx.side_effect(cancels if which == "cancels" else escapes)
+    except docket.StepError as err:
+        await ctx.sleep(0.05)  # a later activation: replays the first one
+        return f"{err.__cause__.type_name}: {err.__cause__}"  # type: ignore[union-attr]
+    return "no error"
+
+
+@pytest.mark.parametrize("which", ["cancels", "escapes"])
+@pytest.mark.parametrize("cache_size", [None, 0], ids=["cached", "always-replay"])
+async def test_a_side_effect_raising_a_base_exception_is_recorded_as_its_failure(
+    tmp_path: Path, cache_size: int | None, which: str
+) -> None:
+    """Once fn has run, its outcome must be recorded: a BaseException that escaped it left
+    its seq taken with nothing recorded, so the next replay asked for a local step where
+    history held the timer (the execution stopped), and a CancelledError passed for a
+    cancellation of the whole run."""
+    async with docket.Engine(app, data_dir=tmp_path, workflow_cache_size=cache_size) as engine:
+        handle = await engine.client.start(survives_a_failed_one, which)
+        outcome = await handle.result(timeout=10)
+        await handle.export_history(tmp_path / "history.jsonl")
+    assert outcome == {
+        "cancels": "asyncio.exceptions.CancelledError: the side effect's own cancellation, "
+        "not the workflow's",
+        "escapes": "test_side_effects.OutsideTheHierarchy: not an Exception",
+    }[which]
+    assert replay_history(app, load_history(tmp_path / "history.jsonl")).ok
