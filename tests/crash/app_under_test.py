@@ -63,6 +63,29 @@ async def twenty_steps(ctx: docket.WorkflowContext, n: int) -> int:
     return total
 
 
+def draw_ticket() -> int:
+    """A side effect: appends a line to ``$CRASH_STEP_LOG.side_effects`` (as steps do to the
+    step log) and returns that file's line count, which tells each run of it apart."""
+    path = os.environ[STEP_LOG_ENV] + ".side_effects"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, b"ran\n")
+    finally:
+        os.close(fd)
+    with open(path, "rb") as lines:
+        return len(lines.read().splitlines())
+
+
+@app.workflow
+async def tickets_and_steps(ctx: docket.WorkflowContext, n: int) -> list[int]:
+    """``n`` times a side effect then a step (``record_step(i)``): the tickets drawn."""
+    tickets = []
+    for index in range(1, n + 1):
+        tickets.append(await ctx.side_effect(draw_ticket))
+        await ctx.step(record_step, index)
+    return tickets
+
+
 @app.workflow
 async def sleep_then_step(ctx: docket.WorkflowContext, seconds: float) -> int:
     """A durable sleep, then one step (``record_step(7)``, so the result is 49)."""
