@@ -248,12 +248,14 @@ class WorkflowContext:
 
     def random(self) -> _random.Random:
         """A random generator seeded by the run: the same sequence on every replay."""
+        self._instance.not_in_side_effect("random")
         if self._random is None:
             self._random = _random.Random(uuid.UUID(self.run_id).int)
         return self._random
 
     def uuid4(self) -> uuid.UUID:
         """A version-4 UUID drawn from the run's deterministic generator."""
+        self._instance.not_in_side_effect("uuid4")
         return uuid.UUID(int=self.random().getrandbits(128), version=4)
 
 

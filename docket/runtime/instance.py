@@ -87,6 +87,7 @@ class WorkflowInstance:
         self.local_calls: dict[int, Callable[[], Any]] = {}  # pending local steps, for retries
         # seq -> SideEffectRecorded body, for the activation being replayed (see matching.py)
         self.recorded_side_effects: dict[int, dict[str, Any]] = {}
+        self._in_side_effect = False  # a side effect's function is running (not_in_side_effect)
         self._main: asyncio.Task[Any] | None = None
         self._location_hint = ""
         self.obj: Any = None  # the class workflow's instance, shared by its handlers
@@ -298,6 +299,18 @@ class WorkflowInstance:
         self._seq += 1
         return self._seq
 
+    def not_in_side_effect(self, call: str) -> None:
+        """Refuse ``ctx.<call>()`` from a side effect's function: the function runs live only,
+        never in replays, so what it drew from ctx (the run's random sequence, a seq) would be
+        drawn live only, and the code after it would see other values, or ask for other
+        seqs, once replayed. Raised inside the function, this is the side effect's failure."""
+        if self._in_side_effect:
+            raise WorkflowError(
+                f"ctx.{call}() was called in the function of a side effect of workflow "
+                f"{self.workflow_type!r} ({user_location()}): that function does not run in replays, "
+                "so what it asks of ctx would differ then; call it in the workflow code"
+            )
+
     def record(self, kind: str, body: dict[str, Any], location: str) -> None:
         """Ask for an event to be recorded (replay checks it against history)."""
         self._commands.append(Command(kind, body, location))
@@ -312,6 +325,7 @@ class WorkflowInstance:
     ) -> str:
         """Record a RecordEmitted (the processor appends the record with the event); return
         the record's identity. Bad input raises here, in the workflow code that asked."""
+        self.not_in_side_effect("emit")
         problem = record_problem(topic, key, headers)
         if problem is not None:
             raise WorkflowError(
@@ -431,6 +445,7 @@ class WorkflowInstance:
 
     def _run_side_effect_now(self, fn: Callable[[], Any], seq: int) -> dict[str, Any] | Any:
         """The SideEffectRecorded body of running ``fn``; or the awaitable it returned."""
+        self._in_side_effect = True
         try:
             with deadlock.suspended():  # it may do I/O: not workflow code stuck in a loop
                 value = call_without_exit(fn, f"side effect in workflow {self.workflow_type!r}")
@@ -444,6 +459,8 @@ class WorkflowInstance:
             # seq is taken, so leaving it unrecorded would make every replay ask for another
             failure = step_failed("side_effect", seq, 1, to_failure(exc))
             return {"seq": seq, "result": None, "failure": failure}
+        finally:
+            self._in_side_effect = False
         return {"seq": seq, "result": result, "failure": None}
 
     def _side_effect_outcome(self, body: dict[str, Any]) -> asyncio.Future[Any]:

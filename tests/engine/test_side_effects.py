@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,45 @@ async def test_a_side_effect_raising_a_base_exception_is_recorded_as_its_failure
         "escapes": "test_side_effects.OutsideTheHierarchy: not an Exception",
     }[which]
     assert replay_history(app, load_history(tmp_path / "history.jsonl")).ok
+
+
+def asks_ctx(ctx: docket.WorkflowContext, call: str) -> Callable[[], str]:
+    def fn() -> str:
+        if call == "uuid4":
+            return str(ctx.uuid4())
+        return ctx.emit("side-effect-records", "from inside")
+    return fn
+
+
+@app.step
+def echo(text: str) -> str:
+    return text
+
+
+@app.workflow
+async def side_effect_asks_ctx(ctx: docket.WorkflowContext, call: str) -> str:
+    try:
+        inside = await ctx.side_effect(asks_ctx(ctx, call))
+    except docket.StepError as err:
+        inside = str(err.__cause__)
+    await ctx.sleep(0.05)  # a later activation: replays the first one
+    await ctx.step(echo, str(ctx.uuid4()))  # replays compare its argument
+    return inside
+
+
+@pytest.mark.parametrize("call", ["uuid4", "emit"])
+async def test_a_side_effect_that_asks_ctx_fails_the_same_live_and_replayed(
+    tmp_path: Path, call: str
+) -> None:
+    """fn runs only the first time, never in replays: what it drew from ctx (the run's
+    random sequence, a seq) was drawn live only, so the code after it saw other values, or
+    asked for other seqs, once replayed (a NondeterminismError). Using ctx there is an
+    error, recorded as the side effect's failure."""
+    for cache_size in (None, 0):
+        data = tmp_path / f"cache-{cache_size}"
+        async with docket.Engine(app, data_dir=data, workflow_cache_size=cache_size) as engine:
+            handle = await engine.client.start(side_effect_asks_ctx, call)
+            inside = await handle.result(timeout=10)
+            await handle.export_history(data / "history.jsonl")
+        assert replay_history(app, load_history(data / "history.jsonl")).ok
+        assert f"ctx.{call}() was called in the function of a side effect" in inside
