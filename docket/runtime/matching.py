@@ -39,6 +39,8 @@ COMMAND_EVENTS = frozenset(
 
 
 def _describe(kind: str, body: dict[str, Any]) -> str:
+    if kind == "StepScheduled" and body["local"] and body["step_name"] == "side_effect":
+        return f"a side effect at seq {body['seq']}"  # an async one, or from an older Docket
     if kind == "StepScheduled":
         return f"step {body['step_name']!r} at seq {body['seq']}"
     if kind == "SideEffectRecorded":

@@ -107,6 +107,18 @@ def test_a_step_where_a_side_effect_was_recorded_is_nondeterministic() -> None:
     assert "but history event 2 recorded a side effect at seq 1" in message
 
 
+def test_a_side_effect_where_a_step_was_recorded_is_named_as_such() -> None:
+    """Replaying, a side effect with no record takes the local-step form an older Docket
+    recorded; the error still says what the code asked for."""
+    driver = Driver(changed, "drawing")
+    driver.run(lambda name, args: double.fn(*args))
+    with pytest.raises(NondeterminismError) as caught:
+        replay(driver.fresh_instance(app), driver.events)
+    message = str(caught.value)
+    assert "asked for a side effect at seq 1 (" in message
+    assert "but history event 2 recorded step 'double' at seq 1" in message
+
+
 def test_a_history_with_the_side_effect_as_a_local_step_still_replays() -> None:
     """Dockets before SideEffectRecorded ran every side effect as a local step named
     side_effect: StepScheduled in one activation, StepCompleted opening the next."""
