@@ -7,10 +7,15 @@ the engine, and again after every restart, since the task that ran it is deliver
 Wrapped here, it becomes an ordinary failure of that code (type ``SystemExit``, retried by
 the step's policy unless listed in ``non_retryable_error_types``). ``KeyboardInterrupt``
 still goes through: it is how an operator interrupts the process.
+
+``asyncio.CancelledError`` raised by user code itself (not by a cancellation of the task
+running it) is the same kind of trouble: caught as a cancellation, it would end the
+processor's loop or leave a step unreported. `cancelled_from_outside` tells them apart.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -51,3 +56,11 @@ def call_without_exit(fn: Callable[..., T], what: str, *args: Any, **kwargs: Any
         return fn(*args, **kwargs)
     except SystemExit as exc:
         raise exit_failure(exc, what) from exc
+
+
+def cancelled_from_outside() -> bool:
+    """Whether the CancelledError being handled cancels the current task (a shutdown, a
+    timeout): asyncio counts the cancel requests a task received. Otherwise the code it
+    awaited raised it itself, and it is only that code's failure."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -40,7 +40,7 @@ from docket.faults import fault
 from docket.log.base import Log
 from docket.log.topics import Topics
 from docket.streams.host import SYNC_INTERVAL_S, PartitionGroup
-from docket.user_code import call_without_exit, without_exit
+from docket.user_code import call_without_exit, cancelled_from_outside, without_exit
 
 log = logging.getLogger("docket")
 
@@ -462,14 +462,16 @@ class Worker:
             kind = "CompleteStep"
         except CompleteAsync:
             body, kind = {}, ""  # pending: a client reports it with the task token
-        except asyncio.CancelledError:
-            if not ctx.cancel_requested:
+        except asyncio.CancelledError as exc:
+            if not ctx.cancel_requested and cancelled_from_outside():
                 raise  # not ours (shutdown): let it propagate
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()
-            cancelled = CancelledError(f"step {task['step_name']!r} was cancelled by its workflow")
-            body = {**base, "failure": to_failure(cancelled)}
+            failure: BaseException = exc  # else the step raised it itself: its failure
+            if ctx.cancel_requested:
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()
+                failure = CancelledError(f"step {task['step_name']!r} was cancelled by its workflow")
+            body = {**base, "failure": to_failure(failure)}
             kind = "FailStep"
         except Exception as exc:  # any failure is reported; the retry policy decides
             ctx.flush_heartbeat()  # the next attempt resumes from the latest details

@@ -59,6 +59,7 @@ from docket.streams.requests import (
 )
 from docket.streams.restore import open_owned
 from docket.streams.source_dedupe import SourceDedupe
+from docket.user_code import cancelled_from_outside
 from docket.worker import StepContext
 
 log = logging.getLogger("docket")
@@ -618,7 +619,9 @@ class ExecutionProcessor:
                 ),
             }
             kind = "CompleteStep"
-        except Exception as exc:  # the step's failure is data: it goes to the retry policy
+        except (Exception, asyncio.CancelledError) as exc:  # the step's failure is data
+            if isinstance(exc, asyncio.CancelledError) and cancelled_from_outside():
+                raise  # the processor is stopping; else the step raised it: a failure
             body = {
                 "run_id": state["run_id"],
                 "seq": seq,
@@ -725,8 +728,7 @@ class ExecutionProcessor:
     def _history_values(self, state: State) -> list[bytes]:
         workflow_id, run_id = state["workflow_id"], state["run_id"]
         part = self.partitions[partition_of(workflow_id, self.log.partitions)]
-        stored = list(part.store.history(workflow_id, run_id))
-        return stored
+        return list(part.store.history(workflow_id, run_id))
 
     def _scheduled(self, state: State, step: dict[str, Any], batch: Batch) -> dict[str, Any]:
         """The StepScheduled body of a pending step (from this batch, or from the store)."""

@@ -356,3 +356,41 @@ async def test_sync_steps_up_to_max_concurrency_run_at_once(tmp_path: Path) -> N
     async with docket.Engine(app, data_dir=tmp_path) as engine:
         handle = await engine.client.start(fan_out, 66)
         assert await handle.result(timeout=30) == list(range(66))
+
+
+async def raises_cancelled_itself() -> str:
+    raise asyncio.CancelledError("raised by the code, not a cancellation of its task")
+
+
+@app.step(retry=docket.RetryPolicy(maximum_attempts=1))
+async def cancels_itself() -> str:
+    return await raises_cancelled_itself()
+
+
+@app.workflow
+async def code_raising_cancelled(ctx: docket.WorkflowContext) -> list[str]:
+    outcomes = []
+    for call in (
+        lambda: ctx.side_effect(raises_cancelled_itself),  # async: a local step
+        lambda: ctx.local_step(cancels_itself),
+        lambda: ctx.step(cancels_itself),  # on the worker
+    ):
+        try:
+            await call()
+        except docket.StepError as err:
+            assert err.__cause__ is not None
+            outcomes.append(err.__cause__.type_name)
+    return outcomes
+
+
+async def test_code_that_raises_cancelled_error_itself_fails_that_step_only(
+    tmp_path: Path,
+) -> None:
+    """CancelledError from a step's own code (not a cancellation of the task running it)
+    escaped the processor's loop from a local step, ending it, and left a worker's step
+    unreported for good: it is that step's failure, like any other exception."""
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        handle = await engine.client.start(code_raising_cancelled)
+        assert await handle.result(timeout=10) == ["asyncio.exceptions.CancelledError"] * 3
+        # the processor goes on with other workflows
+        assert await (await engine.client.start(identity)).result(timeout=10)
