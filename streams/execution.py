@@ -25,17 +25,14 @@ from typing import Any
 
 from docket.app import App
 from docket.clock import Clock
-from docket.codec.failure import to_failure
-from docket.codec.payload import from_payload, to_payload
 from docket.codec.records import COMMANDS, EVENTS, STATES
 from docket.errors import (
     NondeterminismError,
     PartitionFencedError,
     SerializationError,
 )
-from docket.execution.decide import RESOLUTIONS, decide, local_attempt_timeout_ms
+from docket.execution.decide import RESOLUTIONS, decide
 from docket.execution.fold import RUN_CHAIN_KEPT, RUNNING, State, apply, clone
-from docket.execution.ids import idempotency_key
 from docket.faults import fault
 from docket.log.base import Commits, Log
 from docket.log.partitioner import partition as partition_of
@@ -48,7 +45,7 @@ from docket.streams.batch import Batch, PartitionCursor, StopExecution, write_st
 from docket.streams.closing import before_fold
 from docket.streams.handoff import CommandInbox
 from docket.streams.host import PartitionGroup
-from docket.streams.local_calls import attempt_timed_out, call_local
+from docket.streams.local_calls import run_attempt
 from docket.streams.local_replies import LocalReplies
 from docket.streams.requests import (
     REQUESTS,
@@ -59,8 +56,6 @@ from docket.streams.requests import (
 )
 from docket.streams.restore import open_owned
 from docket.streams.source_dedupe import SourceDedupe
-from docket.user_code import cancelled_from_outside
-from docket.worker import StepContext
 
 log = logging.getLogger("docket")
 
@@ -590,53 +585,7 @@ class ExecutionProcessor:
         batch: Batch,
     ) -> tuple[State, list[dict[str, Any]]]:
         """Run a local step attempt inline and decide its outcome like a worker's report."""
-        seq = scheduled["seq"]
-        pending = state["steps"][str(seq)]
-        timeout = local_attempt_timeout_ms(scheduled, pending, now_us)
-        details = (
-            from_payload(pending["heartbeat_details"]) if pending["heartbeat_details"] else None
-        )
-        step_ctx = StepContext(
-            state["workflow_id"],
-            state["run_id"],
-            state["workflow_type"],
-            scheduled["step_name"],
-            seq,
-            attempt,
-            idempotency_key(state["workflow_id"], state["run_id"], seq, attempt),
-            details,
-        )
-        scope = asyncio.timeout(timeout / 1000 if timeout else None)
-        try:
-            async with scope:
-                result = await call_local(call, step_ctx, inline=scheduled["step_name"] == "side_effect")
-            body: dict[str, Any] = {
-                "run_id": state["run_id"],
-                "seq": seq,
-                "attempt": attempt,
-                "result": to_payload(
-                    result, where=f"result of local step {scheduled['step_name']!r}"
-                ),
-            }
-            kind = "CompleteStep"
-        except (Exception, asyncio.CancelledError) as exc:  # the step's failure is data
-            if isinstance(exc, asyncio.CancelledError) and cancelled_from_outside():
-                raise  # the processor is stopping; else the step raised it: a failure
-            body = {
-                "run_id": state["run_id"],
-                "seq": seq,
-                "attempt": attempt,
-                "failure": to_failure(
-                    attempt_timed_out(scheduled, attempt, timeout or 0) if scope.expired() else exc
-                ),
-            }
-            kind = "FailStep"
-        command = {
-            "command_id": "",
-            "workflow_id": state["workflow_id"],
-            "ts_us": now_us,
-            "body": (kind, body),
-        }
+        command = await run_attempt(state, scheduled, call, attempt, now_us)
         decision = decide(  # when the attempt ended: a retry must begin before the deadline
             state,
             command,
