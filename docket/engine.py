@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -135,8 +135,8 @@ class Engine:
             )
             await self.processor.group.sync()
             await self.timers.group.sync()
-            self._spawn(self.processor.run(self._stop), "processor")
-            self._spawn(self.timers.run(self._stop), "timers")
+            self._spawn(self.processor.run(self._stop), "processor", self.processor.close)
+            self._spawn(self.timers.run(self._stop), "timers", self.timers.close)
             if self.app.signal_sources:  # groups named by the user's namespace: growth keeps them
                 self.sources = SignalSources(
                     self.app,
@@ -147,7 +147,7 @@ class Engine:
                     member_id("sources", tag),
                 )
                 await self.sources.sync()
-                self._spawn(self.sources.run(self._stop), "sources")
+                self._spawn(self.sources.run(self._stop), "sources", self.sources.close)
         processor = self.processor
         # on Kafka another machine may hold a partition: what this one has may be stale
         kafka = self.settings.bootstrap_servers is not None
@@ -172,7 +172,7 @@ class Engine:
                 self.worker.reports_to = self.processor.inbox  # no log round trip (handoff.py)
             self.worker.histories_of = reader.run_histories  # see Worker._recorded_over
             await self.worker.sync_groups()  # own task partitions before the first start
-            self._spawn(self.worker.run(self._stop), "worker")
+            self._spawn(self.worker.run(self._stop), "worker", self.worker.close)
         self._client = Client(self.log, topics, reader)
         if processor is not None:  # its replies skip the log (streams/local_replies.py)
             processor.local_replies.register(self._client.client_id, self._client.take_reply)
@@ -181,8 +181,10 @@ class Engine:
             if self._prefer_local:
                 self._client.local_workflow_id = processor.inbox.owns
 
-    def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=f"docket-{name}")
+    def _spawn(
+        self, run: Coroutine[Any, Any, None], name: str, close: Callable[[], None]
+    ) -> None:
+        task = asyncio.get_running_loop().create_task(_closing(run, close), name=f"docket-{name}")
         task.add_done_callback(self._crashed)
         self._tasks.append(task)
 
@@ -199,7 +201,8 @@ class Engine:
                 raise task.exception()  # type: ignore[misc]
 
     async def stop(self) -> None:
-        """Finish the batch in hand, report running steps, and release partitions."""
+        """Finish the batch in hand, report running steps, and release partitions: each
+        component's as soon as its loop ends (see `_closing`)."""
         self._stop.set()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -208,11 +211,19 @@ class Engine:
             if self.processor is not None:
                 self.processor.local_replies.unregister(self._client.client_id)
             await self._client.close()
-        for component in (self.worker, self.sources, self.timers, self.processor):
-            if component is not None:
-                component.close()
-        if self.processor is not None:
-            for partition in list(self.processor.partitions):
-                self.processor.partitions.pop(partition).store.close()
         if self.log is not None:
             self.log.close()
+
+
+async def _closing(run: Coroutine[Any, Any, None], close: Callable[[], None]) -> None:
+    """Run a component's loop, then close it (leave its groups, close its stores) at once,
+    whatever the others do. On a stop the processor's, timers' and sources' loops end after
+    the batch in hand, but the worker's drain lasts as long as its longest step: partitions
+    they kept meanwhile, no longer renewed, would lapse to another process, which could not
+    open their stores while this one kept them locked, and their workflows would stall. The
+    worker's reports then reach the other process's processor through the log (the inbox
+    closed with its processor: streams/handoff.py)."""
+    try:
+        await run
+    finally:
+        close()

@@ -133,8 +133,11 @@ class ExecutionProcessor:
             ids.difference_update({w for w in ids if partition_of(w, n) == partition})
 
     def close(self) -> None:
+        """Stop taking handed commands, give up the partitions, close every store still open."""
         self.inbox.close()
         self.group.leave()
+        for partition in list(self.partitions):
+            self._revoke(partition)
 
     # -- the loop -------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ Every step attempt appends ``<workflow_id> <seq> <attempt> <pid>`` to the file n
 test counts where and how often each step began. ``STEP_S`` and ``SLEEP_S`` set how long
 the first step (of the second half of the workflows; the first half's is quick, and their
 tasks come first: see tests/crash/test_crash_task_prefix.py) and the durable sleep last.
+``nap``, a workflow with no step, is for a client elsewhere to start.
 """
 
 from __future__ import annotations
@@ -56,6 +57,13 @@ async def step_sleep_steps(ctx: docket.WorkflowContext, step_s: float, sleep_s: 
     await ctx.sleep(sleep_s)
     total += await ctx.step(record, 2, 0.0)
     return total + await ctx.step(record, 3, 0.0)
+
+
+@app.workflow
+async def nap(ctx: docket.WorkflowContext, sleep_s: float) -> str:
+    """A durable sleep and no step: it needs its partition's processor and timers only."""
+    await ctx.sleep(sleep_s)
+    return "rested"
 
 
 def split(data_dir: Path) -> bool:

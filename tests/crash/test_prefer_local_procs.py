@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -21,9 +23,11 @@ from crash_harness import TOPICS, Runner
 
 import docket
 from docket.codec.records import EVENTS
+from docket.log.partitioner import partition as partition_of
 
 HERE = Path(__file__).resolve().parent
 APP = HERE / "prefer_local_app.py"
+PARTITIONS = 4  # the Settings default
 
 
 class Process:
@@ -125,16 +129,48 @@ async def results_elsewhere(tmp_path: Path, ids: list[str]) -> list[int]:
         await client.close()
 
 
-async def test_a_graceful_stop_runs_its_steps_to_the_end_before_the_other_takes_over(
+def leases_of(tmp_path: Path, pid: int, group: str) -> list[int]:
+    """The partitions of ``group`` (processor, timers, worker.default) leased to ``pid``."""
+    uri = f"file:{tmp_path / 'data' / 'log.sqlite3'}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+        rows = db.execute("SELECT partition, owner FROM leases WHERE grp=?", (TOPICS.group(group),))
+        return sorted(p for p, owner in rows if owner.split(":")[1] == str(pid))
+
+
+async def naps_elsewhere(tmp_path: Path, partitions: list[int], timeout: float) -> list[str]:
+    """Start a `nap` on each partition from a client in this (third) process; their results."""
+    client = docket.Client.connect(data_dir=tmp_path / "data")
+    try:
+        ids = [
+            next(w for i in itertools.count() if partition_of(w := f"nap-{p}-{i}", PARTITIONS) == p)
+            for p in partitions
+        ]
+        handles = [await client.start("nap", 0.2, workflow_id=w) for w in ids]
+        return list(await asyncio.gather(*(h.result(timeout=timeout) for h in handles)))
+    finally:
+        await client.close()
+
+
+async def test_a_graceful_stop_hands_its_workflows_over_at_once_and_runs_its_steps_to_the_end(
     tmp_path: Path,
 ) -> None:
-    """A step longer than the session timeout (6 s) still runs once: the stopping process
-    keeps its partitions while it waits for the step, not only for the first 6 s (after
-    which the other process ran the step a second time, alongside)."""
-    async with two_processes(tmp_path, 3, STEP_S="9", SLEEP_S="0.1") as a:
+    """A stopping process gives up its processor and timer partitions as soon as their
+    loops end, not once its worker has drained: workflows started on them meanwhile finish
+    in the other process within seconds (they waited for the whole drain, the other process
+    unable to open the stores the stopping one kept locked). Its worker still runs its steps
+    to the end, once, even past the session timeout (6 s): it keeps their task partitions
+    while it waits for them (without that, the other process ran them a second time)."""
+    async with two_processes(tmp_path, 3, STEP_S="10", SLEEP_S="0.1") as a:
         ids = a.ids()
         await until_steps_began(tmp_path, ids, 1)
+        held = leases_of(tmp_path, a.proc.pid, "processor")
+        assert held and held == leases_of(tmp_path, a.proc.pid, "timers")
         a.proc.send_signal(signal.SIGTERM)
+        began = time.monotonic()
+        assert await naps_elsewhere(tmp_path, held, timeout=20) == ["rested"] * len(held)
+        took = time.monotonic() - began
+        assert took < 5 and a.proc.poll() is None, f"the naps took {took:.1f} s:\n{a.output()}"
+
         assert await a.exited() == 0, a.output()
         assert "STOPPED" in a.output()
         first_steps = [(w, p) for w, s, _, p in step_runs(tmp_path) if s == 1 and w in ids]
