@@ -114,6 +114,15 @@ class Engine:
         await self.stop()
 
     async def start(self) -> None:
+        """Open the log, take partitions and start the components' loops. Should any of it
+        fail, what was opened is closed again (stores, groups, the log) before it raises."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         settings = self.settings
         self.log = open_log(settings)
         topics = Topics(self.log.namespace)
@@ -204,9 +213,14 @@ class Engine:
         """Finish the batch in hand, report running steps, and release partitions: each
         component's as soon as its loop ends (see `_closing`)."""
         self._stop.set()
+        spawned = {task.get_name() for task in self._tasks}
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        components = {"worker": self.worker, "sources": self.sources, "timers": self.timers}
+        for name, component in {**components, "processor": self.processor}.items():
+            if component is not None and f"docket-{name}" not in spawned:
+                component.close()  # a start that failed before its loop began: what it opened
         if self._client is not None:
             if self.processor is not None:
                 self.processor.local_replies.unregister(self._client.client_id)

@@ -217,3 +217,23 @@ async def test_list_filters(tmp_path: Path) -> None:
         running = await engine.client.list(status="running")
         assert [d.workflow_id for d in running] == [slow.workflow_id]
         assert len(await engine.client.list(workflow_type="hello")) == 1
+
+
+async def test_a_start_that_fails_partway_closes_what_it_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The processor had opened its stores when the timer service failed to take its
+    partitions: nothing closed them, so the next engine in this process could not open
+    them (RocksDB's lock)."""
+    from docket.streams.timers import TimerService
+
+    async def disk_full(self: TimerService, partition: int) -> None:
+        raise OSError("No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(TimerService, "_assign", disk_full)
+        with pytest.raises(OSError, match="No space left"):
+            async with docket.Engine(app, data_dir=tmp_path):
+                pass
+    async with docket.Engine(app, data_dir=tmp_path) as engine:
+        assert await (await engine.client.start(hello, "again")).result(timeout=10)
