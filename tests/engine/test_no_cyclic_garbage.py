@@ -8,8 +8,10 @@ processor disposes of a closed instance and the worker drops a finished step's t
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import sys
+import weakref
 from collections import Counter
 from pathlib import Path
 
@@ -114,6 +116,9 @@ async def test_finished_workflows_leave_no_cyclic_garbage(tmp_path: Path) -> Non
     assert not found, f"cyclic garbage left by finished workflows: {dict(found)}"
 
 
+_IN_FLIGHT = (asyncio.TimerHandle, contextvars.Context, weakref.ReferenceType)
+
+
 @cached_path_only
 async def test_closed_runs_leave_nothing_behind_in_a_long_running_engine(tmp_path: Path) -> None:
     """What an engine holds must not grow with the runs that closed. It did: the processor
@@ -130,9 +135,13 @@ async def test_closed_runs_leave_nothing_behind_in_a_long_running_engine(tmp_pat
             ]
 
         async def tracked() -> int:
+            """Tracked objects but asyncio's bookkeeping of what is in flight as they are
+            counted (timer handles, their contexts, the weak references of its task set):
+            that moves by 150 either way with the timing, and a loaded CI machine took it
+            for growth. The rest grows by 30-50 here (thread pools filling up)."""
             await asyncio.sleep(0.1)  # what the runs' gather held goes
             gc.collect()
-            return len(gc.get_objects())
+            return sum(1 for o in gc.get_objects() if not isinstance(o, _IN_FLIGHT))
 
         await run([f"warm-{i}" for i in range(50)])
         before = await tracked()
