@@ -160,6 +160,8 @@ def replay(instance: WorkflowInstance, events: Iterable[dict[str, Any]]) -> list
                 pending, expected = [], []
             activation = event["activation"]
             (pending if kind in RESOLUTIONS else expected).append(event)
+            if kind == SIDE_EFFECT:  # what the code's side effect returns when it asks for it
+                instance.recorded_side_effects[event["body"][1]["seq"]] = event["body"][1]
         if pending and not expected and closed_from_outside:
             return instance.activate(pending, pending[0]["ts_us"])
         if pending or expected:
@@ -167,16 +169,13 @@ def replay(instance: WorkflowInstance, events: Iterable[dict[str, Any]]) -> list
         return []
     finally:
         instance.replaying = False
-        instance.recorded_side_effects = {}
+        instance.recorded_side_effects.clear()  # those the code never asked for: it changed
 
 
 def _check(
     instance: WorkflowInstance, resolutions: list[dict[str, Any]], recorded: list[dict[str, Any]]
 ) -> None:
     now_us = (resolutions or recorded)[0]["ts_us"]
-    instance.recorded_side_effects = {  # what the code's side effects return, as they ran
-        body["seq"]: body for kind, body in (e["body"] for e in recorded) if kind == SIDE_EFFECT
-    }
     commands = instance.activate(resolutions, now_us)
     where = (
         f"workflow {instance.workflow_type!r} (workflow_id={instance.workflow_id}, "
