@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -32,10 +33,12 @@ async def shout(text: str) -> str:
 class Greeter:
     def __init__(self) -> None:
         self.names: list[str] = []
+        self.complete_at = 0.0
 
     @docket.run
     async def run(self, ctx: docket.WorkflowContext, count: int) -> list[str]:
         await ctx.wait_until(lambda: len(self.names) >= count)
+        self.complete_at = await ctx.side_effect(time.time)  # recorded; replays return it
         await ctx.sleep(0.3)  # a durable timer, through the timer service on Kafka
         return [await ctx.step(shout, name) for name in self.names]
 
@@ -64,6 +67,7 @@ async def test_signals_queries_updates_timers_and_steps(kafka: Broker, tmp_path:
         assert await handle.result(timeout=30) == ["ADA", "GRACE", "LINUS"]
         kinds = [e.type for e in await handle.history()]
         assert kinds.count("SignalReceived") == 2 and "TimerFired" in kinds
+        assert "SideEffectRecorded" in kinds
 
 
 async def test_runs_without_transactions(
