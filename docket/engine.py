@@ -8,7 +8,7 @@ import logging
 import os
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from docket.app import App
 from docket.client import Client
@@ -27,6 +27,14 @@ from docket.streams.timers import TimerService
 from docket.worker import Worker
 
 log = logging.getLogger("docket")
+
+
+class _Component(Protocol):
+    """The processor, the timer service, the signal sources and the worker."""
+
+    def run(self, stop: asyncio.Event) -> Coroutine[Any, Any, None]: ...
+
+    def close(self) -> None: ...
 
 
 class Engine:
@@ -86,6 +94,7 @@ class Engine:
         self._cache_size = 0 if self.settings.always_replay else cache
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._spawned: list[_Component] = []  # closed by their tasks, as their loops end
         self._client: Client | None = None
         self.log: Log | None = None
         self.processor: ExecutionProcessor | None = None
@@ -144,8 +153,8 @@ class Engine:
             )
             await self.processor.group.sync()
             await self.timers.group.sync()
-            self._spawn(self.processor.run(self._stop), "processor", self.processor.close)
-            self._spawn(self.timers.run(self._stop), "timers", self.timers.close)
+            self._spawn(self.processor, "processor")
+            self._spawn(self.timers, "timers")
             if self.app.signal_sources:  # groups named by the user's namespace: growth keeps them
                 self.sources = SignalSources(
                     self.app,
@@ -156,7 +165,7 @@ class Engine:
                     member_id("sources", tag),
                 )
                 await self.sources.sync()
-                self._spawn(self.sources.run(self._stop), "sources", self.sources.close)
+                self._spawn(self.sources, "sources")
         processor = self.processor
         # on Kafka another machine may hold a partition: what this one has may be stale
         kafka = self.settings.bootstrap_servers is not None
@@ -181,7 +190,7 @@ class Engine:
                 self.worker.reports_to = self.processor.inbox  # no log round trip (handoff.py)
             self.worker.histories_of = reader.run_histories  # see Worker._recorded_over
             await self.worker.sync_groups()  # own task partitions before the first start
-            self._spawn(self.worker.run(self._stop), "worker", self.worker.close)
+            self._spawn(self.worker, "worker")
         self._client = Client(self.log, topics, reader)
         if processor is not None:  # its replies skip the log (streams/local_replies.py)
             processor.local_replies.register(self._client.client_id, self._client.take_reply)
@@ -190,10 +199,10 @@ class Engine:
             if self._prefer_local:
                 self._client.local_workflow_id = processor.inbox.owns
 
-    def _spawn(
-        self, run: Coroutine[Any, Any, None], name: str, close: Callable[[], None]
-    ) -> None:
-        task = asyncio.get_running_loop().create_task(_closing(run, close), name=f"docket-{name}")
+    def _spawn(self, component: _Component, name: str) -> None:
+        run = _closing(component.run(self._stop), component.close)
+        task = asyncio.get_running_loop().create_task(run, name=f"docket-{name}")
+        self._spawned.append(component)
         task.add_done_callback(self._crashed)
         self._tasks.append(task)
 
@@ -213,14 +222,13 @@ class Engine:
         """Finish the batch in hand, report running steps, and release partitions: each
         component's as soon as its loop ends (see `_closing`)."""
         self._stop.set()
-        spawned = {task.get_name() for task in self._tasks}
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        components = {"worker": self.worker, "sources": self.sources, "timers": self.timers}
-        for name, component in {**components, "processor": self.processor}.items():
-            if component is not None and f"docket-{name}" not in spawned:
+        for component in (self.worker, self.sources, self.timers, self.processor):
+            if component is not None and component not in self._spawned:
                 component.close()  # a start that failed before its loop began: what it opened
+        self._spawned.clear()
         if self._client is not None:
             if self.processor is not None:
                 self.processor.local_replies.unregister(self._client.client_id)

@@ -463,14 +463,14 @@ class Worker:
         except CompleteAsync:
             body, kind = {}, ""  # pending: a client reports it with the task token
         except asyncio.CancelledError as exc:
-            if not ctx.cancel_requested and cancelled_from_outside():
-                raise  # not ours (shutdown): let it propagate
-            failure: BaseException = exc  # else the step raised it itself: its failure
+            failure: BaseException = exc  # unless cancelled, the step raised it itself
             if ctx.cancel_requested:
                 current = asyncio.current_task()
                 if current is not None:
                     current.uncancel()
                 failure = CancelledError(f"step {task['step_name']!r} was cancelled by its workflow")
+            elif cancelled_from_outside():
+                raise  # not ours (shutdown): let it propagate
             body = {**base, "failure": to_failure(failure)}
             kind = "FailStep"
         except Exception as exc:  # any failure is reported; the retry policy decides

@@ -39,12 +39,11 @@ COMMAND_EVENTS = frozenset(
 
 
 def _describe(kind: str, body: dict[str, Any]) -> str:
-    if kind == "StepScheduled" and body["local"] and body["step_name"] == "side_effect":
-        return f"a side effect at seq {body['seq']}"  # an async one, or from an older Docket
+    as_local_step = kind == "StepScheduled" and body["local"] and body["step_name"] == "side_effect"
+    if kind == "SideEffectRecorded" or as_local_step:  # async, or from an older Docket
+        return f"a side effect at seq {body['seq']}"
     if kind == "StepScheduled":
         return f"step {body['step_name']!r} at seq {body['seq']}"
-    if kind == "SideEffectRecorded":
-        return f"a side effect at seq {body['seq']}"
     if kind == "TimerStarted":
         return f"a timer at seq {body['seq']}"
     if kind == "TimerCancelled":
@@ -127,8 +126,6 @@ def _same(command: Command, kind: str, body: dict[str, Any]) -> bool:
     return True
 
 
-SIDE_EFFECT = "SideEffectRecorded"
-
 # Events that close a run from outside, in the batch that decided them: the code never ran
 # the resolutions recorded just before them in that batch.
 CLOSED_FROM_OUTSIDE = frozenset({"WorkflowTerminated", "WorkflowTimedOut"})
@@ -160,7 +157,7 @@ def replay(instance: WorkflowInstance, events: Iterable[dict[str, Any]]) -> list
                 pending, expected = [], []
             activation = event["activation"]
             (pending if kind in RESOLUTIONS else expected).append(event)
-            if kind == SIDE_EFFECT:  # what the code's side effect returns when it asks for it
+            if kind == "SideEffectRecorded":  # what the code's side effect returns when it asks for it
                 instance.recorded_side_effects[event["body"][1]["seq"]] = event["body"][1]
         if pending and not expected and closed_from_outside:
             return instance.activate(pending, pending[0]["ts_us"])

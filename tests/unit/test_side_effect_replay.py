@@ -97,12 +97,18 @@ def test_a_failed_side_effect_is_a_step_error_live_and_in_replays() -> None:
     assert calls == ["refuse"]
 
 
-def test_a_step_where_a_side_effect_was_recorded_is_nondeterministic() -> None:
-    driver = Driver(app, "drawing")
-    driver.run()
+def replay_error(recorded_by: docket.App, replayed_by: docket.App) -> str:
+    """The NondeterminismError of replaying ``drawing`` as ``recorded_by`` ran it with the
+    code of ``replayed_by``."""
+    driver = Driver(recorded_by, "drawing")
+    driver.run(lambda name, args: double.fn(*args))
     with pytest.raises(NondeterminismError) as caught:
-        replay(driver.fresh_instance(changed), driver.events)
-    message = str(caught.value)
+        replay(driver.fresh_instance(replayed_by), driver.events)
+    return str(caught.value)
+
+
+def test_a_step_where_a_side_effect_was_recorded_is_nondeterministic() -> None:
+    message = replay_error(app, changed)
     assert "asked for step 'double' at seq 1 (" in message
     assert "but history event 2 recorded a side effect at seq 1" in message
 
@@ -110,11 +116,7 @@ def test_a_step_where_a_side_effect_was_recorded_is_nondeterministic() -> None:
 def test_a_side_effect_where_a_step_was_recorded_is_named_as_such() -> None:
     """Replaying, a side effect with no record takes the local-step form an older Docket
     recorded; the error still says what the code asked for."""
-    driver = Driver(changed, "drawing")
-    driver.run(lambda name, args: double.fn(*args))
-    with pytest.raises(NondeterminismError) as caught:
-        replay(driver.fresh_instance(app), driver.events)
-    message = str(caught.value)
+    message = replay_error(changed, app)
     assert "asked for a side effect at seq 1 (" in message
     assert "but history event 2 recorded step 'double' at seq 1" in message
 
